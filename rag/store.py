@@ -1,0 +1,246 @@
+"""The on-disk index: versioned directories swapped in atomically, verified on load. No pickle.
+
+Layout of an index dir:
+    CURRENT                 name of the live version (replaced with an atomic rename)
+    versions/<name>/        manifest.json, dense.faiss, bm25/*, chunks.jsonl, documents.jsonl
+A build writes a temp dir beside the versions, fsyncs it, renames it into place, then flips CURRENT.
+A process killed at any point leaves CURRENT naming a whole, verified version. Chunking and
+embedding happen elsewhere; this module only persists and loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from rag.types import Chunk, Document
+
+FORMAT_VERSION = 1
+REBUILD_HINT = "rebuild it with `rag index --rebuild`"
+
+
+@dataclass
+class IndexData:
+    """The whole content of one index version, in memory."""
+
+    documents: list[Document]
+    chunks: list[Chunk]
+    vectors: np.ndarray  # (len(chunks), dim) float32, row i is chunks[i]
+    manifest: dict
+
+
+@dataclass
+class LoadedIndex:
+    """An index version opened for search: documents, chunks, manifest, and the FAISS and BM25 structures."""
+
+    path: Path
+    documents: list[Document]
+    chunks: list[Chunk]
+    manifest: dict
+    dense: object  # faiss.Index
+    bm25: object  # bm25s.BM25
+
+    def vectors(self) -> np.ndarray:
+        """All chunk vectors, row i for chunks[i] (copied out of the flat FAISS index)."""
+        if not self.dense.ntotal:
+            return np.zeros((0, self.dense.d), dtype=np.float32)
+        return self.dense.reconstruct_n(0, self.dense.ntotal)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+class IndexStore:
+    """Reads and writes the versioned index directory at `root`."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    @property
+    def versions(self) -> Path:
+        return self.root / "versions"
+
+    def current(self) -> Path | None:
+        """The live version directory, or None when nothing was ever built here."""
+        try:
+            name = (self.root / "CURRENT").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        return self.versions / name
+
+    @contextlib.contextmanager
+    def writer_lock(self) -> Iterator[None]:
+        """One writer at a time per index dir; readers never wait."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def write(self, data: IndexData) -> Path:
+        """Persist `data` as a new version and make it current, atomically. Call under writer_lock."""
+        import faiss
+
+        self.versions.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temps()
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
+        try:
+            _write_jsonl(tmp / "documents.jsonl", [d.to_dict() for d in data.documents])
+            _write_jsonl(tmp / "chunks.jsonl", [c.to_dict() for c in data.chunks])
+            faiss.write_index(build_dense(data.vectors), str(tmp / "dense.faiss"))
+            build_bm25([c.text for c in data.chunks]).save(str(tmp / "bm25"), show_progress=False)
+            artifacts = {}
+            for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+                _fsync(path)
+                artifacts[path.relative_to(tmp).as_posix()] = sha256_file(path)
+            manifest = {**data.manifest, "format_version": FORMAT_VERSION, "artifacts": artifacts,
+                        "counts": {"documents": len(data.documents), "chunks": len(data.chunks)}}
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+            _fsync(tmp / "manifest.json")
+            _fsync(tmp / "bm25")
+            _fsync(tmp)
+            name = f"v{time.time_ns()}-{sha256_file(tmp / 'manifest.json')[:8]}"
+            os.rename(tmp, self.versions / name)
+            _fsync(self.versions)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._point_current_at(name)
+        self._remove_old_versions(keep=name)
+        return self.versions / name
+
+    def _point_current_at(self, name: str) -> None:
+        pointer = self.root / "CURRENT.tmp"
+        with open(pointer, "w", encoding="utf-8") as f:
+            f.write(name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(pointer, self.root / "CURRENT")
+        _fsync(self.root)
+
+    def _remove_stale_temps(self) -> None:
+        for tmp in self.versions.glob(".tmp-*"):  # left by killed builds; safe under the writer lock
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _remove_old_versions(self, keep: str) -> None:
+        """Keep the live version and the one before it (a reader may still be opening it)."""
+        old = sorted((p for p in self.versions.iterdir() if p.name.startswith("v") and p.name != keep),
+                     key=lambda p: p.stat().st_mtime)
+        for path in old[:-1]:
+            shutil.rmtree(path, ignore_errors=True)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_manifest(self, version: Path | None = None) -> dict:
+        version = version or self.current()
+        if version is None:
+            raise IndexMissing(f"no index at {self.root}: build one with `rag index`")
+        try:
+            manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise IndexCorrupt(f"{version} has no manifest.json: {REBUILD_HINT}") from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise IndexCorrupt(f"{version}/manifest.json is not valid JSON ({exc}): {REBUILD_HINT}") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatch(
+                f"index format {manifest.get('format_version')} at {version}, this version reads "
+                f"{FORMAT_VERSION}: {REBUILD_HINT}"
+            )
+        return manifest
+
+    def load(self, expected_model: str | None = None) -> LoadedIndex:
+        """Open the live version, verifying every artifact's checksum and the embedding model."""
+        import bm25s
+        import faiss
+
+        version = self.current()
+        manifest = self.read_manifest(version)
+        model = manifest.get("embedding", {}).get("model")
+        if expected_model is not None and model != expected_model:
+            raise IndexMismatch(
+                f"index was built with embedding model {model!r}, settings say {expected_model!r}: "
+                f"{REBUILD_HINT} (or set RAG_EMBEDDING_MODEL={model})"
+            )
+        for name, digest in manifest.get("artifacts", {}).items():
+            path = version / name
+            if not path.is_file():
+                raise IndexCorrupt(f"{path} is missing: {REBUILD_HINT}")
+            if sha256_file(path) != digest:
+                raise IndexCorrupt(f"{path} fails its checksum (altered or truncated): {REBUILD_HINT}")
+        try:
+            documents = [Document(**row) for row in _read_jsonl(version / "documents.jsonl")]
+            chunks = [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
+            dense = faiss.read_index(str(version / "dense.faiss"))
+            bm25 = bm25s.BM25.load(str(version / "bm25"), mmap=False, allow_pickle=False)
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+            raise IndexCorrupt(f"cannot read the index at {version} ({exc}): {REBUILD_HINT}") from None
+        if dense.ntotal != len(chunks) or manifest.get("counts", {}).get("chunks") != len(chunks):
+            raise IndexCorrupt(f"{version}: {dense.ntotal} vectors for {len(chunks)} chunks: {REBUILD_HINT}")
+        return LoadedIndex(version, documents, chunks, manifest, dense, bm25)
+
+
+def build_dense(vectors: np.ndarray):
+    """An exact inner-product FAISS index over unit vectors (cosine similarity)."""
+    import faiss
+
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def bm25_tokens(texts: list[str], return_ids: bool = True):
+    """English stopwords and Snowball stemming, the same for documents and queries."""
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
+                          return_ids=return_ids, show_progress=False)
+
+
+def build_bm25(texts: list[str]):
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokens(texts or [""]), show_progress=False)
+    return retriever

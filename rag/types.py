@@ -1,0 +1,103 @@
+"""The shared vocabulary: small frozen dataclasses passed between pipeline stages.
+
+Ids are content hashes, so they are stable across runs and machines. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+
+
+def content_hash(*parts: str, length: int = 16) -> str:
+    """A short, stable sha256 hex id of the given strings (joined with NUL)."""
+    digest = hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()
+    return digest[:length]
+
+
+@dataclass(frozen=True)
+class Document:
+    """A loaded file: `text` is the normalised text every span refers to."""
+
+    id: str
+    source: str
+    title: str
+    text: str
+
+    @classmethod
+    def create(cls, source: str, title: str, text: str) -> Document:
+        return cls(id=content_hash(source, text), source=source, title=title, text=text)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A span of a document: `document.text[start:end] == text` always holds."""
+
+    id: str
+    doc_id: str
+    source: str
+    start: int
+    end: int
+    text: str
+
+    @classmethod
+    def create(cls, doc: Document, start: int, end: int) -> Chunk:
+        text = doc.text[start:end]
+        return cls(content_hash(doc.id, str(start), text), doc.id, doc.source, start, end, text)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved chunk with its fused score and its rank in each retriever (1-based, None if absent)."""
+
+    chunk: Chunk
+    score: float
+    dense_rank: int | None = None
+    bm25_rank: int | None = None
+
+    def to_dict(self) -> dict:
+        c = self.chunk
+        return {
+            "chunk_id": c.id,
+            "doc_id": c.doc_id,
+            "source": c.source,
+            "char_start": c.start,
+            "char_end": c.end,
+            "text": c.text,
+            "score": self.score,
+            "dense_rank": self.dense_rank,
+            "bm25_rank": self.bm25_rank,
+        }
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An input file that was not indexed, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class IndexReport:
+    """What one `rag index` run did."""
+
+    files_indexed: int  # files the index holds after the run
+    files_updated: int = 0  # files (re)loaded and chunked by this run
+    files_skipped: list[Skipped] = field(default_factory=list)
+    chunks_embedded: int = 0
+    chunks_removed: int = 0
+    chunks_total: int = 0
+    seconds: float = 0.0
+    changed: bool = False
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("changed")
+        return data

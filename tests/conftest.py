@@ -1,0 +1,51 @@
+"""Shared fixtures: a tiny corpus, settings pointing at tmp_path, and the real bundled embedder (loaded once)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.embedding import HashEmbedder
+from rag.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SEEDS = ROOT / "seeds"
+ARTICLE = SEEDS / "openai-microsoft-partnership-2026.txt"
+
+TINY = {
+    "cats.txt": "Cats purr when they are content. A cat sleeps sixteen hours a day.\n\n"
+                "Kittens open their eyes after about ten days.",
+    "dogs.md": "# Dogs\n\nDogs bark at strangers. A dog can learn over a hundred words.",
+    "sub/birds.txt": "Parrots can mimic human speech. Crows solve puzzles with tools.",
+}
+
+
+def write_corpus(root: Path, files: dict[str, str] = TINY) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(index_dir=tmp_path / "index", embedding_model="hash", chunk_size=16, chunk_overlap=4)
+
+
+@pytest.fixture
+def hash_embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+@pytest.fixture(scope="session")
+def real_embedder():
+    from rag.embedding import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder()

@@ -1,0 +1,91 @@
+"""Kill (SIGKILL) an indexing process at random moments: the index is always the old or the new version, whole."""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import write_corpus
+from rag.embedding import HashEmbedder
+from rag.errors import IndexMissing
+from rag.indexer import Indexer
+from rag.settings import Settings
+from rag.store import IndexStore
+
+KILLS = 24
+
+
+def corpus_state(version: str, files: int = 150) -> dict[str, str]:
+    return {f"doc{i:03d}.txt": f"Document {i} version {version}. " + f"word{i} filler text. " * 40
+            for i in range(files)}
+
+
+def content(index_dir: Path) -> dict[str, list[str]]:
+    """What a reader sees: chunk texts per source, after full verification on load."""
+    loaded = IndexStore(index_dir).load()
+    out: dict[str, list[str]] = {}
+    for c in loaded.chunks:
+        out.setdefault(c.source, []).append(c.text)
+    assert loaded.dense.ntotal == len(loaded.chunks)
+    return out
+
+
+def build(corpus: Path, index_dir: Path) -> dict[str, list[str]]:
+    settings = Settings(index_dir=index_dir, embedding_model="hash", chunk_size=64, chunk_overlap=8)
+    Indexer(settings, HashEmbedder()).index([corpus])
+    return content(index_dir)
+
+
+def start_writer(corpus: Path, index_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "64", "RAG_CHUNK_OVERLAP": "8"}
+    return subprocess.Popen([sys.executable, "-m", "rag.cli", "index", str(corpus), "--index-dir", str(index_dir)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_leaves_old_or_new_index(tmp_path: Path) -> None:
+    old_corpus = write_corpus(tmp_path / "old", corpus_state("A"))
+    new_corpus = write_corpus(tmp_path / "new", corpus_state("B"))
+    # the new corpus also drops and adds files, so an update removes, changes and adds
+    (new_corpus / "doc000.txt").unlink()
+    write_corpus(new_corpus, {"extra.txt": "An added file. " * 30})
+    old = build(old_corpus, tmp_path / "ref-old")
+    new = build(new_corpus, tmp_path / "ref-new")
+    assert old != new
+
+    started = time.perf_counter()
+    start_writer(new_corpus, tmp_path / "timing").wait()
+    duration = time.perf_counter() - started
+
+    rng = random.Random(20260427)
+    outcomes = {"old": 0, "new": 0, "missing": 0}
+    for attempt in range(KILLS):
+        target = tmp_path / f"idx{attempt}"
+        fresh_build = attempt % 4 == 0  # every fourth kill hits a first build with no old index
+        if not fresh_build:
+            shutil.copytree(tmp_path / "ref-old", target, symlinks=True)
+        writer = start_writer(new_corpus, target)
+        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        try:
+            seen = content(target)
+        except IndexMissing:
+            assert fresh_build, "an existing index vanished"
+            outcomes["missing"] += 1
+            continue
+        assert seen in (old, new), f"kill {attempt}: the index is neither the old nor the new version"
+        outcomes["old" if seen == old else "new"] += 1
+        # a later run completes the update from whatever the kill left behind
+        start_writer(new_corpus, target).wait()
+        assert content(target) == new
+    # the kills landed both before and after the swap, so both outcomes were exercised
+    assert outcomes["old"] + outcomes["missing"] > 0 and outcomes["new"] > 0, outcomes
