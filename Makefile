@@ -22,6 +22,7 @@ index: install
 
 run: index
 	$(BIN)/rag search "Does Microsoft keep exclusive rights?" --k 3
+	$(BIN)/rag ask "When were the details disclosed?"
 
 test: install
 	$(BIN)/python -m pytest

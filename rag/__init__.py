@@ -10,6 +10,7 @@ _EXPORTS = {
     "Document": "rag.types", "Chunk": "rag.types", "Hit": "rag.types", "IndexReport": "rag.types",
     "Skipped": "rag.types",
     "Indexer": "rag.indexer",
+    "RAG": "rag.chain", "Answer": "rag.types", "Citation": "rag.types",
     "Retriever": "rag.retrieval",
     "IndexStore": "rag.store",
     "RagRetriever": "rag.integrations",
