@@ -95,7 +95,22 @@ class _LangChainChatBackend:
     name = ""
     model = ""
     endpoint = ""
-    _chat: object  # the langchain-openai chat model, built on first use by the subclass
+    chat_class = ""  # the langchain-openai class the subclass configures
+    settings: Settings
+
+    def _chat_kwargs(self) -> dict:
+        """The subclass's endpoint settings for `chat_class`."""
+        return {}
+
+    @functools.cached_property
+    def _chat(self):
+        try:
+            import langchain_openai
+        except ImportError:
+            raise MissingDependency("langchain-openai", "hosted") from None
+        s = self.settings
+        return getattr(langchain_openai, self.chat_class)(
+            **self._chat_kwargs(), temperature=s.temperature, timeout=s.timeout, max_retries=s.max_retries)
 
     def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
         import openai
@@ -124,6 +139,7 @@ class OpenAIBackend(_LangChainChatBackend):
     """Any OpenAI-compatible endpoint: OpenAI, vLLM, Ollama, LM Studio, llama.cpp's server."""
 
     name = "openai"
+    chat_class = "ChatOpenAI"
 
     def __init__(self, settings: Settings):
         if not settings.openai_api_key:
@@ -132,21 +148,16 @@ class OpenAIBackend(_LangChainChatBackend):
         self.model = settings.openai_model
         self.endpoint = settings.openai_base_url or "https://api.openai.com/v1"
 
-    @functools.cached_property
-    def _chat(self):
-        try:
-            from langchain_openai import ChatOpenAI
-        except ImportError:
-            raise MissingDependency("langchain-openai", "hosted") from None
+    def _chat_kwargs(self) -> dict:
         s = self.settings
-        return ChatOpenAI(model=s.openai_model, api_key=s.openai_api_key, base_url=s.openai_base_url or None,
-                          temperature=s.temperature, timeout=s.timeout, max_retries=s.max_retries)
+        return {"model": s.openai_model, "api_key": s.openai_api_key, "base_url": s.openai_base_url or None}
 
 
 class AzureBackend(_LangChainChatBackend):
     """Azure OpenAI: endpoint, deployment and API version from settings."""
 
     name = "azure"
+    chat_class = "AzureChatOpenAI"
 
     def __init__(self, settings: Settings):
         missing = [env for value, env in [(settings.azure_endpoint, "AZURE_OPENAI_ENDPOINT"),
@@ -158,16 +169,10 @@ class AzureBackend(_LangChainChatBackend):
         self.model = settings.azure_deployment
         self.endpoint = settings.azure_endpoint
 
-    @functools.cached_property
-    def _chat(self):
-        try:
-            from langchain_openai import AzureChatOpenAI
-        except ImportError:
-            raise MissingDependency("langchain-openai", "hosted") from None
+    def _chat_kwargs(self) -> dict:
         s = self.settings
-        return AzureChatOpenAI(azure_endpoint=s.azure_endpoint, azure_deployment=s.azure_deployment,
-                               api_version=s.azure_api_version, api_key=s.azure_api_key,
-                               temperature=s.temperature, timeout=s.timeout, max_retries=s.max_retries)
+        return {"azure_endpoint": s.azure_endpoint, "azure_deployment": s.azure_deployment,
+                "api_version": s.azure_api_version, "api_key": s.azure_api_key}
 
 
 BACKENDS = {"local": LocalBackend, "openai": OpenAIBackend, "azure": AzureBackend}
