@@ -122,7 +122,7 @@ class _TextExtractor(HTMLParser):
 
     BLOCKS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
               "section", "article", "header", "footer", "blockquote", "pre", "hr", "title"}
-    HIDDEN = {"script", "style", "noscript", "template", "head"}
+    HIDDEN = {"script", "style", "noscript", "template"}  # not "head": </head> is optional in HTML
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -159,7 +159,7 @@ def _html_text(html: str) -> tuple[str, str]:
     parser.feed(html)
     parser.close()
     lines = (line.strip() for line in "".join(parser.parts).split("\n"))
-    return "".join(parser.title).strip(), "\n".join(lines)
+    return " ".join("".join(parser.title).split()), "\n".join(lines)
 
 
 def _pdf_text(path: Path) -> tuple[str, str]:
