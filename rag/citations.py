@@ -30,7 +30,8 @@ STOPWORDS = frozenset("""a an the and or but if then of to in on at by for with 
 being it its this that these those there their they them he she his her we our you your i me my do does did
 done has have had having not no yes can could will would shall should may might must what which who whom whose
 when where why how than so such into about over under also more most other some any each all both only own
-same too very just while during before after again further once here out up down off per via""".split())
+same too very just while during before after again further once here out up down off per via
+many much""".split())
 
 
 _STEMMER = None
@@ -53,7 +54,8 @@ ANSWER_TYPES = [
     (re.compile(r"^\s*(when|what (year|date|day|month)|by when|how long)\b", re.I),
      re.compile(rf"\b(1[89]\d\d|20\d\d|{_MONTHS})\b|\b(timeline|years?|months?|weeks?|days?|future)\b", re.I)),
     (re.compile(r"^\s*how (much|many)\b|\b(what|which) (amount|percentage|share|price|number)\b", re.I),
-     re.compile(r"\d|\b(percent|billion|million|dozens?|hundreds?|thousands?)\b", re.I)),
+     re.compile(r"\d|\b(percent|billion|million|dozens?|hundreds?|thousands?|one|two|three|four|five|six|seven|"
+                r"eight|nine|ten|eleven|twelve|\w+teen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)\b", re.I)),
 ]
 
 

@@ -148,6 +148,105 @@ def ask(
     typer.secho(f"({answer.backend}: {answer.model}, {answer.timings.get('total', 0):.1f}s)", dim=True)
 
 
+@app.command("eval")
+def eval_(
+    file: Annotated[Path, typer.Argument(help="Question set (JSONL: id, question, answers, answerable, support).")],
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus folder [default: seeds/ with the project index].")] = None,
+    backend: Annotated[Optional[str], typer.Option(help="Backends, comma-separated, e.g. extractive,local.")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="Passages per question [default 5].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Report folder [default eval/reports/<run>].")] = None,
+    index_dir: IndexDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a question set through the answering chain and score retrieval, answers, citations, abstention."""
+    settings = _settings(index_dir=index_dir, k=k)
+    backends = [b.strip() for b in (backend or settings.backend).split(",") if b.strip()]
+    if not file.is_file():
+        _fail(f"no such question file: {file}", code=2)
+    corpus = corpus or Path("seeds")
+    if not corpus.is_dir():
+        _fail(f"no such corpus folder: {corpus}", code=2)
+    import hashlib
+    import time
+
+    from tqdm import tqdm
+
+    from rag.chain import RAG
+    from rag.embedding import make_embedder
+    from rag.evaluate import load_questions, run_eval
+    from rag.indexer import Indexer
+    from rag.report import write_report
+
+    if index_dir is None and corpus.resolve() != Path("seeds").resolve():
+        key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:10]
+        settings = settings.with_overrides(index_dir=Path("eval/.cache") / f"corpus-{corpus.name}-{key}")
+    run = time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(backends)
+    out = out or Path("eval/reports") / run
+    try:
+        questions = load_questions(file)
+        embedder = make_embedder(settings.embedding_model, settings.batch_size)
+        Indexer(settings, embedder).index([corpus], progress=not as_json)
+        records, summaries = [], []
+        for name in backends:
+            rag = RAG.open(settings=settings.with_overrides(backend=name))
+            bar = (lambda items, name=name: tqdm(items, desc=name, unit="q")) if not as_json else None
+            rows, summary = run_eval(rag, questions, settings.k, progress=bar)
+            records += rows
+            summaries.append(summary)
+    except RagError as exc:
+        _fail(exc)
+    meta = {"run": run, "questions_file": str(file), "corpus": str(corpus), "k": settings.k,
+            "mode": settings.mode, "grounding": settings.grounding}
+    write_report(out, records, summaries, meta)
+    if as_json:
+        _print_json({**meta, "out": str(out), "backends": summaries})
+        return
+    cols = [("backend", lambda s: s["backend"]), ("recall@k", lambda s: s["retrieval"]["recall@k"]),
+            ("mrr@10", lambda s: s["retrieval"]["mrr@10"]), ("ndcg@10", lambda s: s["retrieval"]["ndcg@10"]),
+            ("EM", lambda s: s["answer"]["exact_match"]), ("F1", lambda s: s["answer"]["token_f1"]),
+            ("contains", lambda s: s["answer"]["contains_answer"]), ("cite P", lambda s: s["citations"]["precision"]),
+            ("cite R", lambda s: s["citations"]["recall"]), ("abstain", lambda s: s["abstention_rate"]),
+            ("false abst", lambda s: s["false_abstention_rate"]), ("p50 s", lambda s: s["latency"]["p50"]),
+            ("p95 s", lambda s: s["latency"]["p95"])]
+    typer.echo(" | ".join(name for name, _ in cols))
+    for s in summaries:
+        typer.echo(" | ".join(v if isinstance(v := get(s), str) else ("-" if v is None else f"{v:.3f}")
+                              for _, get in cols))
+    typer.echo(f"report: {out / 'report.html'}")
+
+
+@app.command("eval-beir")
+def eval_beir(
+    folder: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")],
+    mode: Annotated[str, typer.Option(help="dense, bm25, hybrid or all.")] = "all",
+    split: Annotated[str, typer.Option(help="Which qrels file to score against.")] = "test",
+    whole_docs: Annotated[bool, typer.Option("--whole-docs", help="One vector per document, cut at 256 tokens (as MTEB).")] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """Benchmark retrieval on a BEIR dataset with this pipeline: nDCG@10, recall@100, MRR@10 per mode."""
+    if not folder.is_dir():
+        _fail(f"no such folder: {folder}", code=2)
+    modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
+    settings = _settings()
+    from rag.beir import evaluate_beir
+    from rag.embedding import make_embedder
+
+    try:
+        result = evaluate_beir(folder, settings, make_embedder(settings.embedding_model, settings.batch_size),
+                               modes, split, whole_docs, progress=not as_json)
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(result)
+        return
+    typer.echo(f"{result['dataset']} ({result['split']}): {result['queries']} queries, {result['documents']} documents, "
+               f"{result['chunks']} chunks ({result['chunking']}); index {result['index_seconds']}s, "
+               f"{result['chunks_embedded']} chunks embedded")
+    typer.echo("mode    | nDCG@10 | recall@100 | MRR@10")
+    for name, m in result["modes"].items():
+        typer.echo(f"{name:<7} | {m['ndcg@10']:.4f}  | {m['recall@100']:.4f}     | {m['mrr@10']:.4f}")
+
+
 def main() -> None:
     app()
 

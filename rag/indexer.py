@@ -36,13 +36,17 @@ class _Entry:
 class Indexer:
     """Keeps the index at `settings.index_dir` in step with a set of files."""
 
-    def __init__(self, settings: Settings, embedder: Embedder):
+    def __init__(self, settings: Settings, embedder: Embedder, whole_documents: bool = False):
+        """`whole_documents` makes one chunk per document (the model sees its first 256 tokens, as in MTEB)."""
         self.settings = settings
         self.embedder = embedder
         self.store = IndexStore(settings.index_dir)
         self.chunking = {"size": min(settings.chunk_size, embedder.max_tokens),
                          "overlap": settings.chunk_overlap, "tokenizer": embedder.name}
-        self.chunker = Chunker(embedder.token_offsets, self.chunking["size"], settings.chunk_overlap)
+        if whole_documents:
+            self.chunking = {"whole_documents": True, "tokenizer": embedder.name}
+        self.chunker = Chunker(embedder.token_offsets, min(settings.chunk_size, embedder.max_tokens),
+                               settings.chunk_overlap)
 
     def index(self, paths: list[Path], rebuild: bool = False, prune: bool = True,
               progress: bool = False) -> IndexReport:
@@ -117,7 +121,12 @@ class Indexer:
         chunks: list[Chunk] = []
         for e in entries:
             keep = e.reused and same_chunking and e.doc.id in old_chunks
-            chunks.extend(old_chunks[e.doc.id] if keep else self.chunker.chunk(e.doc))
+            if keep:
+                chunks.extend(old_chunks[e.doc.id])
+            elif self.chunking.get("whole_documents"):
+                chunks.append(Chunk.create(e.doc, 0, len(e.doc.text)))
+            else:
+                chunks.extend(self.chunker.chunk(e.doc))
         return chunks
 
     def _vectors(self, chunks: list[Chunk], old: LoadedIndex | None, progress: bool) -> tuple[np.ndarray, int]:

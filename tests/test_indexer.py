@@ -117,3 +117,12 @@ def test_model_change_needs_rebuild(corpus, settings, hash_embedder) -> None:
     report = Indexer(settings, other).index([corpus], rebuild=True)
     assert report.chunks_embedded == 4
     assert IndexStore(settings.index_dir).load().manifest["embedding"] == {"model": "hash-32", "dim": 32}
+
+
+def test_whole_documents_makes_one_chunk_per_file(corpus, settings, hash_embedder) -> None:
+    report = Indexer(settings, hash_embedder, whole_documents=True).index([corpus])
+    assert report.chunks_total == 3
+    loaded = IndexStore(settings.index_dir).load()
+    docs = {d.id: d.text for d in loaded.documents}
+    assert all(c.start == 0 and c.text == docs[c.doc_id] for c in loaded.chunks)
+    assert loaded.manifest["chunking"] == {"whole_documents": True, "tokenizer": "hash"}

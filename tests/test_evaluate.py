@@ -1,0 +1,81 @@
+"""`rag eval` end to end on a tiny corpus with the deterministic extractive backend: exact summary values."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_corpus
+from rag.cli import app
+from rag.errors import RagError
+from rag.evaluate import GoldSpan, Question, gold_spans, load_questions, relevant_chunks
+from rag.types import Chunk, Document
+
+QUESTIONS = [
+    {"id": "q1", "question": "How many hours do cats sleep?", "answers": ["sixteen hours"], "answerable": True,
+     "support": [{"source": "cats.txt", "quote": "Cats sleep sixteen hours a day."}]},
+    {"id": "q2", "question": "Do dogs bark at strangers?", "answers": ["bark at strangers"], "answerable": True,
+     "support": [{"source": "dogs.txt", "quote": "Dogs bark at strangers."}]},
+    {"id": "q3", "question": "What colour are parrots?", "answers": [], "answerable": False, "support": []},
+]
+
+
+def test_eval_end_to_end_exact_summary(tmp_path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", {
+        "cats.txt": "Cats sleep sixteen hours a day.\n\nCats purr when content.",
+        "dogs.txt": "Dogs bark at strangers.\n\nDogs learn a hundred words.",
+    })
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("\n".join(json.dumps(q) for q in QUESTIONS))
+    env = {"RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP": "0",
+           "RAG_INDEX_DIR": str(tmp_path / "index")}
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["eval", str(qfile), "--corpus", str(corpus), "--backend", "extractive",
+                                      "--k", "2", "--out", str(out), "--json", "--index-dir", str(tmp_path / "index")],
+                                env=env)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)["backends"][0]
+    assert summary["backend"] == "extractive" and summary["model"] == "hash"
+    assert (summary["questions"], summary["answerable"], summary["unanswerable"]) == (3, 2, 1)
+    assert summary["retrieval"] == {"recall@k": 1.0, "mrr@10": 1.0, "ndcg@10": 1.0}
+    # F1 by hand: "cats sleep sixteen hours day 1" vs "sixteen hours" = 2PR/(P+R) with P=2/6, R=1 -> 0.5;
+    # "dogs bark at strangers 1" vs "bark at strangers": P=3/5, R=1 -> 0.75; mean 0.625
+    assert summary["answer"] == {"exact_match": 0.0, "token_f1": 0.625, "contains_answer": 1.0}
+    assert summary["citations"] == {"precision": 1.0, "recall": 1.0}
+    assert summary["abstention_rate"] == 1.0 and summary["false_abstention_rate"] == 0.0
+    assert summary["passed"] == 3
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["q1", "q2", "q3"]
+    assert rows[0]["answer"] == "Cats sleep sixteen hours a day. [1]"
+    assert rows[0]["citations"][0]["quote"] == "Cats sleep sixteen hours a day."
+    assert rows[2]["abstained"] and rows[2]["answer"] == "The documents do not say."
+    assert json.loads((out / "summary.json").read_text())["backends"][0] == summary
+    page = (out / "report.html").read_text()
+    assert page.count("<svg") == 2 and "How many hours do cats sleep?" in page
+
+
+def test_gold_quotes_must_be_found(tmp_path) -> None:
+    q = Question("x", "?", (), True, ({"source": "a.txt", "quote": "not there"},))
+    with pytest.raises(RagError, match="quote not found in a.txt"):
+        gold_spans(q, {"a.txt": ("d1", "Some text.")})
+    q = Question("x", "?", (), True, ({"source": "a.txt", "quote": "Some   text."},))
+    assert gold_spans(q, {"a.txt": ("d1", "Some text.")}) == [GoldSpan("d1", 0, 10)]
+
+
+def test_relevant_chunks_are_those_overlapping_a_gold_span() -> None:
+    doc = Document.create("a.txt", "a", "One two. Three four. Five six.")
+    chunks = [Chunk.create(doc, 0, 8), Chunk.create(doc, 9, 20), Chunk.create(doc, 21, 30)]
+    assert relevant_chunks(chunks, [GoldSpan(doc.id, 5, 12)]) == {chunks[0].id: 1, chunks[1].id: 1}
+    assert relevant_chunks(chunks, [GoldSpan("other", 5, 12)]) == {}
+
+
+def test_bad_question_files_say_where(tmp_path) -> None:
+    path = tmp_path / "q.jsonl"
+    path.write_text('{"id": "a", "question": "?", "answerable": true}\n{"id": "a"}\n')
+    with pytest.raises(RagError, match=r"q.jsonl:2: not a question record"):
+        load_questions(path)
+    path.write_text('{"id": "a", "question": "?", "answerable": true}\n' * 2)
+    with pytest.raises(RagError, match="q.jsonl:2: duplicate id 'a'"):
+        load_questions(path)
