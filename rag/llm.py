@@ -117,9 +117,11 @@ class _LangChainChatBackend:
 
         client = self._chat.bind(max_tokens=max_tokens)
         pairs = [(m["role"], m["content"]) for m in messages]
+        received = False
         try:
             for chunk in client.stream(pairs):
                 if chunk.content:
+                    received = True
                     yield chunk.content
         except openai.AuthenticationError:
             raise BackendError(f"{self.name}: the endpoint {self.endpoint} rejected the API key") from None
@@ -130,9 +132,13 @@ class _LangChainChatBackend:
         except openai.APITimeoutError:
             raise BackendError(f"{self.name}: {self.endpoint} timed out") from None
         except openai.APIConnectionError:
+            if received:
+                raise BackendError(f"{self.name}: the connection to {self.endpoint} was lost mid-answer") from None
             raise BackendError(f"{self.name}: cannot reach {self.endpoint}") from None
         except openai.APIStatusError as exc:
             raise BackendError(f"{self.name}: {self.endpoint} answered HTTP {exc.status_code}") from None
+        except (openai.APIError, ValueError) as exc:  # a malformed stream: not JSON, no chunks
+            raise BackendError(f"{self.name}: {self.endpoint} sent no usable reply ({type(exc).__name__})") from None
 
 
 class OpenAIBackend(_LangChainChatBackend):
