@@ -189,11 +189,24 @@ class IndexStore:
         return manifest
 
     def load(self, expected_model: str | None = None) -> LoadedIndex:
-        """Open the live version, verifying every artifact's checksum and the embedding model."""
+        """Open the live version, verifying every artifact's checksum and the embedding model.
+
+        A writer may swap in a new version and prune old ones while we read; if the version we started
+        on vanished under us, we start over on the new one (a few times) instead of reporting corruption.
+        """
+        for _ in range(3):
+            version = self.current()
+            try:
+                return self._load_version(version, expected_model)
+            except (IndexCorrupt, FileNotFoundError):
+                if self.current() == version:
+                    raise
+        return self._load_version(self.current(), expected_model)
+
+    def _load_version(self, version: Path | None, expected_model: str | None) -> LoadedIndex:
         import bm25s
         import faiss
 
-        version = self.current()
         manifest = self.read_manifest(version)
         model = manifest.get("embedding", {}).get("model")
         if expected_model is not None and model != expected_model:

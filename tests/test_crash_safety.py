@@ -89,3 +89,34 @@ def test_sigkill_at_random_moments_leaves_old_or_new_index(tmp_path: Path) -> No
         assert content(target) == new
     # the kills landed both before and after the swap, so both outcomes were exercised
     assert outcomes["old"] + outcomes["missing"] > 0 and outcomes["new"] > 0, outcomes
+
+
+@pytest.mark.slow
+def test_readers_during_rebuilds_always_see_a_whole_version(tmp_path: Path) -> None:
+    """A writer process swaps versions back and forth while this process keeps opening and searching."""
+    old_corpus = write_corpus(tmp_path / "old", corpus_state("A", files=60))
+    new_corpus = write_corpus(tmp_path / "new", corpus_state("B", files=60))
+    old = build(old_corpus, tmp_path / "idx")
+    new = build(new_corpus, tmp_path / "ref-new")
+    build(old_corpus, tmp_path / "idx")
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom rag.embedding import HashEmbedder\nfrom rag.indexer import Indexer\n"
+        "from rag.settings import Settings\n"
+        "s = Settings(index_dir=Path(sys.argv[1]), embedding_model='hash', chunk_size=64, chunk_overlap=8)\n"
+        "for i in range(8):\n    Indexer(s, HashEmbedder()).index([Path(sys.argv[2 + i % 2])])\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "idx"), str(new_corpus), str(old_corpus)])
+    from rag.retrieval import Retriever
+
+    seen = {"old": 0, "new": 0}
+    while writer.poll() is None:
+        retriever = Retriever.open(tmp_path / "idx", HashEmbedder())
+        by_source: dict[str, list[str]] = {}
+        for c in retriever.index.chunks:
+            by_source.setdefault(c.source, []).append(c.text)
+        assert by_source in (old, new)
+        seen["old" if by_source == old else "new"] += 1
+        hit = retriever.search("Document 7 version", k=1)[0]
+        assert hit.chunk.text in by_source[hit.chunk.source]  # searches answer from the version opened
+    assert writer.returncode == 0
+    assert seen["old"] > 0 and seen["new"] > 0, seen
