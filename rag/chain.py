@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rag.citations import Grounder, citations_for
+from rag.citations import Grounder, answer_type_ok, citations_for
 from rag.embedding import make_embedder
 from rag.llm import Backend, complete, make_backend
 from rag.prompting import IDK, Message, answer_messages, condense_messages
@@ -113,13 +113,23 @@ class RAG:
         claims = self.grounder.check(draft, hits)
         if not self.settings.grounding:
             claims = [c.__class__(c.text, c.cited, c.support, True, c.evidence) for c in claims]
-        kept = [c for c in claims if c.supported]
+        kept = list({c.text: c for c in claims if c.supported}.values())  # small models repeat themselves
         removed = tuple(c.text for c in claims if not c.supported)
+        if kept and self.settings.grounding and not self._addresses(standalone, kept):
+            kept, removed = [], removed + tuple(c.text for c in kept)
         if not kept:
             return Answer(text=ABSTAIN, abstained=True, citations=(), removed=removed, **base)
         text = " ".join(f"{c.text} " + "".join(f"[{ev.n}]" for ev in c.evidence) for c in kept)
         citations = citations_for(kept, self.documents)
         return Answer(text=text.strip(), abstained=False, citations=tuple(citations), removed=removed, **base)
+
+    def _addresses(self, question: str, claims) -> bool:
+        """True passage sentences can still miss the question (a small model copies off-topic text): keep an
+        answer only if some claim matches the question well enough and holds the date or amount it asks for."""
+        texts = [c.text for c in claims]
+        relevance = self.grounder.scores([question], texts, semantic_weight=EXTRACTIVE_SEMANTIC_WEIGHT)[0]
+        return any(r >= self.settings.relevance_threshold and answer_type_ok(question, t)
+                   for r, t in zip(relevance, texts, strict=True))
 
     @property
     def chain(self):

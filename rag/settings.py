@@ -45,7 +45,8 @@ class Settings:
     max_tokens: int = 256
     temperature: float = 0.0
     grounding: bool = True
-    grounding_threshold: float = 0.55
+    grounding_threshold: float = 0.55  # support a claim needs from a passage sentence
+    relevance_threshold: float = 0.45  # match to the question the best supported claim needs (0 disables)
     timeout: float = 60.0
     max_retries: int = 2
     openai_base_url: str = ""
@@ -55,6 +56,14 @@ class Settings:
     azure_api_key: str = field(default="", repr=False)
     azure_deployment: str = ""
     azure_api_version: str = "2024-10-21"
+    # serving (`rag serve`)
+    host: str = "127.0.0.1"
+    port: int = 7860
+    auth: str = field(default="", repr=False)  # "user:password", or a file with one user:password a line
+    upload_dir: str = ""  # where uploaded documents are kept; empty = <index_dir>/uploads
+    max_upload_mb: float = 10.0
+    queue_size: int = 16  # requests that may wait for a slot; more are told "busy, retry"
+    concurrency: int = 1  # answers generated at once: one suits a local model on a small CPU
 
     def __post_init__(self) -> None:
         if self.chunk_size < 16:
@@ -67,6 +76,15 @@ class Settings:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"port must be in 1..65535, got {self.port}")
+        if self.concurrency < 1 or self.queue_size < 0 or self.max_upload_mb <= 0:
+            raise ConfigError("concurrency must be at least 1, queue_size at least 0 and max_upload_mb positive")
+
+    @property
+    def uploads(self) -> Path:
+        """The upload area: the one folder the server writes received documents to."""
+        return Path(self.upload_dir) if self.upload_dir else Path(self.index_dir) / "uploads"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
