@@ -11,6 +11,7 @@ import re
 import secrets
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +113,7 @@ class RAG:
             return Answer(text=ABSTAIN, abstained=True, citations=(), **base)
         claims = self.grounder.check(draft, hits)
         if not self.settings.grounding:
-            claims = [c.__class__(c.text, c.cited, c.support, True, c.evidence) for c in claims]
+            claims = [replace(c, supported=True) for c in claims]
         kept = list({c.text: c for c in claims if c.supported}.values())  # small models repeat themselves
         removed = tuple(c.text for c in claims if not c.supported)
         if kept and self.settings.grounding and not self._addresses(standalone, kept):

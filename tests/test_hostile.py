@@ -86,3 +86,15 @@ def test_planted_key_never_reaches_logs_errors_or_output(corpus, settings, hash_
         result = CliRunner().invoke(app, args, env=env)
         assert result.exit_code == 1 and "cannot reach" in result.stderr
         assert KEY not in result.stdout + result.stderr
+
+
+def test_grounding_off_keeps_unsupported_sentences(corpus, settings, hash_embedder) -> None:
+    """--no-grounding is an explicit opt-out: what the model said is shown, with whatever citations resolve."""
+    Indexer(settings, hash_embedder).index([corpus])
+    rag = RAG.open(settings=settings.with_overrides(backend="extractive", grounding=False))
+    hits = rag.retriever.search("dogs bark", k=2)
+    answer = rag._finish("dogs bark?", "dogs bark?", hits, "Dogs bark at strangers [1]. Elon Musk owns all dogs [2].")
+    assert not answer.abstained and "Elon Musk owns all dogs" in answer.text
+    strict = RAG.open(settings=settings.with_overrides(backend="extractive"))
+    assert "Elon Musk" not in strict._finish("dogs bark?", "dogs bark?", hits,
+                                             "Dogs bark at strangers [1]. Elon Musk owns all dogs [2].").text
