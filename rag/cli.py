@@ -247,6 +247,23 @@ def eval_beir(
         typer.echo(f"{name:<7} | {m['ndcg@10']:.4f}  | {m['recall@100']:.4f}     | {m['mrr@10']:.4f}")
 
 
+@app.command()
+def serve(
+    host: Annotated[Optional[str], typer.Option(help="Address to bind [env RAG_HOST; default 127.0.0.1].")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port [env RAG_PORT; default 7860].")] = None,
+    index_dir: IndexDir = None,
+    backend: Annotated[Optional[str], typer.Option(help="local (default), openai, azure or extractive [env RAG_BACKEND].")] = None,
+) -> None:
+    """Serve the chat page at / and an OpenAI-compatible API at /v1 (login with RAG_AUTH=user:password)."""
+    settings = _settings(host=host, port=port, index_dir=index_dir, backend=backend)
+    from rag.server import serve as run_server
+
+    try:
+        run_server(settings)
+    except RagError as exc:
+        _fail(exc)
+
+
 def main() -> None:
     app()
 

@@ -1,0 +1,216 @@
+"""The chat page: Gradio Blocks over the shared `rag.server.Service`, with no retrieval logic of its own.
+
+A question streams the model's draft into the chat, then shows the grounded answer with [n] markers and,
+beside it, each cited passage with its file and the cited span highlighted. Settings choose the backend,
+top-k, retrieval mode and grounding; uploads go through the service to the incremental indexer. Serving,
+the queue, auth and upload limits are configured by `rag.server.create_app`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from rag.documents import SUPPORTED_SUFFIXES
+from rag.errors import RagError
+from rag.service import Busy, Service
+from rag.settings import MODES
+from rag.types import Answer
+
+EXAMPLES = [
+    "When were the details disclosed?",
+    "Does Microsoft keep exclusive rights?",
+    "Who hosts the training and deployment workloads?",
+    "What role does Microsoft retain?",
+    "Who is the CEO of OpenAI?",
+]
+NO_SOURCES = '<div class="rag-empty">Sources of the answer appear here, with the cited words highlighted.</div>'
+CSS = """
+.rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px;
+  margin-bottom: 10px; background: var(--background-fill-secondary); }
+.rag-source .head { font-size: 0.85em; margin-bottom: 6px; color: var(--body-text-color-subdued); }
+.rag-source .n { font-weight: 700; color: var(--color-accent); margin-right: 6px; }
+.rag-source .text { font-size: 0.9em; line-height: 1.45; white-space: pre-line; }
+.rag-source mark { background: #fde68a; color: #111827; padding: 0 2px; border-radius: 3px; }
+.rag-meta, .rag-empty { font-size: 0.85em; color: var(--body-text-color-subdued); margin-bottom: 8px; }
+.rag-abstain { font-weight: 600; margin-bottom: 8px; }
+"""
+
+
+def _plain(history: list[dict] | None) -> list[dict[str, str]]:
+    """Gradio 6 messages ({"role", "content": [{"type": "text", "text"}...]}) as plain role/content strings."""
+    turns = []
+    for message in history or []:
+        content = message.get("content")
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        if isinstance(content, str) and message.get("role") in ("user", "assistant"):
+            turns.append({"role": message["role"], "content": content})
+    return turns
+
+
+def sources_html(answer: Answer) -> str:
+    """Each cited passage with its source file and the cited spans marked; for an abstention, the closest passages."""
+    meta = (f'<div class="rag-meta">{html.escape(answer.backend)} · {html.escape(answer.model)} · '
+            f'{answer.timings.get("total", 0):.1f} s</div>')
+    if answer.abstained:
+        head = ('<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
+                '<div class="rag-meta">The closest passages were:</div>' if answer.passages else
+                '<div class="rag-abstain">No passage matched the question.</div>')
+        shown = [(n, hit, []) for n, hit in enumerate(answer.passages[:3], 1)]
+    else:
+        head = ""
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for c in answer.citations:
+            spans.setdefault(c.n, []).append((c.char_start, c.char_end))
+        shown = [(n, answer.passages[n - 1], marks) for n, marks in sorted(spans.items())]
+    parts = [meta, head]
+    for n, hit, marks in shown:
+        c = hit.chunk
+        parts.append(f'<div class="rag-source" id="source-{n}"><div class="head"><span class="n">[{n}]</span>'
+                     f'<b>{html.escape(c.source)}</b> · chars {c.start}–{c.end}</div>'
+                     f'<div class="text">{_highlight(c.text, c.start, marks)}</div></div>')
+    if answer.removed:
+        items = "".join(f"<li><s>{html.escape(s)}</s></li>" for s in answer.removed)
+        parts.append(f"<details><summary>{len(answer.removed)} draft sentence(s) removed as unsupported"
+                     f"</summary><ul>{items}</ul></details>")
+    return "".join(parts)
+
+
+def _highlight(text: str, offset: int, spans: list[tuple[int, int]]) -> str:
+    """`text` (starting at document offset `offset`) escaped, with the document spans wrapped in <mark>."""
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        a, b = max(start - offset, pos), min(end - offset, len(text))
+        if a >= b:
+            continue
+        out += [html.escape(text[pos:a]), "<mark>", html.escape(text[a:b]), "</mark>"]
+        pos = b
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+def build_ui(service: Service) -> gr.Blocks:
+    """The chat page for `service` (mount it with `gr.mount_gradio_app`; `rag.server.create_app` does)."""
+    settings = service.settings
+    backends = service.available_backends()
+    allowed = sorted(SUPPORTED_SUFFIXES)
+
+    def index_info() -> str:
+        try:
+            info = service.index_info()
+        except RagError as exc:
+            return f"**No index yet:** {exc}"
+        documents, chunks = info["documents"], info["chunks"]
+        return f"{documents} document{'s' * (documents != 1)}, {chunks} passage{'s' * (chunks != 1)} indexed."
+
+    def respond(message: str, history: list[dict], backend: str, k: float, mode: str,
+                grounding: bool) -> Iterator[tuple[Any, ...]]:
+        message = (message or "").strip()
+        chat = _plain(history)
+        if not message:
+            yield chat, "", gr.skip(), gr.skip()
+            return
+        turns = list(chat)
+        chat += [{"role": "user", "content": message}, {"role": "assistant", "content": "…"}]
+        yield chat, "", gr.skip(), gr.skip()
+        answer = None
+        try:
+            rag = service.rag(backend, mode, grounding)
+            stream = rag.stream(message, turns, int(k) if k else None)
+            with service.limiter.slot(), contextlib.closing(stream) as items:
+                draft = ""
+                for item in items:
+                    if isinstance(item, str):
+                        draft += item
+                        chat[-1] = {"role": "assistant", "content": draft.strip() + " ▌"}
+                        yield chat, "", gr.skip(), gr.skip()
+                    else:
+                        answer = item
+        except Busy as exc:
+            gr.Warning(str(exc))
+            chat[-1] = {"role": "assistant", "content": f"⏳ {exc}"}
+            yield chat, "", gr.skip(), gr.skip()
+            return
+        except RagError as exc:
+            chat[-1] = {"role": "assistant", "content": f"⚠️ {exc}"}
+            yield chat, "", gr.skip(), gr.skip()
+            raise gr.Error(str(exc)) from None
+        chat[-1] = {"role": "assistant", "content": answer.text}
+        yield chat, "", sources_html(answer), answer.to_dict()
+
+    def retry(history: list[dict], backend: str, k: float, mode: str, grounding: bool) -> Iterator[tuple[Any, ...]]:
+        chat = _plain(history)
+        last = max((i for i, m in enumerate(chat) if m["role"] == "user"), default=None)
+        if last is None:
+            yield chat, "", gr.skip(), gr.skip()
+            return
+        yield from respond(chat[last]["content"], chat[:last], backend, k, mode, grounding)
+
+    def add_documents(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[list[list[str]], str]:
+        if not files:
+            raise gr.Error("Choose one or more files first.")
+
+        def report(i: int, n: int, name: str) -> None:
+            progress((i, n), desc=f"indexing {name}", unit="files")
+
+        results = service.add_documents([Path(f) for f in files], progress=report)
+        rows = [[r.name, r.status, r.detail] for r in results]
+        added = sum(r.status != "rejected" for r in results)
+        return rows, f"{added} of {len(results)} files in the index. {index_info()}"
+
+    with gr.Blocks(title="rag · cited answers", analytics_enabled=False) as demo:
+        gr.Markdown("## Ask your documents\nAnswers cite the passages they come from; sentences the passages "
+                    "do not support are removed, and when nothing is left the answer says so.")
+        info = gr.Markdown(elem_id="index-info")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="chat", feedback_options=None,
+                                     buttons=["copy"], placeholder="Ask a question about the documents.")
+                with gr.Row():
+                    question = gr.Textbox(placeholder="Ask a question about the documents…", show_label=False,
+                                          scale=5, elem_id="question", autofocus=True, max_length=4000)
+                    ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                with gr.Row():
+                    retry_btn = gr.Button("↻ Retry", size="sm", elem_id="retry")
+                    clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
+                gr.Examples([[q] for q in EXAMPLES], inputs=[question], label="Example questions")
+            with gr.Column(scale=2):
+                gr.Markdown("### Sources")
+                sources = gr.HTML(NO_SOURCES, elem_id="sources")
+                with gr.Accordion("How this answer was made", open=False):
+                    trace = gr.JSON(label="answer", elem_id="trace")
+        with gr.Accordion("Settings", open=False, elem_id="settings"):
+            with gr.Row():
+                backend = gr.Dropdown(backends, value=settings.backend if settings.backend in backends else backends[0],
+                                      label="Backend", elem_id="backend")
+                k = gr.Slider(1, 10, value=settings.k, step=1, label="Passages (top-k)", elem_id="top-k")
+                mode = gr.Radio(list(MODES), value=settings.mode, label="Retrieval", elem_id="mode")
+                grounding = gr.Checkbox(value=settings.grounding, label="Grounding check (drop unsupported sentences)",
+                                        elem_id="grounding")
+        with gr.Accordion("Add documents", open=False, elem_id="upload"):
+            gr.Markdown(f"Allowed: {' '.join(allowed)}, up to {settings.max_upload_mb:g} MB each. Files are added "
+                        "to the index; nothing already there is removed.")
+            files = gr.File(file_count="multiple", file_types=allowed, label="Documents", elem_id="files")
+            add = gr.Button("Add to index", elem_id="add")
+            results = gr.Dataframe(headers=["file", "result", "detail"], interactive=False, elem_id="results",
+                                   label="Per-file result")
+            summary = gr.Markdown()
+
+        answer_io = dict(outputs=[chatbot, question, sources, trace], concurrency_id="answer")
+        options = [backend, k, mode, grounding]
+        question.submit(respond, [question, chatbot, *options], api_name="ask", **answer_io)
+        ask.click(respond, [question, chatbot, *options], api_visibility="private", **answer_io)
+        retry_btn.click(retry, [chatbot, *options], api_name="retry", **answer_io)
+        clear_btn.click(lambda: ([], "", NO_SOURCES, None), None, [chatbot, question, sources, trace],
+                        queue=False, api_visibility="private")
+        chatbot.clear(lambda: (NO_SOURCES, None), None, [sources, trace], queue=False, api_visibility="private")
+        add.click(add_documents, [files], [results, summary], api_name="add_documents", concurrency_id="index",
+                  concurrency_limit=1).then(index_info, None, info, queue=False, api_visibility="private")
+        demo.load(index_info, None, info, queue=False, api_visibility="private")
+    return demo
