@@ -18,6 +18,7 @@ from rag.embedding import Embedder
 from rag.errors import RagError
 from rag.indexer import Indexer
 from rag.metrics import mean_over_queries, mrr_at_k, ndcg_at_k, recall_at_k
+from rag.milvus_store import StoreOptions
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
@@ -104,8 +105,9 @@ def evaluate_beir(folder: Path, settings: Settings, embedder: Embedder, modes: l
                   whole_docs: bool = False, cache: Path | None = None, progress: bool = False) -> dict:
     """Index (or reuse) the corpus, run every judged query in each mode, and score the runs."""
     data = load_beir(folder, split)
+    backend = getattr(embedder, "backend", "torch")
     key = hashlib.sha256(f"{folder.resolve()}|{embedder.name}|{whole_docs}|{settings.chunk_size}|"
-                         f"{settings.chunk_overlap}".encode()).hexdigest()[:10]
+                         f"{settings.chunk_overlap}{'' if backend == 'torch' else '|' + backend}".encode()).hexdigest()[:10]
     cache = cache or Path("eval/.cache")
     root = cache / f"beir-{folder.name}-{key}"
     corpus_dir = mirror_corpus(data, root / "corpus")
@@ -113,7 +115,8 @@ def evaluate_beir(folder: Path, settings: Settings, embedder: Embedder, modes: l
     started = time.perf_counter()
     report = Indexer(index_settings, embedder, whole_documents=whole_docs).index([corpus_dir], progress=progress)
     index_seconds = time.perf_counter() - started
-    retriever = Retriever.open(index_settings.index_dir, embedder, settings.rrf_k)
+    retriever = Retriever.open(index_settings.index_dir, embedder, settings.rrf_k,
+                               StoreOptions.from_settings(settings))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -128,7 +131,7 @@ def evaluate_beir(folder: Path, settings: Settings, embedder: Embedder, modes: l
         "dataset": folder.name, "split": split, "queries": len(data.queries), "documents": len(data.corpus),
         "chunks": report.chunks_total, "chunks_embedded": report.chunks_embedded,
         "index_seconds": round(index_seconds, 1), "whole_docs": whole_docs,
-        "embedding_model": embedder.name,
+        "embedding_model": embedder.name, "embedding_backend": backend,
         "chunking": "whole documents" if whole_docs else f"{settings.chunk_size} tokens, overlap {settings.chunk_overlap}",
         "modes": results,
     }

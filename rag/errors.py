@@ -40,5 +40,9 @@ class IndexMismatch(RagError):
     """The index was built with settings (embedding model, format) that differ from the current ones."""
 
 
+class StoreError(RagError):
+    """The vector store (a Milvus server or Milvus Lite folder) is unreachable or refused a request."""
+
+
 class BackendError(RagError):
     """The LLM backend failed: unreachable endpoint, bad key, unknown model, timeout."""

@@ -15,9 +15,10 @@ import numpy as np
 
 from rag.chunking import Chunker
 from rag.documents import SourceFile, discover, load
-from rag.embedding import Embedder
+from rag.embedding import Embedder, compatible_backends
 from rag.errors import DocumentError, RagError
 from rag.settings import Settings
+from rag.milvus_store import StoreOptions, moves_vectors
 from rag.store import IndexData, IndexStore, LoadedIndex
 from rag.types import Chunk, Document, IndexReport, Skipped
 
@@ -40,7 +41,8 @@ class Indexer:
         """`whole_documents` makes one chunk per document (the model sees its first 256 tokens, as in MTEB)."""
         self.settings = settings
         self.embedder = embedder
-        self.store = IndexStore(settings.index_dir)
+        self.store = IndexStore(settings.index_dir, StoreOptions.from_settings(settings))
+        self.backend = getattr(embedder, "backend", "torch")
         self.chunking = {"size": min(settings.chunk_size, embedder.max_tokens),
                          "overlap": settings.chunk_overlap, "tokenizer": embedder.name}
         if whole_documents:
@@ -71,7 +73,9 @@ class Indexer:
             new_ids = [c.id for c in chunks]
             removed = len(old_ids - set(new_ids))
             changed = old is None or [c.id for c in old.chunks] != new_ids or \
-                old.manifest.get("files") != self._files_manifest(entries)
+                old.manifest.get("files") != self._files_manifest(entries) or \
+                old.manifest.get("embedding", {}).get("backend", self.backend) != self.backend or \
+                moves_vectors(self.store.options, self.store.root, old.manifest)
             if changed:
                 self.store.write(IndexData([e.doc for e in entries], chunks, vectors, self._manifest(entries)))
         return IndexReport(
@@ -118,22 +122,27 @@ class Indexer:
         old_chunks: dict[str, list[Chunk]] = {}
         for c in old.chunks if old else []:
             old_chunks.setdefault(c.doc_id, []).append(c)
+        keep = [e.reused and same_chunking and e.doc.id in old_chunks for e in entries]
+        whole = bool(self.chunking.get("whole_documents"))
+        fresh = iter(self.chunker.chunk_many([e.doc for e, k in zip(entries, keep, strict=True) if not k])
+                     if not whole else [])
         chunks: list[Chunk] = []
-        for e in entries:
-            keep = e.reused and same_chunking and e.doc.id in old_chunks
-            if keep:
+        for e, k in zip(entries, keep, strict=True):
+            if k:
                 chunks.extend(old_chunks[e.doc.id])
-            elif self.chunking.get("whole_documents"):
+            elif whole:
                 chunks.append(Chunk.create(e.doc, 0, len(e.doc.text)))
             else:
-                chunks.extend(self.chunker.chunk(e.doc))
+                chunks.extend(next(fresh))
         return chunks
 
     def _vectors(self, chunks: list[Chunk], old: LoadedIndex | None, progress: bool) -> tuple[np.ndarray, int]:
         """Vectors for `chunks`, embedding only texts the old index has no vector for."""
         vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
         known: dict[str, int] = {}
-        old_vectors = old.vectors() if old is not None and old.chunks else None
+        reusable = old is not None and old.chunks and \
+            compatible_backends(old.manifest.get("embedding", {}).get("backend"), self.backend)
+        old_vectors = old.vectors() if reusable else None  # never mix int8 and fp32 vectors in one index
         if old_vectors is not None:
             known = {c.text: row for row, c in enumerate(old.chunks)}
         todo: dict[str, list[int]] = {}
@@ -154,7 +163,7 @@ class Indexer:
 
     def _manifest(self, entries: list[_Entry]) -> dict:
         return {
-            "embedding": {"model": self.embedder.name, "dim": self.embedder.dim},
+            "embedding": {"model": self.embedder.name, "dim": self.embedder.dim, "backend": self.backend},
             "chunking": self.chunking,
             "files": self._files_manifest(entries),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -19,7 +19,8 @@ from typing import Literal
 
 from rag.chain import RAG
 from rag.documents import SUPPORTED_SUFFIXES
-from rag.embedding import Embedder, make_embedder
+from rag.embedding import Embedder, embedder_for
+from rag.milvus_store import StoreOptions
 from rag.errors import IndexMissing, RagError
 from rag.indexer import Indexer
 from rag.llm import Backend, make_backend
@@ -112,10 +113,10 @@ class Service:
     def __init__(self, settings: Settings, embedder: Embedder | None = None):
         self.settings = settings
         self.limiter = Limiter(settings.concurrency, settings.queue_size)
-        self.embedder = embedder or make_embedder(settings.embedding_model, settings.batch_size)
+        self.embedder = embedder or embedder_for(settings)
         self._lock = threading.RLock()
         self._upload_lock = threading.Lock()
-        self._store = IndexStore(settings.index_dir)
+        self._store = IndexStore(settings.index_dir, StoreOptions.from_settings(settings))
         self._version: Path | None = None
         self._retriever: Retriever | None = None
         self._backends: dict[str, Backend | None] = {}
@@ -154,7 +155,8 @@ class Service:
             raise IndexMissing(f"no index at {self.settings.index_dir}: build one with `rag index` or upload documents")
         if self._retriever is None or version != self._version:
             # as RAG.open does, with the process's one embedder
-            self._retriever = Retriever.open(self.settings.index_dir, self.embedder, self.settings.rrf_k)
+            self._retriever = Retriever.open(self.settings.index_dir, self.embedder, self.settings.rrf_k,
+                                             options=StoreOptions.from_settings(self.settings))
             self._version = version
             self._rags.clear()
         return self._retriever

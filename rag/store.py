@@ -5,7 +5,8 @@ Layout of an index dir:
     versions/<name>/        manifest.json, dense.faiss, bm25/*, chunks.jsonl, documents.jsonl
 A build writes a temp dir beside the versions, fsyncs it, renames it into place, then flips CURRENT.
 A process killed at any point leaves CURRENT naming a whole, verified version. Chunking and
-embedding happen elsewhere; this module only persists and loads.
+embedding happen elsewhere; this module only persists and loads. With the Milvus store the vectors live in
+a collection instead of dense.faiss (rag.milvus_store), written around the same atomic swap.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing
+from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing, RagError
+from rag.milvus_store import StoreOptions, begin_write, drop_collection, open_dense
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 1
@@ -49,11 +51,12 @@ class LoadedIndex:
     documents: list[Document]
     chunks: list[Chunk]
     manifest: dict
-    dense: object  # faiss.Index
+    dense: object  # faiss.Index, or rag.milvus_store.MilvusDense (same search/ntotal/d/reconstruct_n)
     bm25: object  # bm25s.BM25
+    full_text: object = None  # rag.milvus_store.MilvusFullText where BM25 runs in Milvus, else None
 
     def vectors(self) -> np.ndarray:
-        """All chunk vectors, row i for chunks[i] (copied out of the flat FAISS index)."""
+        """All chunk vectors, row i for chunks[i] (copied out of the flat FAISS index, or fetched from Milvus)."""
         if not self.dense.ntotal:
             return np.zeros((0, self.dense.d), dtype=np.float32)
         return self.dense.reconstruct_n(0, self.dense.ntotal)
@@ -87,10 +90,15 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 class IndexStore:
-    """Reads and writes the versioned index directory at `root`."""
+    """Reads and writes the versioned index directory at `root`.
 
-    def __init__(self, root: Path | str):
+    `options` say where dense vectors go on write (FAISS file or Milvus collection) and how to reach Milvus on
+    read; without them a write keeps the store the index already uses and a read follows the manifest.
+    """
+
+    def __init__(self, root: Path | str, options: StoreOptions | None = None):
         self.root = Path(root)
+        self.options = options or StoreOptions()
 
     @property
     def versions(self) -> Path:
@@ -123,11 +131,17 @@ class IndexStore:
 
         self.versions.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
+        previous, milvus = self._previous_manifest(), None
+        store = self.options.store or (previous or {}).get("dense", {}).get("store", "faiss")
+        if store == "milvus":  # the collection gets this version's vectors before the version exists
+            milvus = begin_write(self.root, self.options, data.chunks, data.vectors, data.manifest["embedding"],
+                                 previous, self._current_chunk_ids() if previous else [])
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
         try:
             _write_jsonl(tmp / "documents.jsonl", [d.to_dict() for d in data.documents])
             _write_jsonl(tmp / "chunks.jsonl", [c.to_dict() for c in data.chunks])
-            faiss.write_index(build_dense(data.vectors), str(tmp / "dense.faiss"))
+            if milvus is None:
+                faiss.write_index(build_dense(data.vectors), str(tmp / "dense.faiss"))
             build_bm25([c.text for c in data.chunks]).save(str(tmp / "bm25"), show_progress=False)
             artifacts = {}
             for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
@@ -135,6 +149,8 @@ class IndexStore:
                 artifacts[path.relative_to(tmp).as_posix()] = sha256_file(path)
             manifest = {**data.manifest, "format_version": FORMAT_VERSION, "artifacts": artifacts,
                         "counts": {"documents": len(data.documents), "chunks": len(data.chunks)}}
+            if milvus is not None:
+                manifest["dense"] = milvus.record
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
             _fsync(tmp / "manifest.json")
             _fsync(tmp / "bm25")
@@ -146,8 +162,24 @@ class IndexStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self._point_current_at(name)
+        if milvus is not None:  # rows the new version dropped go only now that it is live
+            milvus.finish(self.root, self.options)
+        elif (previous or {}).get("dense", {}).get("store") == "milvus":  # moved back to FAISS
+            drop_collection(self.root, self.options, previous["dense"])
         self._remove_old_versions(keep=name)
         return self.versions / name
+
+    def _previous_manifest(self) -> dict | None:
+        try:
+            return self.read_manifest() if self.current() is not None else None
+        except RagError:  # a damaged live version is being replaced: nothing to carry over
+            return None
+
+    def _current_chunk_ids(self) -> list[str]:
+        try:
+            return [row["id"] for row in _read_jsonl(self.current() / "chunks.jsonl")]
+        except (OSError, ValueError, KeyError):
+            return []
 
     def _point_current_at(self, name: str) -> None:
         pointer = self.root / "CURRENT.tmp"
@@ -223,13 +255,17 @@ class IndexStore:
         try:
             documents = [Document(**row) for row in _read_jsonl(version / "documents.jsonl")]
             chunks = [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
-            dense = faiss.read_index(str(version / "dense.faiss"))
+            full_text = None
+            if manifest.get("dense", {}).get("store") == "milvus":
+                dense, full_text = open_dense(self.root, self.options, manifest, [c.id for c in chunks])
+            else:
+                dense = faiss.read_index(str(version / "dense.faiss"))
             bm25 = bm25s.BM25.load(str(version / "bm25"), mmap=False, allow_pickle=False)
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
             raise IndexCorrupt(f"cannot read the index at {version} ({exc}): {REBUILD_HINT}") from None
         if dense.ntotal != len(chunks) or manifest.get("counts", {}).get("chunks") != len(chunks):
             raise IndexCorrupt(f"{version}: {dense.ntotal} vectors for {len(chunks)} chunks: {REBUILD_HINT}")
-        return LoadedIndex(version, documents, chunks, manifest, dense, bm25)
+        return LoadedIndex(version, documents, chunks, manifest, dense, bm25, full_text)
 
 
 def build_dense(vectors: np.ndarray):

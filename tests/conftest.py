@@ -44,6 +44,16 @@ def hash_embedder() -> HashEmbedder:
     return HashEmbedder()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _stop_milvus_lite():
+    """Milvus Lite runs a server thread per folder until the process exits; a module's stop with the module."""
+    yield
+    import sys
+
+    if "milvus_lite" in sys.modules:
+        sys.modules["milvus_lite"].server_manager_instance.release_all()
+
+
 @pytest.fixture(scope="session")
 def real_embedder():
     from rag.embedding import SentenceTransformerEmbedder

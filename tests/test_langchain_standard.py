@@ -20,11 +20,11 @@ pytestmark = pytest.mark.integration
 
 
 @functools.cache
-def seeds_retriever() -> Retriever:
-    """Built once for the whole class (the suite constructs the retriever from properties, not fixtures)."""
+def seeds_retriever(store: str = "faiss") -> Retriever:
+    """Built once per store (the suite constructs the retriever from properties, not fixtures)."""
     index_dir = Path(tempfile.mkdtemp(prefix="rag-lc-")) / "index"
     embedder = SentenceTransformerEmbedder()
-    Indexer(Settings(index_dir=index_dir, chunk_size=64, chunk_overlap=0), embedder).index([SEEDS])
+    Indexer(Settings(index_dir=index_dir, chunk_size=64, chunk_overlap=0, store=store), embedder).index([SEEDS])
     return Retriever.open(index_dir, embedder)
 
 
@@ -40,3 +40,11 @@ class TestRagRetrieverStandard(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return "Does Microsoft keep exclusive rights?"
+
+
+class TestRagRetrieverStandardMilvus(TestRagRetrieverStandard):
+    """The same suite with the vectors in a Milvus collection (Milvus Lite, started in this process)."""
+
+    @property
+    def retriever_constructor_params(self) -> dict:
+        return {"retriever": seeds_retriever("milvus")}

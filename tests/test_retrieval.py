@@ -24,9 +24,10 @@ def test_rrf_exact_scores_and_deterministic_ties() -> None:
     assert rrf([ranked([5]), ranked([7])], k=60) == [(5, pytest.approx(1 / 61)), (7, pytest.approx(1 / 61))]
 
 
-@pytest.fixture
-def retriever(corpus, settings, hash_embedder) -> Retriever:
-    Indexer(settings, hash_embedder).index([corpus])
+@pytest.fixture(params=["faiss", "milvus"])
+def retriever(request, corpus, settings, hash_embedder) -> Retriever:
+    """The same index with its vectors in FAISS or in Milvus (Milvus Lite in the index dir): same results."""
+    Indexer(settings.with_overrides(store=request.param), hash_embedder).index([corpus])
     return Retriever.open(settings.index_dir, hash_embedder)
 
 

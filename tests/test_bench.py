@@ -1,0 +1,69 @@
+"""eval/bench.py: the synthetic index it searches at scale, and a tiny end-to-end run whose report has every
+section and ratio. Nothing here times anything: speed is reported by `make bench`, never asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag.embedding import HashEmbedder
+from rag.indexer import Indexer
+from rag.store import IndexStore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "eval" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_synthetic_index_repeats_chunks_with_fresh_ids(corpus, settings) -> None:
+    Indexer(settings, HashEmbedder()).index([corpus])
+    real = IndexStore(settings.index_dir).load()
+    data = _bench_module().synthetic_index(real.chunks, real.documents, real.vectors(), 11)
+    assert len(data.chunks) == len(data.vectors) == 11
+    assert len({c.id for c in data.chunks}) == 11  # perturbed ids: no collisions
+    assert data.chunks[:len(real.chunks)] == real.chunks and np.array_equal(data.vectors[:len(real.chunks)], real.vectors())
+    assert np.allclose(np.linalg.norm(data.vectors, axis=1), 1.0, atol=1e-5)
+    docs = {d.id: d for d in data.documents}
+    assert all(docs[c.doc_id].text[c.start:c.end] == c.text for c in data.chunks)  # spans still exact
+    copy = data.chunks[len(real.chunks)]
+    assert copy.text == real.chunks[0].text and copy.source.startswith("copy1/")
+    assert 0.7 < float(data.vectors[len(real.chunks)] @ real.vectors()[0]) < 0.999  # near its original, not on it
+
+
+@pytest.mark.integration
+def test_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval" / "bench.py"), "--docs", "12", "--sizes", "150", "--queries", "10",
+         "--skip-langchain", "--skip-answers", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((out / "bench.json").read_text())
+    summary = result["summary"]
+    backend = summary["default_backend"]
+    build = result["build"][backend]
+    assert build["documents"] == 12 and build["chunks"] >= 12 and build["chunks_embedded"] == build["chunks"]
+    assert build["unchanged_embedded"] == 0 and build["one_changed_embedded"] >= 1
+    assert result["raw_sentence_transformers"]["texts"] == build["unique_texts"]
+    for key in (f"build_{backend}_vs_own_encoder", f"build_{backend}_vs_raw_sentence_transformers",
+                f"unchanged_reindex_{backend}_speedup", f"one_changed_reindex_{backend}_speedup"):
+        assert summary[key] > 0, key
+    row = result["queries"]["sizes"]["150"]
+    for mode in ("dense", "bm25", "hybrid", "query_embed"):
+        assert 0 < row[f"{mode}_p50_ms"] <= row[f"{mode}_p95_ms"], mode
+    assert result["rag_help_s"] > 0 and "langchain_build" not in result and "answers" not in result
+    md = (out / "bench.md").read_text()
+    assert "## Index build" in md and "## Re-index" in md and "## Query latency" in md and "| 150 |" in md
+    assert proc.stdout == md  # the table is printed too

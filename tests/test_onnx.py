@@ -1,0 +1,85 @@
+"""The ONNX Runtime embedding backends against PyTorch on the bundled model: same vectors (fp32), close ones
+(int8), a one-off export reused from the cache, and indexes that never mix int8 and fp32 vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.embedding import OnnxEmbedder, SentenceTransformerEmbedder, make_embedder
+from rag.errors import IndexMismatch
+from rag.indexer import Indexer
+from rag.retrieval import Retriever
+from rag.settings import Settings
+from rag.store import IndexStore
+
+pytestmark = pytest.mark.integration
+
+SENTENCES = [
+    "Microsoft will no longer hold exclusive rights to license OpenAI's most advanced systems.",
+    "When were the details disclosed?",
+    "Cats purr when they are content.",
+    "Alterations of the architecture of cerebral white matter in the developing human brain can affect "
+    "cortical development and result in functional disabilities.",
+    "Kittens open their eyes after about ten days, and a cat sleeps sixteen hours a day.",
+]
+
+
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("model-cache")
+
+
+@pytest.fixture(scope="session")
+def torch_vectors(real_embedder) -> np.ndarray:
+    return real_embedder.embed(SENTENCES)
+
+
+def test_onnx_fp32_gives_torch_vectors(cache, torch_vectors) -> None:
+    onnx = OnnxEmbedder(cache_dir=cache)
+    vectors = onnx.embed(SENTENCES)
+    assert vectors.shape == (5, 384) and vectors.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert (vectors * torch_vectors).sum(1).min() >= 0.999
+    # a query alone (the one-thread session) and in a batch give the same vector
+    np.testing.assert_allclose(onnx.embed([SENTENCES[1]])[0], vectors[1], atol=1e-5)
+
+
+def test_onnx_int8_stays_close_to_torch(cache, torch_vectors) -> None:
+    vectors = OnnxEmbedder(quantize=True, cache_dir=cache).embed(SENTENCES)
+    assert (vectors * torch_vectors).sum(1).min() >= 0.98
+
+
+def test_export_happens_once_and_is_reused(cache) -> None:
+    first = OnnxEmbedder(quantize=True, cache_dir=cache)
+    graph = first.graph()
+    stamp = graph.stat().st_mtime_ns
+    again = make_embedder("all-MiniLM-L6-v2", backend="onnx-int8", cache_dir=cache)
+    assert again.graph() == graph and graph.stat().st_mtime_ns == stamp
+    assert str(graph).startswith(str(cache)) and "site-packages" not in str(graph)
+    assert sorted(p.name for p in graph.parent.glob("*.onnx")) == ["model-int8.onnx", "model.onnx"]  # no temp files
+
+
+def test_int8_index_refuses_fp32_queries_and_reindexing_reembeds(cache, corpus, tmp_path, real_embedder) -> None:
+    settings = Settings(index_dir=tmp_path / "index", chunk_size=64, chunk_overlap=8)
+    int8 = OnnxEmbedder(quantize=True, cache_dir=cache)
+    first = Indexer(settings, int8).index([corpus])
+    assert IndexStore(settings.index_dir).load().manifest["embedding"]["backend"] == "onnx-int8"
+    with pytest.raises(IndexMismatch, match="RAG_EMBEDDING_BACKEND=onnx-int8"):
+        Retriever.open(settings.index_dir, real_embedder)
+    assert Retriever.open(settings.index_dir).embedder.backend == "onnx-int8"  # the index says which backend
+    again = Indexer(settings, real_embedder).index([corpus])  # torch: nothing reusable, everything re-embedded
+    assert again.changed and again.chunks_embedded == first.chunks_embedded > 0
+    # fp32 ONNX vectors are torch's: an index built by one is searched and updated by the other
+    assert Indexer(settings, OnnxEmbedder(cache_dir=cache)).index([corpus]).chunks_embedded == 0
+    hits = Retriever.open(settings.index_dir, OnnxEmbedder(cache_dir=cache)).search("Which animal purrs?", k=1)
+    assert hits[0].chunk.source == "cats.txt"
+
+
+def test_torch_embedder_is_unchanged_by_small_batches(real_embedder: SentenceTransformerEmbedder) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    one = real_embedder.embed([SENTENCES[0]])[0]
+    assert torch.get_num_threads() == threads  # the one-thread query path restores the setting
+    np.testing.assert_allclose(one, real_embedder.embed(SENTENCES)[0], atol=1e-5)
