@@ -46,7 +46,7 @@ def test_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "report"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "eval" / "bench.py"), "--docs", "12", "--sizes", "150", "--queries", "10",
-         "--skip-langchain", "--skip-answers", "--out", str(out)],
+         "--skip-langchain", "--skip-answers", "--skip-scale", "--out", str(out)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
