@@ -39,7 +39,9 @@ def index_dir(tmp_path_factory, real_embedder):
 
 
 def open_rag(index_dir, **overrides) -> RAG:
-    return RAG.open(index_dir, **overrides)
+    # the index above is built with the torch embedder (the `real_embedder` fixture); the calibrated
+    # expectations here were measured with it
+    return RAG.open(index_dir, **{"embedding_backend": "torch", **overrides})
 
 
 def assert_citations_verified(rag: RAG, answer: Answer) -> None:
