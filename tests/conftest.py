@@ -59,3 +59,30 @@ def real_embedder():
     from rag.embedding import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nobody listens on right now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_http(url: str, process, seconds: float = 120) -> None:
+    """Poll `url` until it answers; fail at once if `process` exits, or after `seconds`."""
+    import time
+    import urllib.request
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            if process.poll() is not None:
+                pytest.fail(f"the server exited with {process.returncode} before {url} answered")
+            time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"{url} did not answer within {seconds:.0f} s")

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 import threading
-import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from conftest import SEEDS, write_corpus
+from conftest import SEEDS, free_port, wait_for_http, write_corpus
 from rag.chain import ABSTAIN, RAG
 from rag.errors import BackendError, ConfigError
 from rag.indexer import Indexer
@@ -129,12 +126,6 @@ def test_follow_up_is_condensed_with_the_history(extractive: RAG) -> None:
 # -- the openai backend against llama-cpp-python's real OpenAI-compatible server ---------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server():
     port = free_port()
@@ -143,16 +134,7 @@ def llama_server():
          "--port", str(port), "--n_ctx", "4096", "--model_alias", "smollm2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start")
+    wait_for_http(f"{url}/models", proc)
     yield url
     proc.terminate()
     proc.wait(timeout=30)

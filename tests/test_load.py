@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import openai
 import pytest
 from gradio_client import Client
 
-from conftest import SEEDS
+from conftest import SEEDS, free_port, wait_for_http
 from rag.metrics import percentile
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -36,9 +35,7 @@ def rss_mb(pid: int) -> float:
 
 def test_twenty_clients_for_a_minute(tmp_path) -> None:
     index_dir = tmp_path / "index"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_BACKEND": "extractive", "RAG_PORT": str(port),
            "RAG_CONCURRENCY": "2", "RAG_QUEUE_SIZE": "6", "GRADIO_ANALYTICS_ENABLED": "False"}
     subprocess.run([sys.executable, "-m", "rag.cli", "index", str(SEEDS)], env=env, check=True,
@@ -47,14 +44,7 @@ def test_twenty_clients_for_a_minute(tmp_path) -> None:
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-2000:]
-                time.sleep(0.5)
+        wait_for_http(f"{url}/health", server)
         # warm: the first answer loads the embedder
         openai.OpenAI(base_url=f"{url}/v1", api_key="x", timeout=120).chat.completions.create(
             model="rag", messages=[{"role": "user", "content": QUESTIONS[0]}])
