@@ -1,4 +1,9 @@
-"""The answering pipeline: condense the follow-up, retrieve, prompt, generate, cite and verify.
+"""The answering pipeline: condense the follow-up, retrieve, select evidence, decide, answer and verify.
+
+Every backend shares retrieval, evidence selection (rag.evidence), the calibrated decision to answer or
+abstain, and verification (rag.citations); only the answer step differs: the extractive answer is the best
+evidence itself, an LLM writes from the evidence sentences and falls back to the extractive answer when
+none of its claims survives verification.
 
 `RAG.open(index_dir)` is the one entry point: `.ask()` returns an `Answer`, `.stream()` yields text and then
 the final `Answer`, and `.chain` is the same pipeline as a LangChain Runnable (invoke, batch, stream,
@@ -15,31 +20,34 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rag.citations import Grounder, answer_type_ok, citations_for
+from rag import calibration as fitted
+from rag.calibration import Calibration
+from rag.citations import Verifier, cite, citations_for
 from rag.embedding import embedder_for
-from rag.llm import Backend, complete, make_backend
-from rag.prompting import IDK, Message, answer_messages, condense_messages
+from rag.evidence import Evidence, EvidenceSelector, Extract, Idf, extract
+from rag.llm import Backend, complete, make_backend, until_repeated
 from rag.milvus_store import StoreOptions
+from rag.prompting import IDK, Message, answer_messages, condense_messages
 from rag.retrieval import Retriever
 from rag.settings import Settings
-from rag.types import Answer
+from rag.types import Answer, Citation, Hit
 
 ABSTAIN = "The documents do not say."
-# Calibrated on eval/seed_questions.jsonl (see README): question-to-sentence matching leans on IDF-weighted
-# word overlap, since MiniLM's cosine between a short question and a long sentence is unreliable.
-EXTRACTIVE_THRESHOLD = 0.5
-EXTRACTIVE_SEMANTIC_WEIGHT = 0.4
 _FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|there|then)\b", re.I)
 
 
 class RAG:
     """Question answering with cited, verified answers over one index."""
 
-    def __init__(self, settings: Settings, retriever: Retriever, backend: Backend | None):
+    def __init__(self, settings: Settings, retriever: Retriever, backend: Backend | None,
+                 calibration: Calibration | None = None):
         self.settings = settings
         self.retriever = retriever
         self.backend = backend
-        self.grounder = Grounder(retriever.embedder, settings.grounding_threshold)
+        self.calibration = calibration or fitted.load()
+        self.selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), self.calibration)
+        support = self.calibration.support if settings.grounding_threshold is None else settings.grounding_threshold
+        self.verifier = Verifier(retriever.embedder, support)
         self.documents = {d.id: d.text for d in retriever.index.documents}
         self._prompt_secret = secrets.token_bytes(16)  # keys the passage delimiters (see prompting.delimiters)
 
@@ -59,39 +67,93 @@ class RAG:
     def model_name(self) -> str:
         return self.backend.model if self.backend else self.retriever.embedder.name
 
-    def ask(self, question: str, history: Sequence[Message] | None = None, k: int | None = None) -> Answer:
+    def ask(self, question: str, history: Sequence[Message] | None = None, k: int | None = None,
+            min_confidence: float | None = None) -> Answer:
         answer = None
-        for item in self.stream(question, history, k):
+        for item in self.stream(question, history, k, min_confidence):
             answer = item
         return answer
 
-    def stream(self, question: str, history: Sequence[Message] | None = None,
-               k: int | None = None) -> Iterator[str | Answer]:
-        """Yield the draft's text as it is generated, then the final, grounded `Answer`."""
+    @property
+    def min_confidence(self) -> float:
+        """Answers below this calibrated confidence abstain: the setting, else the fitted threshold."""
+        chosen = self.settings.min_confidence
+        return self.calibration.min_confidence if chosen is None else chosen
+
+    def stream(self, question: str, history: Sequence[Message] | None = None, k: int | None = None,
+               min_confidence: float | None = None) -> Iterator[str | Answer]:
+        """Yield the draft's text as it is generated, then the final, verified `Answer`; `min_confidence`
+        overrides the abstention threshold for this question."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
         question = " ".join(question.split())[:4000]  # control characters and whitespace runs collapse
         standalone = self.condense(question, history or [])
         timings["condense"] = _since(started)
         hits = self.retriever.search(standalone, k=k or self.settings.k, mode=self.settings.mode) if question else []
-        timings["retrieve"] = _since(started) - timings["condense"]
-        draft = ""
-        if hits and self.backend is None:
-            draft = self.grounder.extract(standalone, hits, EXTRACTIVE_THRESHOLD, EXTRACTIVE_SEMANTIC_WEIGHT)
-            if draft:
-                yield draft
-        elif hits:
-            first = None
-            for piece in self.backend.stream(answer_messages(question if not history else standalone, hits, self._prompt_secret),
-                                             self.settings.max_tokens):
-                first = first or _since(started)
+        timings["retrieve"] = _since(started)
+        evidence = self.selector.select(standalone, hits)
+        threshold = self.min_confidence if min_confidence is None else min_confidence
+        chosen = extract(evidence, self.calibration) if evidence.confidence >= threshold else None
+        timings["evidence"] = _since(started)
+        base = dict(query=question, standalone_query=standalone, backend=self.backend_name, model=self.model_name,
+                    passages=tuple(hits), confidence=evidence.confidence)
+        if chosen is None:
+            answer = Answer(text=ABSTAIN, abstained=True, citations=(), **base)
+        elif self.backend is None:
+            answer = self._extractive(chosen, base)
+            timings["first_text"] = _since(started)
+            yield answer.draft
+        else:
+            draft = ""
+            messages = answer_messages(question if not history else standalone, hits,
+                                       self.excerpts(evidence), self._prompt_secret)
+            for piece in until_repeated(self.backend.stream(messages, self.settings.max_tokens)):
+                timings.setdefault("first_text", _since(started))
                 draft += piece
                 yield piece
-            timings["first_token"] = first or _since(started)
-        timings["generate"] = _since(started) - timings["retrieve"] - timings["condense"]
-        answer = self._finish(question, standalone, hits, draft.strip())
+            timings["generate"] = _since(started)
+            answer = self.verify(draft.strip(), hits, chosen, base)
         timings["total"] = _since(started)
-        yield Answer(**{**answer.__dict__, "timings": {k: round(v, 4) for k, v in timings.items()}})
+        yield replace(answer, timings={name: round(v, 4) for name, v in timings.items()})
+
+    def excerpts(self, evidence: Evidence) -> list[tuple[int, str]]:
+        """The best evidence sentences for the prompt, grouped by passage in document order."""
+        top = sorted((s.sentence for s in evidence.ranked[:self.calibration.prompt_sentences]),
+                     key=lambda p: (p.n, p.start))
+        grouped: dict[int, list[str]] = {}
+        for p in top:
+            grouped.setdefault(p.n, []).append(p.text)
+        return [(n, " ".join(texts)) for n, texts in grouped.items()]
+
+    def _extractive(self, chosen: Extract, base: dict, **extra: Any) -> Answer:
+        text = " ".join(f"{p.text} [{p.n}]" for p in chosen.parts)
+        citations = tuple(c for p in chosen.parts if (c := cite(p, self.documents)) is not None)
+        return Answer(text=text, abstained=False, citations=citations, short=self._short(chosen),
+                      **{"draft": text, **base, **extra})
+
+    def _short(self, chosen: Extract) -> Citation | None:
+        if chosen.short is None:
+            return None
+        part, start, end = chosen.short
+        c = part.hit.chunk
+        quote = self.documents[c.doc_id][start:end]
+        return Citation(part.n, c.source, c.doc_id, c.id, start, end, quote) if quote.strip() else None
+
+    def verify(self, draft: str, hits: Sequence[Hit], chosen: Extract, base: dict) -> Answer:
+        """The model's draft, kept where the cited passages support it (clause by clause) and where it still
+        carries the extractive answer's phrase or sentence; otherwise the extractive answer, marked so."""
+        claims = self.verifier.check(draft, hits) if draft and not draft.lower().startswith(IDK.lower()[:-1]) else []
+        if not self.settings.grounding:
+            claims = [replace(c, supported=True, dropped="") for c in claims]
+        kept = list({c.text: c for c in claims if c.supported}.values())  # small models repeat themselves
+        removed = tuple(c.text for c in claims if not c.supported) + tuple(c.dropped for c in kept if c.dropped)
+        base = {**base, "draft": draft, "removed": removed}
+        if not kept or (self.settings.grounding and not _carries(kept, chosen)):
+            return self._extractive(chosen, {**base, "draft": draft}, fallback="extractive")
+        text = " ".join(f"{c.text} " + "".join(f"[{ev.n}]" for ev in c.evidence) for c in kept).strip()
+        short = self._short(chosen)
+        return Answer(text=text, abstained=False, citations=tuple(citations_for(kept, self.documents)),
+                      short=short if short and short.quote in text else None, **base)
 
     def condense(self, question: str, history: Sequence[Message]) -> str:
         """A standalone query for retrieval: the LLM rewrites follow-ups for hosted backends; locally
@@ -100,38 +162,12 @@ class RAG:
         if not users:
             return question
         if self.backend is not None and self.backend.name != "local":
-            rewritten = complete(self.backend, condense_messages(history, question), 96).strip()
-            if rewritten and len(rewritten) < 4 * len(question) + 200:
-                return " ".join(rewritten.split())
+            rewritten = " ".join(complete(self.backend, condense_messages(history, question), 96).split())
+            if rewritten:
+                return rewritten
         if _FOLLOW_UP.search(question) or len(question.split()) < 6:
             return f"{users[-1]} {question}"
         return question
-
-    def _finish(self, question: str, standalone: str, hits, draft: str) -> Answer:
-        base = dict(query=question, standalone_query=standalone, backend=self.backend_name,
-                    model=self.model_name, draft=draft, passages=tuple(hits))
-        if not draft or draft.lower().startswith(IDK.lower().rstrip(".")):
-            return Answer(text=ABSTAIN, abstained=True, citations=(), **base)
-        claims = self.grounder.check(draft, hits)
-        if not self.settings.grounding:
-            claims = [replace(c, supported=True) for c in claims]
-        kept = list({c.text: c for c in claims if c.supported}.values())  # small models repeat themselves
-        removed = tuple(c.text for c in claims if not c.supported)
-        if kept and self.settings.grounding and not self._addresses(standalone, kept):
-            kept, removed = [], removed + tuple(c.text for c in kept)
-        if not kept:
-            return Answer(text=ABSTAIN, abstained=True, citations=(), removed=removed, **base)
-        text = " ".join(f"{c.text} " + "".join(f"[{ev.n}]" for ev in c.evidence) for c in kept)
-        citations = citations_for(kept, self.documents)
-        return Answer(text=text.strip(), abstained=False, citations=tuple(citations), removed=removed, **base)
-
-    def _addresses(self, question: str, claims) -> bool:
-        """True passage sentences can still miss the question (a small model copies off-topic text): keep an
-        answer only if some claim matches the question well enough and holds the date or amount it asks for."""
-        texts = [c.text for c in claims]
-        relevance = self.grounder.scores([question], texts, semantic_weight=EXTRACTIVE_SEMANTIC_WEIGHT)[0]
-        return any(r >= self.settings.relevance_threshold and answer_type_ok(question, t)
-                   for r, t in zip(relevance, texts, strict=True))
 
     @property
     def chain(self):
@@ -139,6 +175,17 @@ class RAG:
         from rag.integrations import AnswerRunnable
 
         return AnswerRunnable(rag=self)
+
+
+def _carries(claims, chosen: Extract) -> bool:
+    """Does the kept draft still hold what the extractive answer would say: its answer phrase when one was
+    found, else one of its sentences as a claim's evidence?"""
+    if chosen.short is not None:
+        part, start, end = chosen.short
+        phrase = part.text[start - part.start:end - part.start].lower()
+        return any(phrase in c.text.lower() for c in claims)
+    spans = {(p.n, p.start) for p in chosen.parts}
+    return any((ev.n, ev.start) in spans for c in claims for ev in c.evidence)
 
 
 def _since(started: float) -> float:

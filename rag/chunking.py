@@ -6,23 +6,13 @@ Every chunk is an exact span of the document text. Embedding and storage live el
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from rag.text import Span, paragraphs, sentences
 from rag.types import Chunk, Document
 
 TokenOffsets = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
-
-_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
-# A sentence ends at . ! ? (plus closing quotes/brackets) followed by whitespace, or at a line break.
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"'”’)\]]*(?=\s)|(?=\n)")
-
-
-@dataclass(frozen=True)
-class Span:
-    start: int
-    end: int
 
 
 @dataclass(frozen=True)
@@ -31,41 +21,6 @@ class _Unit:
     end: int
     tokens: int
     paragraph: int
-
-
-def paragraphs(text: str) -> list[Span]:
-    """Spans of the blank-line-separated paragraphs, whitespace trimmed."""
-    spans, pos = [], 0
-    for brk in [*_PARAGRAPH_BREAK.finditer(text), None]:
-        end = brk.start() if brk else len(text)
-        span = _trim(text, pos, end)
-        if span:
-            spans.append(span)
-        pos = brk.end() if brk else end
-    return spans
-
-
-def sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
-    """Spans of the sentences in text[start:end], whitespace trimmed."""
-    end = len(text) if end is None else end
-    spans, pos = [], start
-    for match in _SENTENCE_END.finditer(text, start, end):
-        span = _trim(text, pos, match.end())
-        if span:
-            spans.append(span)
-        pos = match.end()
-    last = _trim(text, pos, end)
-    if last:
-        spans.append(last)
-    return spans
-
-
-def _trim(text: str, start: int, end: int) -> Span | None:
-    while start < end and text[start].isspace():
-        start += 1
-    while end > start and text[end - 1].isspace():
-        end -= 1
-    return Span(start, end) if end > start else None
 
 
 class Chunker:

@@ -26,6 +26,9 @@ IndexDir = Annotated[Optional[Path], typer.Option("--index-dir", help="Index dir
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 StoreFlag = Annotated[Optional[str], typer.Option("--store", help="Where vectors live: faiss or milvus [env RAG_STORE; "
                                                    "default: what the index uses, faiss for a new one].")]
+MinConfidence = Annotated[Optional[float], typer.Option(
+    "--min-confidence", min=0.0, max=1.0, help="Abstain below this calibrated confidence, 0-1 (higher: fewer but "
+    "surer answers) [env RAG_MIN_CONFIDENCE; default: the fitted threshold in rag/calibration.json].")]
 MilvusUri = Annotated[Optional[str], typer.Option("--milvus-uri", help="Milvus: a local Milvus Lite folder or "
                                                   "http://HOST:19530 [env RAG_MILVUS_URI; token: RAG_MILVUS_TOKEN].")]
 
@@ -134,11 +137,13 @@ def ask(
     k: Annotated[Optional[int], typer.Option("--k", help="Passages given to the model [env RAG_K; default 5].")] = None,
     mode: Annotated[Optional[str], typer.Option(help="Retrieval: hybrid (default), dense or bm25.")] = None,
     grounding: Annotated[Optional[bool], typer.Option("--grounding/--no-grounding", help="Drop answer sentences the passages do not support (default on).")] = None,
+    min_confidence: MinConfidence = None,
     index_dir: IndexDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Answer QUESTION from the indexed documents, with citations to exact source spans."""
-    settings = _settings(index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding)
+    settings = _settings(index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding,
+                         min_confidence=min_confidence)
     from rag.chain import RAG
 
     try:
@@ -156,13 +161,17 @@ def ask(
         _fail(exc)
     typer.echo("", err=True)
     typer.secho(answer.text, bold=True)
+    if answer.short and not answer.abstained:
+        typer.echo(f"Short answer: {answer.short.quote}")
     if answer.abstained and answer.passages:
         typer.echo("\nClosest passages:")
         for n, hit in enumerate(answer.passages[:3], 1):
             typer.echo(f"  [{n}] {hit.chunk.source} chars {hit.chunk.start}-{hit.chunk.end}: {hit.chunk.text[:160]}...")
     for c in answer.citations:
         typer.echo(f"  [{c.n}] {c.source} chars {c.char_start}-{c.char_end}: \u201c{c.quote}\u201d")
-    typer.secho(f"({answer.backend}: {answer.model}, {answer.timings.get('total', 0):.1f}s)", dim=True)
+    fallback = f", fell back to {answer.fallback}" if answer.fallback else ""
+    typer.secho(f"({answer.backend}: {answer.model}, confidence {answer.confidence:.2f}{fallback}, "
+                f"{answer.timings.get('total', 0):.1f}s)", dim=True)
 
 
 @app.command("eval")
@@ -172,11 +181,14 @@ def eval_(
     backend: Annotated[Optional[str], typer.Option(help="Backends, comma-separated, e.g. extractive,local.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Passages per question [default 5].")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Report folder [default eval/reports/<run>].")] = None,
+    source: Annotated[Optional[str], typer.Option(help="Only the questions on this source file (e.g. one SQuAD "
+                                                  "article; questions without support go with the one before).")] = None,
+    min_confidence: MinConfidence = None,
     index_dir: IndexDir = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Run a question set through the answering chain and score retrieval, answers, citations, abstention."""
-    settings = _settings(index_dir=index_dir, k=k)
+    settings = _settings(index_dir=index_dir, k=k, min_confidence=min_confidence)
     backends = [b.strip() for b in (backend or settings.backend).split(",") if b.strip()]
     if not file.is_file():
         _fail(f"no such question file: {file}", code=2)
@@ -190,7 +202,7 @@ def eval_(
 
     from rag.chain import RAG
     from rag.embedding import embedder_for
-    from rag.evaluate import load_questions, run_eval
+    from rag.evaluate import by_source, load_questions, run_eval
     from rag.indexer import Indexer
     from rag.report import write_report
 
@@ -201,6 +213,11 @@ def eval_(
     out = out or Path("eval/reports") / run
     try:
         questions = load_questions(file)
+        if source is not None:
+            groups = by_source(questions)
+            if source not in groups:
+                raise RagError(f"no questions on source {source!r} in {file}: one of {', '.join(groups)}")
+            questions = groups[source]
         embedder = embedder_for(settings)
         Indexer(settings, embedder).index([corpus], progress=not as_json)
         records, summaries = [], []
@@ -212,7 +229,7 @@ def eval_(
             summaries.append(summary)
     except RagError as exc:
         _fail(exc)
-    meta = {"run": run, "questions_file": str(file), "corpus": str(corpus), "k": settings.k,
+    meta = {"run": run, "questions_file": str(file), "source": source, "corpus": str(corpus), "k": settings.k,
             "mode": settings.mode, "grounding": settings.grounding}
     write_report(out, records, summaries, meta)
     if as_json:
@@ -223,7 +240,9 @@ def eval_(
             ("EM", lambda s: s["answer"]["exact_match"]), ("F1", lambda s: s["answer"]["token_f1"]),
             ("contains", lambda s: s["answer"]["contains_answer"]), ("cite P", lambda s: s["citations"]["precision"]),
             ("cite R", lambda s: s["citations"]["recall"]), ("abstain", lambda s: s["abstention_rate"]),
-            ("false abst", lambda s: s["false_abstention_rate"]), ("p50 s", lambda s: s["latency"]["p50"]),
+            ("false abst", lambda s: s["false_abstention_rate"]), ("RC area", lambda s: s["selective"]["area"]),
+            ("acc@50%", lambda s: s["selective"]["accuracy_at_50"]), ("ECE", lambda s: s["selective"]["ece"]),
+            ("p50 s", lambda s: s["latency"]["p50"]),
             ("p95 s", lambda s: s["latency"]["p95"])]
     typer.echo(" | ".join(name for name, _ in cols))
     for s in summaries:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.metrics import contains_answer, exact_match, mrr_at_k, ndcg_at_k, percentile, spans_overlap, token_f1
+from rag.metrics import accuracy_at_coverage, area_under_risk_coverage, contains_answer, exact_match, \
+    expected_calibration_error, mrr_at_k, ndcg_at_k, percentile, risk_coverage, spans_overlap, token_f1
 from rag.types import Answer, Chunk, Hit
 
 DEPTH = 10  # retrieval depth for MRR@10 and nDCG@10
@@ -59,6 +60,17 @@ def load_questions(path: Path) -> list[Question]:
     if not questions:
         raise RagError(f"{path} holds no questions")
     return questions
+
+
+def by_source(questions: Sequence[Question]) -> dict[str, list[Question]]:
+    """Questions grouped by the source their support quotes come from. A question without support (an
+    unanswerable one) goes with the question before it, as SQuAD lists its questions article by article."""
+    groups: dict[str, list[Question]] = {}
+    current = ""
+    for q in questions:
+        current = q.support[0]["source"] if q.support else current
+        groups.setdefault(current, []).append(q)
+    return groups
 
 
 def gold_spans(question: Question, documents: dict[str, tuple[str, str]]) -> list[GoldSpan]:
@@ -126,6 +138,9 @@ def summarise(records: list[dict], backend: str, model: str) -> dict:
         return round(sum(values) / len(values), 4) if values else None
 
     latencies = [r["latency"] for r in records]
+    confidences = [r["confidence"] for r in records]
+    would_be = [r["would_be_correct"] for r in records]
+    curve = risk_coverage(confidences, would_be)
     return {
         "backend": backend, "model": model, "questions": len(records),
         "answerable": len(answerable), "unanswerable": len(unanswerable),
@@ -139,6 +154,13 @@ def summarise(records: list[dict], backend: str, model: str) -> dict:
         if answerable else None,
         "latency": {"p50": round(percentile(latencies, 50), 4), "p95": round(percentile(latencies, 95), 4)},
         "passed": sum(r["passed"] for r in records),
+        # selective answering: confidence ranks every question's (would-be) answer; unanswerable ones are wrong
+        "selective": {
+            "area": round(area_under_risk_coverage(curve), 4),
+            "accuracy_at_50": round(accuracy_at_coverage(curve, 0.5), 4),
+            "ece": round(expected_calibration_error(confidences, would_be), 4),
+            "curve": [[round(c, 4), round(a, 4)] for c, a in curve],
+        },
     }
 
 
@@ -152,10 +174,16 @@ def run_eval(rag, questions: list[Question], k: int,
         started = time.perf_counter()
         answer = rag.ask(q.question, k=k)
         latency = time.perf_counter() - started
+        # what it would have answered without the abstention threshold, for the risk-coverage curve
+        would_be = rag.ask(q.question, k=k, min_confidence=0.0) if answer.abstained and answer.passages else answer
         ranked = rag.retriever.search(answer.standalone_query, k=max(DEPTH, k), mode=rag.settings.mode)
         qrels = relevant_chunks(rag.retriever.index.chunks, gold)
         record = score_question(q, answer, ranked, gold, qrels, k, latency)
         record.update({
+            "confidence": round(answer.confidence, 4), "fallback": answer.fallback,
+            "short": answer.short.quote if answer.short else None,
+            "would_be_correct": bool(q.answerable and not would_be.abstained
+                                     and contains_answer(would_be.text, q.answers) == 1.0),
             "backend": rag.backend_name, "question": q.question, "answer": answer.text, "draft": answer.draft,
             "gold_answers": list(q.answers), "citations": [c.to_dict() for c in answer.citations],
             "retrieved": [{"chunk_id": h.chunk.id, "source": h.chunk.source, "char_start": h.chunk.start,

@@ -20,6 +20,7 @@ from rag.errors import DocumentError, RagError
 from rag.settings import Settings
 from rag.milvus_store import StoreOptions, moves_vectors
 from rag.store import IndexData, IndexStore, LoadedIndex
+from rag.text import SEGMENTER
 from rag.types import Chunk, Document, IndexReport, Skipped
 
 
@@ -44,7 +45,7 @@ class Indexer:
         self.store = IndexStore(settings.index_dir, StoreOptions.from_settings(settings))
         self.backend = getattr(embedder, "backend", "torch")
         self.chunking = {"size": min(settings.chunk_size, embedder.max_tokens),
-                         "overlap": settings.chunk_overlap, "tokenizer": embedder.name}
+                         "overlap": settings.chunk_overlap, "tokenizer": embedder.name, "segmenter": SEGMENTER}
         if whole_documents:
             self.chunking = {"whole_documents": True, "tokenizer": embedder.name}
         self.chunker = Chunker(embedder.token_offsets, min(settings.chunk_size, embedder.max_tokens),

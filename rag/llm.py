@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +33,28 @@ class Backend(Protocol):
 
 def complete(backend: Backend, messages: Sequence[Message], max_tokens: int) -> str:
     return "".join(backend.stream(messages, max_tokens))
+
+
+_CLAUSE_END = re.compile(r"[.,;:!?\n]")
+_MARKERS = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]|^\s*(?:\d+[.)]|[-*•])\s*")
+
+
+def until_repeated(pieces: Iterable[str], min_words: int = 3) -> Iterator[str]:
+    """Pass the pieces of a reply through until it repeats a clause (of `min_words` or more words) it already
+    said; the repeat is cut and generation stops there. Small models otherwise loop to max_tokens."""
+    text, seen, clause_start = "", set(), 0
+    for piece in pieces:
+        before = len(text)
+        text += piece
+        for end in [m.end() for m in _CLAUSE_END.finditer(text, clause_start)]:
+            words = " ".join(_MARKERS.sub(" ", text[clause_start:end - 1]).lower().split())
+            if len(words.split()) >= min_words and words in seen:
+                if clause_start > before:
+                    yield text[before:clause_start]
+                return
+            seen.add(words)
+            clause_start = end
+        yield piece
 
 
 def bundled_gguf() -> Path:
@@ -79,7 +102,7 @@ class LocalBackend:
             try:
                 chunks = llama.create_chat_completion(
                     messages=list(messages), max_tokens=max_tokens, temperature=self.settings.temperature,
-                    top_k=1, seed=0, stream=True,
+                    top_k=1, seed=0, stream=True, repeat_penalty=self.settings.repeat_penalty,
                 )
                 for chunk in chunks:
                     text = chunk["choices"][0]["delta"].get("content")

@@ -150,3 +150,40 @@ def percentile(values: Iterable[float], q: float) -> float:
     if not 0 <= q <= 100:
         raise ValueError(f"q must be between 0 and 100, got {q}")
     return float(np.percentile(data, q))
+
+
+def risk_coverage(confidences: Sequence[float], correct: Sequence[bool]) -> list[tuple[float, float]]:
+    """Selective answering: answer the questions in order of falling confidence; after each one, the share
+    answered (coverage) and the accuracy of what was answered. Ties keep their input order."""
+    order = sorted(range(len(confidences)), key=lambda i: -confidences[i])
+    points, right = [], 0
+    for n, i in enumerate(order, start=1):
+        right += bool(correct[i])
+        points.append((n / len(order), right / n))
+    return points
+
+
+def area_under_risk_coverage(points: Sequence[tuple[float, float]]) -> float:
+    """The mean accuracy over every coverage level: 1.0 when confidence ranks all right answers first and
+    they are all right; the overall accuracy when confidence carries no information."""
+    return sum(acc for _, acc in points) / len(points) if points else 0.0
+
+
+def accuracy_at_coverage(points: Sequence[tuple[float, float]], coverage: float) -> float:
+    """Accuracy of the most confident `coverage` share of the questions."""
+    return next((acc for cov, acc in points if cov >= coverage - 1e-9), 0.0)
+
+
+def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
+    """ECE: over equal-width confidence bins, the gap between mean confidence and accuracy, weighted by size."""
+    if not confidences:
+        return 0.0
+    total = 0.0
+    for b in range(bins):
+        lo, hi = b / bins, (b + 1) / bins
+        members = [i for i, c in enumerate(confidences) if lo <= c < hi or (b == bins - 1 and c == 1.0)]
+        if members:
+            gap = abs(sum(confidences[i] for i in members) / len(members) -
+                      sum(bool(correct[i]) for i in members) / len(members))
+            total += gap * len(members) / len(confidences)
+    return total

@@ -7,8 +7,6 @@ embedding model is the one the index was built with. Answer generation lives els
 from __future__ import annotations
 
 import functools
-import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,11 +17,10 @@ from rag.errors import IndexMismatch
 from rag.settings import MODES
 from rag.milvus_store import StoreOptions
 from rag.store import REBUILD_HINT, IndexStore, LoadedIndex
+from rag.text import query_tokens
 from rag.types import Hit
 
 CANDIDATES = 50  # per retriever, before fusion
-_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's token pattern
-_local = threading.local()  # a Snowball stemmer per thread (they keep state)
 
 
 @dataclass(frozen=True)
@@ -32,24 +29,6 @@ class Ranked:
 
     rows: np.ndarray
     scores: np.ndarray
-
-
-def query_tokens(query: str) -> list[str]:
-    """What `bm25_tokens` makes of one query (lowercased words of two or more characters, English stopwords
-    dropped, Snowball stems), without the progress-bar set-up bm25s pays on every call (~1 ms a query)."""
-    stemmer = getattr(_local, "stemmer", None)
-    if stemmer is None:
-        import Stemmer
-
-        stemmer = _local.stemmer = Stemmer.Stemmer("english")
-    return stemmer.stemWords([w for w in _WORD.findall(query.lower()) if w not in _stopwords()])
-
-
-@functools.cache
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN  # what bm25s.tokenize(stopwords="en") uses
-
-    return frozenset(STOPWORDS_EN)
 
 
 @functools.cache

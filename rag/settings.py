@@ -53,11 +53,13 @@ class Settings:
     llm_model_path: str = ""  # a GGUF file for `local`; empty = the bundled SmolLM2-135M-Instruct
     llm_context: int = 4096
     llm_threads: int = 2
-    max_tokens: int = 256
+    max_tokens: int = 128  # an answer is one or two sentences; a looping model is cut at a repeated clause
     temperature: float = 0.0
+    repeat_penalty: float = 1.15  # llama.cpp's penalty on recently generated tokens (1 = none)
     grounding: bool = True
-    grounding_threshold: float = 0.55  # support a claim needs from a passage sentence
-    relevance_threshold: float = 0.45  # match to the question the best supported claim needs (0 disables)
+    # None = the fitted values in rag/calibration.json (eval/fit_calibration.py)
+    grounding_threshold: float | None = None  # support a claim needs from a passage sentence
+    min_confidence: float | None = None  # calibrated confidence (0-1) an answer needs; below it, abstain
     timeout: float = 60.0
     max_retries: int = 2
     openai_base_url: str = ""
@@ -94,6 +96,8 @@ class Settings:
             raise ConfigError(f"store must be faiss or milvus, got {self.store!r}")
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be in 1..65535, got {self.port}")
+        if self.min_confidence is not None and not 0 <= self.min_confidence <= 1:
+            raise ConfigError(f"min_confidence must be between 0 and 1, got {self.min_confidence}")
         if self.concurrency < 1 or self.queue_size < 0 or self.max_upload_mb <= 0:
             raise ConfigError("concurrency must be at least 1, queue_size at least 0 and max_upload_mb positive")
 
@@ -123,7 +127,7 @@ def _convert(name: str, type_name: Any, raw: str) -> Any:
     try:
         if kind == "int":
             return int(raw)
-        if kind == "float":
+        if kind in ("float", "float | None"):
             return float(raw)
         if kind == "bool":
             return raw.strip().lower() in ("1", "true", "yes", "on")

@@ -27,6 +27,7 @@ import numpy as np
 
 from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing, RagError
 from rag.milvus_store import StoreOptions, begin_write, drop_collection, open_dense
+from rag.text import bm25_tokens
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 1
@@ -276,15 +277,6 @@ def build_dense(vectors: np.ndarray):
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
-
-
-def bm25_tokens(texts: list[str], return_ids: bool = True):
-    """English stopwords and Snowball stemming, the same for documents and queries."""
-    import bm25s
-    import Stemmer
-
-    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
-                          return_ids=return_ids, show_progress=False)
 
 
 def build_bm25(texts: list[str]):

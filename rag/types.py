@@ -135,8 +135,11 @@ class Answer:
     backend: str
     model: str
     draft: str = ""  # the generator's raw output, before citation mapping and grounding
-    removed: tuple[str, ...] = ()  # draft sentences dropped as unsupported
+    removed: tuple[str, ...] = ()  # draft sentences (or sentence tails) dropped as unsupported
     timings: dict = field(default_factory=dict)
+    confidence: float = 0.0  # calibrated probability that the answer is right (0-1)
+    short: Citation | None = None  # the exact answer phrase inside the cited sentences, where one was found
+    fallback: str | None = None  # "extractive" when no claim of the model's draft survived verification
 
     def to_dict(self) -> dict:
         return {
@@ -151,4 +154,7 @@ class Answer:
             "draft": self.draft,
             "removed": list(self.removed),
             "timings": self.timings,
+            "confidence": round(self.confidence, 4),
+            "short": self.short.to_dict() if self.short else None,
+            "fallback": self.fallback,
         }

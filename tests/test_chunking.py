@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import ARTICLE
-from rag.chunking import Chunker, paragraphs, sentences
+from rag.chunking import Chunker
+from rag.text import paragraphs, sentences
 from rag.documents import normalize_text
 from rag.embedding import HashEmbedder
 from rag.types import Document
@@ -36,10 +37,11 @@ def test_small_paragraphs_pack_together_and_big_ones_break_at_paragraphs() -> No
 
 
 def test_overlap_carries_whole_sentences_within_a_paragraph() -> None:
-    text = "a b c. d e. f g h. i j k l."
+    text = "One two three. Four five. Six seven eight. Nine ten eleven twelve."
     doc = Document.create("a.txt", "a", text)
     chunks = Chunker(WORDS, size=6, overlap=2).chunk(doc)
-    assert [c.text for c in chunks] == ["a b c. d e.", "d e. f g h.", "i j k l."]
+    assert [c.text for c in chunks] == ["One two three. Four five.", "Four five. Six seven eight.",
+                                        "Nine ten eleven twelve."]
 
 
 def test_overlong_sentence_is_cut_at_token_boundaries() -> None:
@@ -74,3 +76,30 @@ def test_real_article_spans_exact_and_within_model_limit(real_embedder, size: in
     assert [c.start for c in chunks] == sorted(c.start for c in chunks)
     # no chunk starts or ends inside a word
     assert all(c.text == c.text.strip() for c in chunks)
+
+
+SENTENCE_TABLE = [
+    ("Mr. Smith met Dr. Jones in the U.S. on Jan. 5. They talked.",
+     ["Mr. Smith met Dr. Jones in the U.S. on Jan. 5.", "They talked."]),
+    ("The U.S. economy grew 3.5% in Q2. Prices rose.", ["The U.S. economy grew 3.5% in Q2.", "Prices rose."]),
+    ("Revenue was $1.5 billion vs. $1.2 billion. Analysts cheered!",
+     ["Revenue was $1.5 billion vs. $1.2 billion.", "Analysts cheered!"]),
+    ("E.g. this one. And i.e. that one.", ["E.g. this one.", "And i.e. that one."]),
+    ("Prof. J. R. R. Tolkien wrote it. It sold well.", ["Prof. J. R. R. Tolkien wrote it.", "It sold well."]),
+    ("See p. 5 and Fig. 2 for details. Next one.", ["See p. 5 and Fig. 2 for details.", "Next one."]),
+    ("He said “Stop.” Then he left.", ["He said “Stop.”", "Then he left."]),
+    ("A heading without a stop\nThe body starts here. It goes on.",
+     ["A heading without a stop", "The body starts here.", "It goes on."]),
+    ("OpenAI’s push — café déjà vu. Über alles?  Yes.", ["OpenAI’s push — café déjà vu.", "Über alles?", "Yes."]),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), SENTENCE_TABLE)
+def test_sentence_boundaries_know_abbreviations_and_keep_offsets(text: str, expected: list[str]) -> None:
+    spans = sentences(text)
+    assert [text[s.start:s.end] for s in spans] == expected
+
+
+def test_sentences_of_a_slice_are_offsets_into_the_whole_text() -> None:
+    text = "Skip this. Mr. Smith arrived. He sat."
+    assert [text[s.start:s.end] for s in sentences(text, 11)] == ["Mr. Smith arrived.", "He sat."]

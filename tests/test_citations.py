@@ -1,9 +1,11 @@
-"""Citation markers, grounding verdicts and instruction detection, with the fast hashing embedder."""
+"""Citation markers, clause-level verification and instruction detection, with the fast hashing embedder."""
 
 from __future__ import annotations
 
-from rag.citations import Grounder, citations_for, content_words, is_instruction, split_claims
+from rag.citations import Verifier, citations_for, clause_prefixes, split_claims
 from rag.embedding import HashEmbedder
+from rag.evidence import is_instruction
+from rag.text import content_words
 from rag.types import Chunk, Document, Hit
 
 DOC = Document.create("a.txt", "A", "Azure hosts the training workloads. Microsoft keeps priority access to new models.")
@@ -23,8 +25,8 @@ def test_content_words_stem_and_drop_stopwords_and_possessives() -> None:
 
 
 def test_supported_claims_get_exact_sentence_citations() -> None:
-    grounder = Grounder(HashEmbedder(), threshold=0.55)
-    claims = grounder.check("Azure hosts the training workloads [1]. Microsoft keeps priority access [2].", hits())
+    verifier = Verifier(HashEmbedder(), threshold=0.55)
+    claims = verifier.check("Azure hosts the training workloads [1]. Microsoft keeps priority access [2].", hits())
     assert [c.supported for c in claims] == [True, True]
     cites = citations_for(claims, {DOC.id: DOC.text})
     assert [(c.n, c.char_start, c.char_end) for c in cites] == [(1, 0, 35), (2, 36, 82)]
@@ -32,15 +34,35 @@ def test_supported_claims_get_exact_sentence_citations() -> None:
 
 
 def test_invented_names_and_numbers_are_unsupported_even_when_words_overlap() -> None:
-    grounder = Grounder(HashEmbedder(), threshold=0.3)
-    claims = grounder.check("Azure hosts the training workloads for Elon Musk [1]. "
+    verifier = Verifier(HashEmbedder(), threshold=0.3)
+    claims = verifier.check("Azure hosts the training workloads for Elon Musk [1]. "
                             "Microsoft keeps priority access to 42 new models [2].", hits())
     assert [c.supported for c in claims] == [False, False]
 
 
 def test_uncited_claim_is_checked_against_all_passages_and_cited_to_the_best() -> None:
-    claims = Grounder(HashEmbedder(), threshold=0.55).check("Microsoft keeps priority access to new models.", hits())
+    claims = Verifier(HashEmbedder(), threshold=0.55).check("Microsoft keeps priority access to new models.", hits())
     assert claims[0].supported and claims[0].cited == (2,)
+
+
+def test_clause_prefixes_keep_numbers_whole_and_go_longest_first() -> None:
+    sentence = "The details were disclosed on April 27, 2026, to the public on April 27, 2026, by the company’s blog."
+    assert clause_prefixes(sentence) == [
+        "The details were disclosed on April 27, 2026, to the public on April 27, 2026.",
+        "The details were disclosed on April 27, 2026.",
+    ]
+
+
+def test_a_correct_clause_survives_an_invented_tail() -> None:
+    doc = Document.create("d.txt", "D", "According to details disclosed on April 27, 2026, Microsoft will no longer "
+                                        "hold exclusive rights.")
+    passage = [Hit(Chunk.create(doc, 0, len(doc.text)), 1.0)]
+    draft = "Details were disclosed on April 27, 2026, by Satya Nadella on the Contoso blog [1]."
+    [claim] = Verifier(HashEmbedder(), threshold=0.55).check(draft, passage)
+    assert claim.supported and claim.text == "Details were disclosed on April 27, 2026."
+    assert claim.dropped == "by Satya Nadella on the Contoso blog."
+    [cite] = citations_for([claim], {doc.id: doc.text})
+    assert cite.quote == doc.text  # the one sentence of the passage
 
 
 def test_instruction_detection() -> None:

@@ -173,3 +173,23 @@ def test_percentile_matches_numpy():
     assert percentile([], 50) == 0.0
     with pytest.raises(ValueError):
         percentile(values, 101)
+
+
+def test_risk_coverage_ranks_by_confidence_and_its_area_and_accuracy_at_half() -> None:
+    from rag.metrics import accuracy_at_coverage, area_under_risk_coverage, risk_coverage
+
+    points = risk_coverage([0.9, 0.2, 0.8, 0.1], [True, False, False, True])
+    assert points == [(0.25, 1.0), (0.5, 0.5), (0.75, pytest.approx(1 / 3)), (1.0, 0.5)]
+    assert area_under_risk_coverage(points) == pytest.approx((1 + 0.5 + 1 / 3 + 0.5) / 4)
+    assert accuracy_at_coverage(points, 0.5) == 0.5
+    perfect = risk_coverage([0.9, 0.8, 0.2, 0.1], [True, True, False, False])
+    assert accuracy_at_coverage(perfect, 0.5) == 1.0
+
+
+def test_expected_calibration_error_is_the_weighted_gap_per_bin() -> None:
+    from rag.metrics import expected_calibration_error
+
+    assert expected_calibration_error([0.95, 0.95], [True, True]) == pytest.approx(0.05)
+    # bin 0.9-1.0: mean 0.9, accuracy 0.5 -> gap 0.4 on half; bin 0.1-0.2: mean 0.1, accuracy 0 -> 0.1 on half
+    assert expected_calibration_error([0.9, 0.9, 0.1, 0.1], [True, False, False, False]) == pytest.approx(0.25)
+    assert expected_calibration_error([], []) == 0.0

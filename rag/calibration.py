@@ -1,0 +1,89 @@
+"""The fitted parameters that decide what a user sees, read from one versioned JSON file in the package.
+
+`rag/calibration.json` is written by `eval/fit_calibration.py` (which records the data, the split and the
+command in it); nothing else writes it and no other module holds a threshold of its own. A `Calibration`
+is small and immutable; `load()` reads the packaged file once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.errors import ConfigError
+
+FORMAT = 1
+PACKAGED = Path(__file__).with_name("calibration.json")
+
+
+@dataclass(frozen=True)
+class Logistic:
+    """p = sigmoid(bias + sum(weight_i * feature_i)) over named features (standardised by mean and scale)."""
+
+    features: tuple[str, ...]
+    weights: tuple[float, ...]
+    bias: float
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+
+    def probability(self, values: dict[str, float]) -> float:
+        z = self.bias + sum(w * (values[f] - m) / s for f, w, m, s in
+                            zip(self.features, self.weights, self.mean, self.scale, strict=True))
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Logistic:
+        n = len(data["features"])
+        return cls(tuple(data["features"]), tuple(data["weights"]), float(data["bias"]),
+                   tuple(data.get("mean", [0.0] * n)), tuple(data.get("scale", [1.0] * n)))
+
+    def to_dict(self) -> dict:
+        return {"features": list(self.features), "weights": list(self.weights), "bias": self.bias,
+                "mean": list(self.mean), "scale": list(self.scale)}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Everything fitted: the sentence scorer, the answer-confidence calibrator and the cut-offs."""
+
+    sentence: Logistic  # P(a passage sentence holds the answer)
+    confidence: Logistic  # P(the extractive answer is right), from the best sentences' features
+    min_confidence: float  # below it the answer abstains (chosen on the calibration split)
+    second_sentence: float  # sentence probability a second sentence (from another passage) needs
+    max_words: int  # an extractive answer's length cap
+    support: float  # support a claim needs from a passage sentence to be kept (verification)
+    prompt_sentences: int  # evidence sentences given to an LLM
+    meta: dict  # data, split, command, figures on the calibration split
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Calibration:
+        if data.get("format") != FORMAT:
+            raise ConfigError(f"calibration file format {data.get('format')!r}, this version reads {FORMAT}: "
+                              "refit it with `python eval/fit_calibration.py`")
+        try:
+            return cls(Logistic.from_dict(data["sentence"]), Logistic.from_dict(data["confidence"]),
+                       float(data["min_confidence"]), float(data["second_sentence"]), int(data["max_words"]),
+                       float(data["support"]), int(data["prompt_sentences"]), data.get("meta", {}))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"calibration file is incomplete ({exc}): refit it with "
+                              "`python eval/fit_calibration.py`") from None
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "sentence": self.sentence.to_dict(), "confidence": self.confidence.to_dict(),
+                "min_confidence": self.min_confidence, "second_sentence": self.second_sentence,
+                "max_words": self.max_words, "support": self.support, "prompt_sentences": self.prompt_sentences,
+                "meta": self.meta}
+
+
+@functools.cache
+def load(path: Path = PACKAGED) -> Calibration:
+    """The calibration at `path` (the packaged one by default), read once per process."""
+    try:
+        return Calibration.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the calibration file {path}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON ({exc}): refit it with `python eval/fit_calibration.py`") from None

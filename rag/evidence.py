@@ -1,0 +1,303 @@
+"""Evidence selection, shared by every backend: score each sentence of the retrieved passages against the
+question, rank them with the fitted sentence model, and say how likely the best of them answers it.
+
+Features of a sentence: embedding cosine with the question, BM25 over the sentence with the corpus's IDF,
+the share of question words it holds, whether it holds the kind of thing the question asks for (a date for
+"when", a number for "how many", a name for "who"/"where"/"which ...") that the question does not already
+contain, and its passage's rank. Weights, the confidence calibrator and the cut-offs come from
+`rag.calibration`; this module holds none. Generation and claim verification live elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rag.calibration import Calibration
+from rag.embedding import Embedder
+from rag.text import content_words, query_tokens, sentences, stem, stopwords, words
+from rag.types import Hit
+
+SENTENCE_FEATURES = ("cosine", "bm25", "overlap", "type_match", "rank", "novel", "length")
+CONFIDENCE_FEATURES = ("best", "margin", "cosine", "bm25", "overlap", "typed", "type_match", "missing",
+                       "missing_passages", "coverage", "missing_name", "negation")
+_BM25_K1, _BM25_B = 1.5, 0.75  # bm25s's defaults, so sentence BM25 agrees with the index's
+
+_INSTRUCTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\b.{0,60}\b(instructions?|prompts?|rules|above|previous|prior)\b"
+    r"|\b(reply|respond|answer|say|output|print)\b.{0,20}\b(only|exactly|with)\b.{0,20}[\"“”']?[A-Z]{4,}",
+    re.IGNORECASE | re.DOTALL,
+)
+
+# What a question asks for, and how that kind of thing looks in a sentence. These only make features for
+# the fitted models: none of them decides an answer on its own.
+_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|"
+                 "millions?|billions?|\\w+teen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety")
+_WH = re.compile(r"\b(when|who|whom|whose|where|which|what|how)\b", re.I)
+_ASKS = (  # matched from the question's first wh-word on, so "Who gains ... when ..." asks for a name
+    ("date", re.compile(r"(when|(what|which) (year|date|day|month|time|century|decade|period)|how long ago)\b", re.I)),
+    ("number", re.compile(r"(how (much|many|long|far|big|large|old|often|fast|high)|(what|which) (amount|percentage|"
+                          r"percent|share|price|number|size|sum|proportion|cost))\b", re.I)),
+    ("name", re.compile(r"(who|whom|whose|where|which \w+)\b", re.I)),
+)
+_HOLDS = {
+    "date": re.compile(rf"\b(?:\d{{1,2}} )?(?:{_MONTHS})(?: \d{{1,2}}(?:st|nd|rd|th)?)?(?:,? \d{{4}})?\b"
+                       rf"|\b(?:1\d{{3}}|20\d\d)s?\b|\b\d+(?:st|nd|rd|th) centur(?:y|ies)\b"
+                       rf"|\b(?:\w+(?:teenth|tieth)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
+                       rf"eleventh|twelfth) centur(?:y|ies)\b", re.I),
+    "number": re.compile(rf"[$€£]?\d[\d,.]*\s*(%|percent|per cent)?|\b({_NUMBER_WORDS})\b", re.I),
+    "name": re.compile(r"\b[A-Z][\w’'&.-]*(?:\s+(?:(?:of|de|du|von|van|the|and|for)\s+)?[A-Z][\w’'&.-]*)*"),
+}
+
+
+_NAME_OR_NUMBER = re.compile(r"(?<!^)(?<![.?!] )\b(?:[A-Z][\w’'-]+|\d[\d,.]*)")
+_NEGATION = re.compile(r"\b(not|no|never|none|nor|without|n't|cannot)\b|n’t\b|n't\b", re.I)
+
+
+def question_type(question: str) -> str:
+    """What the question asks for: "date", "number", "name", or "" when it is not one of those."""
+    wh = _WH.search(question)
+    if wh is None:
+        return ""
+    for kind, asks in _ASKS:
+        if asks.match(question, wh.start()):
+            return kind
+    return ""
+
+
+def is_instruction(text: str) -> bool:
+    """Does this passage sentence try to instruct the model (indirect prompt injection)?"""
+    return bool(_INSTRUCTION.search(text))
+
+
+def answer_candidates(sentence: str, kind: str, question: str) -> list[tuple[int, int]]:
+    """Spans of `sentence` holding the kind of thing asked for that the question does not already name.
+
+    A capitalised word that opens the sentence counts as a name only when it is not a common word."""
+    if kind not in _HOLDS:
+        return []
+    asked = content_words(question)
+    spans = []
+    for m in _HOLDS[kind].finditer(sentence):
+        text = m.group(0).strip(" ,.;:")
+        if not text or (kind == "name" and m.start() == 0 and " " not in text and text.lower() in _common()):
+            continue
+        if content_words(text) and content_words(text) <= asked:
+            continue  # the question already says it
+        start = m.start() + m.group(0).index(text)
+        spans.append((start, start + len(text)))
+    return spans
+
+
+@functools.cache
+def _common() -> frozenset[str]:
+    return stopwords() | {"despite", "rather", "however", "for", "at", "by", "as", "after", "before", "in"}
+
+
+@dataclass(frozen=True)
+class PassageSentence:
+    n: int  # 1-based passage number
+    hit: Hit
+    start: int  # offsets in the source document
+    end: int
+    text: str
+
+
+def passage_sentences(hits: Sequence[Hit]) -> list[PassageSentence]:
+    """Every sentence of every passage as an exact document span; instruction-like sentences are left out."""
+    out = []
+    for n, hit in enumerate(hits, 1):
+        chunk = hit.chunk
+        for span in sentences(chunk.text):
+            text = chunk.text[span.start:span.end]
+            if not is_instruction(text):
+                out.append(PassageSentence(n, hit, chunk.start + span.start, chunk.start + span.end, text))
+    return out
+
+
+@dataclass(frozen=True)
+class ScoredSentence:
+    sentence: PassageSentence
+    probability: float  # fitted P(this sentence holds the answer)
+    features: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The question's passage sentences, best first, and the calibrated confidence that the best answer it."""
+
+    question: str
+    kind: str  # what the question asks for ("date", "number", "name" or "")
+    ranked: tuple[ScoredSentence, ...]
+    confidence: float
+    features: dict[str, float]  # the confidence model's inputs
+
+    @property
+    def best(self) -> ScoredSentence | None:
+        return self.ranked[0] if self.ranked else None
+
+
+class Idf:
+    """Inverse document frequencies of BM25 tokens over the index's chunks (Lucene's formula, as bm25s)."""
+
+    def __init__(self, bm25):
+        vocab = getattr(bm25, "vocab_dict", None) or {}
+        scores = getattr(bm25, "scores", None) or {}
+        indptr = np.asarray(scores.get("indptr", [0]))
+        self.n = int(scores.get("num_docs", 0)) or 1
+        df = np.diff(indptr) if len(indptr) > 1 else np.zeros(0)
+        self._df = {token: int(df[i]) for token, i in vocab.items() if i < len(df)}
+
+    def __call__(self, token: str) -> float:
+        df = self._df.get(token, 0)
+        return math.log(1 + (self.n - df + 0.5) / (df + 0.5))
+
+
+class EvidenceSelector:
+    """Scores passage sentences for a question with the fitted models in `calibration`."""
+
+    def __init__(self, embedder: Embedder, idf: Callable[[str], float], calibration: Calibration):
+        self.embedder = embedder
+        self.idf = idf
+        self.calibration = calibration
+
+    def select(self, question: str, hits: Sequence[Hit]) -> Evidence:
+        pool = passage_sentences(hits)
+        kind = question_type(question)
+        if not pool or not question.strip():
+            return Evidence(question, kind, (), 0.0, {})
+        rows = self.features(question, kind, pool)
+        model = self.calibration.sentence
+        scored = [ScoredSentence(p, model.probability(f), f) for p, f in zip(pool, rows, strict=True)]
+        ranked = tuple(sorted(scored, key=lambda s: (-s.probability, s.sentence.n, s.sentence.start)))
+        features = self.confidence_features(question, kind, ranked, hits)
+        return Evidence(question, kind, ranked, self.calibration.confidence.probability(features), features)
+
+    def features(self, question: str, kind: str, pool: Sequence[PassageSentence]) -> list[dict[str, float]]:
+        """The sentence model's inputs for every sentence of `pool`."""
+        vectors = self.embedder.embed([question, *(p.text for p in pool)])
+        cosine = vectors[1:] @ vectors[0]
+        q_tokens = sorted(set(query_tokens(question)))
+        q_idf = {t: self.idf(t) for t in q_tokens}
+        q_words = content_words(question)
+        tokens = [query_tokens(p.text) for p in pool]
+        avg_len = max(1.0, sum(len(t) for t in tokens) / len(tokens))
+        rows = []
+        for p, cos, toks in zip(pool, cosine, tokens, strict=True):
+            s_words = content_words(p.text)
+            rows.append({
+                "cosine": float(cos),
+                "bm25": _bm25(toks, q_idf, avg_len) / (sum(q_idf.values()) or 1.0),
+                "overlap": len(q_words & s_words) / len(q_words) if q_words else 0.0,
+                "type_match": float(bool(answer_candidates(p.text, kind, question))),
+                "rank": 1.0 / p.n,
+                "novel": min(len(s_words - q_words), 10) / 10,
+                "length": math.log(1 + len(words(p.text))),
+            })
+        return rows
+
+    def confidence_features(self, question: str, kind: str, ranked: Sequence[ScoredSentence],
+                            hits: Sequence[Hit]) -> dict[str, float]:
+        """The calibrator's inputs: how good the best sentences are, and what of the question no passage holds."""
+        best = ranked[0]
+        second = ranked[1].probability if len(ranked) > 1 else 0.0
+        q_words = content_words(question)
+        weights = {w: self.idf(w) for w in q_words}
+        top_words = content_words(" ".join(s.sentence.text for s in ranked[:2]))
+        passage_text = " ".join(h.chunk.text for h in hits).lower()
+        passage_words = content_words(passage_text)
+        missing = [weights[w] for w in q_words if w not in top_words]
+        total = sum(weights.values()) or 1.0
+        return {
+            "best": _logit(best.probability),
+            "margin": best.probability - second,
+            "cosine": best.features["cosine"],
+            "bm25": best.features["bm25"],
+            "overlap": best.features["overlap"],
+            "typed": float(bool(kind)),
+            "type_match": best.features["type_match"],
+            "missing": max(missing, default=0.0),
+            "missing_passages": sum(weights[w] for w in q_words if w not in passage_words) / total,
+            "coverage": 1.0 - sum(missing) / total,
+            # a name or number the question gives that no passage holds, and negation in one but not the other
+            "missing_name": float(any(m.group(0).lower().rstrip(".,") not in passage_text
+                                      for m in _NAME_OR_NUMBER.finditer(question))),
+            "negation": float(bool(_NEGATION.search(question)) != bool(_NEGATION.search(best.sentence.text))),
+        }
+
+
+def _bm25(tokens: list[str], q_idf: dict[str, float], avg_len: float) -> float:
+    counts: dict[str, int] = {}
+    for t in tokens:
+        if t in q_idf:
+            counts[t] = counts.get(t, 0) + 1
+    norm = _BM25_K1 * (1 - _BM25_B + _BM25_B * len(tokens) / avg_len)
+    return sum(q_idf[t] * tf * (_BM25_K1 + 1) / (tf + norm) for t, tf in counts.items())
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
+# -- the extractive answer: the best one or two sentences, and the exact answer phrase inside them -----------
+
+
+@dataclass(frozen=True)
+class Extract:
+    """The sentences an extractive answer is made of (document spans) and the short answer inside them."""
+
+    parts: tuple[PassageSentence, ...]
+    short: tuple[PassageSentence, int, int] | None  # (sentence, start, end) as document offsets
+
+
+def extract(evidence: Evidence, calibration: Calibration) -> Extract | None:
+    """The best sentence, plus a second from another passage when it is likely enough and carries question
+    words the first lacks (multi-hop); at most `max_words` words, cut to a window when one sentence is longer."""
+    if not evidence.ranked:
+        return None
+    best = evidence.ranked[0]
+    parts = [best.sentence]
+    asked = content_words(evidence.question)
+    has = content_words(best.sentence.text)
+    for other in evidence.ranked[1:]:
+        if other.probability < calibration.second_sentence:
+            break
+        s = other.sentence
+        if s.n != best.sentence.n and (asked & content_words(s.text)) - has and \
+                len(words(best.sentence.text)) + len(words(s.text)) <= calibration.max_words:
+            parts.append(s)
+            break
+    parts = [_window(p, evidence, calibration.max_words) for p in parts]
+    return Extract(tuple(parts), short_answer(evidence.question, evidence.kind, parts))
+
+
+def short_answer(question: str, kind: str, parts: Sequence[PassageSentence]) -> tuple[PassageSentence, int, int] | None:
+    """The answer phrase: the candidate of the asked-for kind nearest the question's words in the sentence."""
+    asked = set(stem([w for w in words(question)]))
+    for part in parts:
+        spans = answer_candidates(part.text, kind, question)
+        if not spans:
+            continue
+        anchors = [m.start() for m in re.finditer(r"\w+", part.text) if stem([m.group(0).lower()])[0] in asked]
+        start, end = min(spans, key=lambda s: (min((abs(s[0] - a) for a in anchors), default=0), s[0]))
+        return part, part.start + start, part.start + end
+    return None
+
+
+def _window(part: PassageSentence, evidence: Evidence, limit: int) -> PassageSentence:
+    """`part` itself, or its `limit`-word stretch with the most question words when it is longer."""
+    spans = [m.span() for m in re.finditer(r"\S+", part.text)]
+    if len(spans) <= limit:
+        return part
+    asked = content_words(evidence.question)
+    hits = [bool(content_words(part.text[a:b]) & asked) for a, b in spans]
+    first = max(range(len(spans) - limit + 1), key=lambda i: (sum(hits[i:i + limit]), -i))
+    a, b = spans[first][0], spans[first + limit - 1][1]
+    return PassageSentence(part.n, part.hit, part.start + a, part.start + b, part.text[a:b])

@@ -1,0 +1,112 @@
+"""Text units shared by indexing, retrieval and answering: paragraphs, sentences, words and their stems.
+
+One place owns word splitting, English stopwords and Snowball stemming (a stemmer per thread: PyStemmer
+objects are not thread-safe) and sentence boundaries (Bling Fire's segmenter, which keeps character offsets
+and knows abbreviations such as "Mr.", "U.S." and "Jan."; a line break always ends a sentence). Nothing
+here knows about chunks, indexes or answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+SEGMENTER = "blingfire-1"  # recorded with the chunking settings: a new segmenter re-chunks old indexes
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's token pattern: words of two or more characters
+_POSSESSIVE = re.compile(r"[’']s\b")
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class Span:
+    start: int
+    end: int
+
+
+def paragraphs(text: str) -> list[Span]:
+    """Spans of the blank-line-separated paragraphs, whitespace trimmed."""
+    spans, pos = [], 0
+    for brk in [*_PARAGRAPH_BREAK.finditer(text), None]:
+        end = brk.start() if brk else len(text)
+        span = _trim(text, pos, end)
+        if span:
+            spans.append(span)
+        pos = brk.end() if brk else end
+    return spans
+
+
+def sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
+    """Spans of the sentences in text[start:end], whitespace trimmed, as offsets into `text`."""
+    from blingfire import text_to_sentences_and_offsets
+
+    end = len(text) if end is None else end
+    spans = []
+    line_start = start
+    while line_start < end:
+        line_end = text.find("\n", line_start, end)
+        line_end = end if line_end < 0 else line_end
+        line = text[line_start:line_end]
+        if line.strip():
+            _, offsets = text_to_sentences_and_offsets(line)
+            for a, b in offsets or [(0, len(line))]:
+                span = _trim(text, line_start + a, line_start + b)
+                if span:
+                    spans.append(span)
+        line_start = line_end + 1
+    return spans
+
+
+def _trim(text: str, start: int, end: int) -> Span | None:
+    while start < end and text[start].isspace():
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    return Span(start, end) if end > start else None
+
+
+@functools.cache
+def stopwords() -> frozenset[str]:
+    """English stopwords: the list bm25s uses, so BM25 and answer scoring agree on what a content word is."""
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+def stem(words: Sequence[str]) -> list[str]:
+    """Snowball English stems, with this thread's own stemmer."""
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        import Stemmer
+
+        stemmer = _local.stemmer = Stemmer.Stemmer("english")
+    return stemmer.stemWords(list(words))
+
+
+def words(text: str) -> list[str]:
+    """Lowercased words of two or more characters, in order (possessive 's dropped)."""
+    return _WORD.findall(_POSSESSIVE.sub("", text.lower()))
+
+
+def query_tokens(text: str) -> list[str]:
+    """BM25 tokens: words minus stopwords, stemmed. The index is built with `bm25_tokens`, which agrees."""
+    stop = stopwords()
+    return stem([w for w in _WORD.findall(text.lower()) if w not in stop])
+
+
+def content_words(text: str) -> set[str]:
+    """The stemmed content words of a text (hosting -> host, OpenAI's -> openai), stopwords left out."""
+    stop = stopwords()
+    return set(stem([w for w in words(text) if w not in stop]))
+
+
+def bm25_tokens(texts: list[str], return_ids: bool = True):
+    """bm25s tokens for an index build: the same words, stopwords and stems as `query_tokens`."""
+    import bm25s
+    import Stemmer
+
+    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
+                          return_ids=return_ids, show_progress=False)

@@ -1,0 +1,151 @@
+"""The answer step with a scripted fake LLM and hand-set (test-only) calibration: evidence ranking, the short
+answer, the calibrated abstention, clause-level verification, repetition stops and the extractive fallback.
+Exact and fast; the real models are exercised in test_answers.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
+
+import pytest
+
+from conftest import write_corpus
+from rag.calibration import Calibration, Logistic
+from rag.chain import ABSTAIN, RAG
+from rag.embedding import HashEmbedder
+from rag.evidence import CONFIDENCE_FEATURES, SENTENCE_FEATURES, question_type
+from rag.indexer import Indexer
+from rag.llm import until_repeated
+from rag.retrieval import Retriever
+
+CORPUS = {
+    "deal.txt": "OpenAI and Microsoft announced a new deal. The details were disclosed on April 27, 2026, in a "
+                "joint statement. Azure hosts the training workloads for the models.",
+    "history.txt": "The Normans settled in Normandy. Rollo was the first ruler of Normandy.",
+}
+
+
+def _weights(names: Sequence[str], **given: float) -> Logistic:
+    n = len(names)
+    return Logistic(tuple(names), tuple(given.get(f, 0.0) for f in names), 0.0, (0.0,) * n, (1.0,) * n)
+
+
+# Sentences rank by BM25 and type match; confidence = the best sentence's probability (logit weight 1).
+CALIBRATION = Calibration(
+    sentence=replace(_weights(SENTENCE_FEATURES, bm25=6.0, overlap=2.0, type_match=2.0), bias=-4.0),
+    confidence=_weights(CONFIDENCE_FEATURES, best=1.0),
+    min_confidence=0.3, second_sentence=0.5, max_words=60, support=0.55, prompt_sentences=4, meta={},
+)
+
+
+class ScriptedBackend:
+    """Returns the given drafts in turn, a few characters at a time; records the prompts it got."""
+
+    name = "scripted"
+    model = "scripted-1"
+
+    def __init__(self, *drafts: str):
+        self.drafts = list(drafts)
+        self.prompts: list[list[dict]] = []
+
+    def stream(self, messages: Sequence[dict], max_tokens: int) -> Iterator[str]:
+        self.prompts.append(list(messages))
+        draft = self.drafts.pop(0)
+        for i in range(0, len(draft), 7):
+            yield draft[i:i + 7]
+
+
+@pytest.fixture
+def retriever(tmp_path, settings) -> Retriever:
+    corpus = write_corpus(tmp_path / "corpus", CORPUS)
+    Indexer(settings, HashEmbedder()).index([corpus])
+    return Retriever.open(settings.index_dir, HashEmbedder())
+
+
+def rag_with(retriever: Retriever, settings, backend=None, **overrides) -> RAG:
+    return RAG(settings.with_overrides(**overrides), retriever, backend, CALIBRATION)
+
+
+def test_question_types() -> None:
+    assert [question_type(q) for q in (
+        "When were the details disclosed?", "In what year did it start?", "How many models are there?",
+        "Who gains access when OpenAI expands?", "Which cloud runs the training jobs?", "What role does it keep?",
+    )] == ["date", "date", "number", "name", "name", ""]
+
+
+def test_extractive_answer_is_the_best_sentence_with_the_short_answer_as_a_document_span(retriever, settings) -> None:
+    answer = rag_with(retriever, settings).ask("When were the details disclosed?")
+    assert not answer.abstained and answer.fallback is None
+    assert answer.text.startswith("The details were disclosed on April 27, 2026, in a joint statement. [")
+    doc = next(d for d in retriever.index.documents if d.source == "deal.txt")
+    assert answer.short.quote == "April 27, 2026" == doc.text[answer.short.char_start:answer.short.char_end]
+    assert [c.quote for c in answer.citations] == ["The details were disclosed on April 27, 2026, in a joint statement."]
+    assert 0.3 <= answer.confidence <= 1.0
+    assert answer.to_dict()["short"]["quote"] == "April 27, 2026" and answer.to_dict()["confidence"] > 0.3
+
+
+def test_below_the_confidence_threshold_it_abstains_and_says_how_sure_it_was(retriever, settings) -> None:
+    sure = rag_with(retriever, settings).ask("When were the details disclosed?")
+    strict = rag_with(retriever, settings, min_confidence=0.99).ask("When were the details disclosed?")
+    assert strict.abstained and strict.text == ABSTAIN and strict.citations == ()
+    assert strict.confidence == pytest.approx(sure.confidence)
+    assert rag_with(retriever, settings).ask("Why do penguins migrate south?").abstained
+
+
+def test_llm_answer_is_written_from_evidence_sentences_not_whole_chunks(retriever, settings) -> None:
+    backend = ScriptedBackend("Azure hosts the training workloads [1].")
+    rag = RAG(settings, retriever, backend, replace(CALIBRATION, prompt_sentences=2))
+    answer = rag.ask("Which cloud hosts the training workloads?")
+    assert answer.text == "Azure hosts the training workloads. [1]" and answer.fallback is None
+    prompt = backend.prompts[0][1]["content"]
+    assert "Azure hosts the training workloads for the models." in prompt
+    assert "Rollo was the first ruler" not in prompt  # a sentence below the prompt's top evidence
+    assert answer.citations[0].quote == "Azure hosts the training workloads for the models."
+
+
+def test_a_correct_clause_survives_an_invented_tail(retriever, settings) -> None:
+    backend = ScriptedBackend("The details were disclosed on April 27, 2026, by Satya Nadella on a blog [1].")
+    answer = rag_with(retriever, settings, backend).ask("When were the details disclosed?")
+    assert answer.fallback is None and answer.text == "The details were disclosed on April 27, 2026. [1]"
+    assert answer.removed == ("by Satya Nadella on a blog.",)
+    assert answer.short.quote == "April 27, 2026"
+
+
+def test_no_surviving_claim_falls_back_to_the_extractive_answer(retriever, settings) -> None:
+    extractive = rag_with(retriever, settings).ask("When were the details disclosed?")
+    backend = ScriptedBackend("Elon Musk bought Contoso for 42 billion dollars [1].")
+    answer = rag_with(retriever, settings, backend).ask("When were the details disclosed?")
+    assert answer.fallback == "extractive" and answer.to_dict()["fallback"] == "extractive"
+    assert answer.text == extractive.text and answer.citations == extractive.citations
+    assert answer.draft.startswith("Elon Musk") and answer.removed == ("Elon Musk bought Contoso for 42 billion dollars.",)
+    assert answer.backend == "scripted"
+
+
+def test_a_draft_missing_the_answer_phrase_falls_back(retriever, settings) -> None:
+    backend = ScriptedBackend("OpenAI and Microsoft announced a new deal [1].")  # true, but not the date asked
+    answer = rag_with(retriever, settings, backend).ask("When were the details disclosed?")
+    assert answer.fallback == "extractive" and "April 27, 2026" in answer.text
+
+
+def test_i_dont_know_from_the_model_falls_back_when_the_evidence_answers(retriever, settings) -> None:
+    answer = rag_with(retriever, settings, ScriptedBackend("I don't know.")).ask("When were the details disclosed?")
+    assert answer.fallback == "extractive" and not answer.abstained
+
+
+def test_generation_stops_at_a_repeated_clause(retriever, settings) -> None:
+    loop = "The details were disclosed on April 27, 2026 [1]. " + "The recognition of strategic advantage. " * 20
+    answer = rag_with(retriever, settings, ScriptedBackend(loop)).ask("When were the details disclosed?")
+    assert answer.draft.count("The recognition of strategic advantage") == 1
+    assert answer.text == "The details were disclosed on April 27, 2026. [1]"
+
+
+def test_until_repeated_passes_text_through_until_a_clause_repeats() -> None:
+    pieces = ["1. Azure hosts", " training. 2. Azure", " hosts training. 3. More"]
+    assert "".join(until_repeated(pieces)) == "1. Azure hosts training. 2. Azure"  # what streamed before the repeat
+    assert "".join(until_repeated(["One, two. One, two three."])) == "One, two. One, two three."  # short clauses
+
+
+def test_grounding_off_keeps_the_draft_as_said(retriever, settings) -> None:
+    draft = "The details were disclosed on April 27, 2026 [1]. Elon Musk owns all dogs [2]."
+    answer = rag_with(retriever, settings, ScriptedBackend(draft), grounding=False).ask("When were the details disclosed?")
+    assert "Elon Musk owns all dogs" in answer.text and answer.fallback is None
