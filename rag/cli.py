@@ -273,9 +273,9 @@ def serve(
 ) -> None:
     """Serve the chat page at / and an OpenAI-compatible API at /v1 (login with RAG_AUTH=user:password)."""
     settings = _settings(host=host, port=port, index_dir=index_dir, backend=backend)
-    from rag.server import serve as run_server
-
     try:
+        from rag.server import serve as run_server  # needs the ui extra (fastapi, gradio, uvicorn)
+
         run_server(settings)
     except RagError as exc:
         _fail(exc)
