@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
+# re-syncs every source the index records (seeds/ and the chat page's uploads); a new index starts from seeds/
 index: install
-	$(BIN)/rag index seeds/ $(wildcard index/uploads)
+	$(BIN)/rag index
 
 # ends in the chat page at http://127.0.0.1:7860/ and the OpenAI-compatible API at /v1 (local model)
 run: index

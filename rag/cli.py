@@ -42,16 +42,21 @@ def _fail(exc: Exception, code: int = 1):
     raise typer.Exit(code)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
 @app.command()
 def index(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to index [default: seeds/].")] = None,
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to add or re-sync [default: every "
+                     "source the index records; seeds/ for a new index].")] = None,
     index_dir: IndexDir = None,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the existing index and embed everything.")] = False,
-    add: Annotated[bool, typer.Option("--add", help="Add PATHS to the index instead of making it mirror them.")] = False,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the existing vectors and embed every source again.")] = False,
+    add: Annotated[bool, typer.Option("--add", help="Keep files deleted from PATHS in the index (no pruning).")] = False,
     chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size in tokens [env RAG_CHUNK_SIZE].")] = None,
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap in tokens [env RAG_CHUNK_OVERLAP].")] = None,
     store: StoreFlag = None,
@@ -61,9 +66,12 @@ def index(
     ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray [default: one per CPU].")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Build or update the index: only new or changed files are embedded; deleted files are dropped."""
-    paths = paths or [Path("seeds")]
-    missing = [str(p) for p in paths if not p.exists()]
+    """Build or update the index from its sources: new or changed files are embedded, deleted files dropped.
+
+    The index remembers the files and folders it was built from; `rag index` alone re-syncs all of them,
+    `rag index PATH` adds or re-syncs PATH and keeps the rest. `rag remove SOURCE` drops a source.
+    """
+    missing = [str(p) for p in paths or [] if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
     settings = _settings(index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
@@ -78,9 +86,14 @@ def index(
 
             embedder = RayEmbedder(embedder, ray, ray_workers)
         indexer = Indexer(settings, embedder)
-        report = indexer.index(paths, rebuild=rebuild, prune=not add, progress=not as_json)
+        if not paths and not indexer.sources():
+            paths = [Path("seeds")]  # a new index starts from the bundled corpus
+        report = indexer.index(paths or None, rebuild=rebuild, prune=not add, progress=not as_json)
     except RagError as exc:
         _fail(exc)
+    for source in report.sources_missing:
+        typer.secho(f"warning: source {source} no longer exists; its documents stay in the index: "
+                    f"run `rag remove {source}` to drop them", fg=typer.colors.YELLOW, err=True)
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -88,10 +101,42 @@ def index(
         typer.echo(
             f"index {verb} at {settings.index_dir}: {report.files_indexed} files "
             f"({report.files_updated} read), {report.chunks_embedded} chunks embedded, "
-            f"{report.chunks_removed} removed, {report.chunks_total} in total, {report.seconds:.1f}s"
+            f"{report.chunks_removed} removed, {report.chunks_total} in total, {report.seconds:.1f}s; "
+            f"sources: {', '.join(report.sources)}"
         )
         for skip in report.files_skipped:
             typer.secho(f"skipped {skip.path}: {skip.reason}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def remove(
+    targets: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Recorded sources, or indexed files or "
+                       "folders (paths, or names as search shows them), to drop from the index.")],
+    index_dir: IndexDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Drop sources or documents from the index. Nothing is re-embedded; files on disk are left alone."""
+    settings = _settings(index_dir=index_dir)
+    from rag.embedding import embedder_for
+    from rag.indexer import Indexer
+
+    try:
+        report = Indexer(settings, embedder_for(settings)).remove(targets)
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        if report.sources_removed:
+            typer.echo(f"removed source{'s' if len(report.sources_removed) > 1 else ''} "
+                       f"{', '.join(report.sources_removed)}")
+        typer.echo(f"removed {_count(len(report.files_removed), 'file')} ({', '.join(report.files_removed)}), "
+                   f"{_count(report.chunks_removed, 'chunk')}; the index at {settings.index_dir} holds "
+                   f"{_count(report.files_total, 'file')}, {_count(report.chunks_total, 'chunk')}; "
+                   f"sources: {', '.join(report.sources) or 'none'}")
+    for path in report.still_in_sources:
+        typer.secho(f"warning: {path} is still inside a recorded source: the next `rag index` adds it back "
+                    "(delete the file, or remove its folder)", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
@@ -168,39 +213,40 @@ def ask(
 @app.command("eval")
 def eval_(
     file: Annotated[Path, typer.Argument(help="Question set (JSONL: id, question, answers, answerable, support).")],
-    corpus: Annotated[Optional[Path], typer.Option(help="Corpus folder [default: seeds/ with the project index].")] = None,
+    corpus: Annotated[Optional[Path], typer.Option(help="Corpus folder [default: seeds/].")] = None,
     backend: Annotated[Optional[str], typer.Option(help="Backends, comma-separated, e.g. extractive,local.")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Passages per question [default 5].")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Report folder [default eval/reports/<run>].")] = None,
-    index_dir: IndexDir = None,
+    cache: Annotated[Path, typer.Option(help="Where evaluation indexes are built, one per corpus content, chunking and "
+                                        "embedding model.")] = Path("eval/.cache"),
     as_json: JsonFlag = False,
 ) -> None:
-    """Run a question set through the answering chain and score retrieval, answers, citations, abstention."""
-    settings = _settings(index_dir=index_dir, k=k)
+    """Run a question set through the answering chain and score retrieval, answers, citations, abstention.
+
+    The corpus is indexed in its own cached index, never in the live one.
+    """
+    settings = _settings(k=k)
     backends = [b.strip() for b in (backend or settings.backend).split(",") if b.strip()]
     if not file.is_file():
         _fail(f"no such question file: {file}", code=2)
     corpus = corpus or Path("seeds")
     if not corpus.is_dir():
         _fail(f"no such corpus folder: {corpus}", code=2)
-    import hashlib
     import time
 
     from tqdm import tqdm
 
     from rag.chain import RAG
     from rag.embedding import embedder_for
-    from rag.evaluate import load_questions, run_eval
+    from rag.evaluate import eval_index_dir, load_questions, run_eval
     from rag.indexer import Indexer
     from rag.report import write_report
 
-    if index_dir is None and corpus.resolve() != Path("seeds").resolve():
-        key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:10]
-        settings = settings.with_overrides(index_dir=Path("eval/.cache") / f"corpus-{corpus.name}-{key}")
     run = time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(backends)
     out = out or Path("eval/reports") / run
     try:
         questions = load_questions(file)
+        settings = settings.with_overrides(index_dir=eval_index_dir(corpus, settings, cache))
         embedder = embedder_for(settings)
         Indexer(settings, embedder).index([corpus], progress=not as_json)
         records, summaries = [], []

@@ -24,8 +24,9 @@ def test_index_json_then_search_json(corpus, settings) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == {"files_indexed", "files_updated", "files_skipped", "chunks_embedded",
-                           "chunks_removed", "chunks_total", "seconds"}
+                           "chunks_removed", "chunks_total", "seconds", "sources", "sources_missing"}
     assert report["files_indexed"] == 3 and report["chunks_embedded"] == 4
+    assert report["sources"] == [corpus.as_posix()] and report["sources_missing"] == []
     assert report["files_skipped"] == [{"path": str(corpus / "notes.bin"), "reason": "unsupported file type .bin"}]
 
     result = runner.invoke(app, ["search", "dogs bark", "--k", "2", "--json"], env=env_for(settings))
