@@ -2,6 +2,8 @@
 
 Heavy modules (torch, faiss, llama_cpp) are imported inside commands so `rag --help` stays instant.
 Errors from the library become a one-line message and a non-zero exit code here, nowhere else.
+Options that are settings show their `RAG_*` variable and default in --help; the values themselves come from
+`Settings.from_env` (validated, naming the variable on error) with flags given on the command line on top.
 """
 
 from __future__ import annotations
@@ -10,31 +12,71 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from rag.errors import RagError
-from rag.settings import Settings
+from rag.settings import BACKENDS, MODES, Settings
+
+
+class _Commands(TyperGroup):
+    """Notes whether --help was asked for, so a bad environment does not stand in the way of reading help."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        ctx.meta["rag.help"] = "--help" in args
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
     help="Cited-answer question answering over your documents: index files, search them, ask questions.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=_Commands,
+    rich_markup_mode=None,  # plain help: flags read as flags, and no [bracketed] text is taken for markup
 )
 
-IndexDir = Annotated[Optional[Path], typer.Option("--index-dir", help="Index directory [env RAG_INDEX_DIR; default index/].")]
+
+def setting(field: str, *flags: str, help: str, shown_default: str | None = None, **kw: Any) -> Any:
+    """An option that sets `Settings.<field>`: --help shows its RAG_* variable and its default."""
+    return typer.Option(*flags, envvar=Settings.env_name(field), help=help,
+                        show_default=shown_default if shown_default is not None else True, **kw)
+
+
+Mode = Literal[MODES]
+Backend = Literal[BACKENDS]
+IndexDir = Annotated[Path, setting("index_dir", "--index-dir", help="Index directory.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-StoreFlag = Annotated[Optional[str], typer.Option("--store", help="Where vectors live: faiss or milvus [env RAG_STORE; "
-                                                   "default: what the index uses, faiss for a new one].")]
-MilvusUri = Annotated[Optional[str], typer.Option("--milvus-uri", help="Milvus: a local Milvus Lite folder or "
-                                                  "http://HOST:19530 [env RAG_MILVUS_URI; token: RAG_MILVUS_TOKEN].")]
+StoreFlag = Annotated[Optional[Literal["faiss", "milvus"]], setting(
+    "store", "--store", help="Where vectors live.", shown_default="what the index uses; faiss for a new one")]
+MilvusUri = Annotated[str, setting("milvus_uri", "--milvus-uri", help="Milvus: a local Milvus Lite folder or "
+                                   "http://HOST:19530 (a token goes in RAG_MILVUS_TOKEN).",
+                                   shown_default="INDEX_DIR/milvus.db")]
+K = Annotated[int, setting("k", "--k", help="Number of passages.", min=1)]
+ModeOption = Annotated[Mode, setting("mode", "--mode", help="Retrieval: dense and BM25 fused, or one of them.")]
+BackendOption = Annotated[Backend, setting("backend", "--backend", help="What writes the answer.")]
 
 
-def _settings(**overrides) -> Settings:
+@app.callback()
+def _validate_environment(ctx: typer.Context) -> None:
+    """Every RAG_* variable is checked before a command reads its options: a bad one names itself."""
+    if not ctx.meta.get("rag.help"):
+        _settings(ctx)
+
+
+def _settings(ctx: typer.Context | None = None, **flags: Any) -> Settings:
+    """Settings from the environment, with the options given on the command line on top. Values typer took
+    from the environment or its defaults are left to `Settings.from_env`, so they are validated in one place."""
+    given = {name: value for name, value in flags.items()
+             if ctx is not None and _from_command_line(ctx, name)}
     try:
-        return Settings.from_env(os.environ).with_overrides(**overrides)
+        return Settings.from_env(os.environ).with_overrides(**given)
     except RagError as exc:
         _fail(exc, code=2)
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def _fail(exc: Exception, code: int = 1):
@@ -52,18 +94,20 @@ def _print_json(data) -> None:
 
 @app.command()
 def index(
+    ctx: typer.Context,
     paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to add or re-sync [default: every "
                      "source the index records; seeds/ for a new index].")] = None,
-    index_dir: IndexDir = None,
+    index_dir: IndexDir = Settings.default("index_dir"),
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the existing vectors and embed every source again.")] = False,
     add: Annotated[bool, typer.Option("--add", help="Keep files deleted from PATHS in the index (no pruning).")] = False,
-    chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size in tokens [env RAG_CHUNK_SIZE].")] = None,
-    chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap in tokens [env RAG_CHUNK_OVERLAP].")] = None,
+    chunk_size: Annotated[int, setting("chunk_size", "--chunk-size", help="Chunk size in tokens.")] = Settings.default("chunk_size"),
+    chunk_overlap: Annotated[int, setting("chunk_overlap", "--chunk-overlap", help="Overlap in tokens.")] = Settings.default("chunk_overlap"),
     store: StoreFlag = None,
-    milvus_uri: MilvusUri = None,
+    milvus_uri: MilvusUri = Settings.default("milvus_uri"),
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Embed as a Ray Data job: on the "
                    "cluster at ADDRESS (ray://HOST:10001, HOST:6379 or auto), or alone for a local Ray instance.")] = None,
-    ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray [default: one per CPU].")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray.", min=1,
+                                                       show_default="one per CPU")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Build or update the index from its sources: new or changed files are embedded, deleted files dropped.
@@ -74,7 +118,7 @@ def index(
     missing = [str(p) for p in paths or [] if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
-    settings = _settings(index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
+    settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
                          milvus_uri=milvus_uri)
     from rag.embedding import embedder_for
     from rag.indexer import Indexer
@@ -112,11 +156,12 @@ def index(
 def remove(
     targets: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Recorded sources, or indexed files or "
                        "folders (paths, or names as search shows them), to drop from the index.")],
-    index_dir: IndexDir = None,
+    ctx: typer.Context,
+    index_dir: IndexDir = Settings.default("index_dir"),
     as_json: JsonFlag = False,
 ) -> None:
     """Drop sources or documents from the index. Nothing is re-embedded; files on disk are left alone."""
-    settings = _settings(index_dir=index_dir)
+    settings = _settings(ctx, index_dir=index_dir)
     from rag.embedding import embedder_for
     from rag.indexer import Indexer
 
@@ -142,14 +187,15 @@ def remove(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[Optional[int], typer.Option("--k", help="Number of passages [env RAG_K; default 5].")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="hybrid (default), dense or bm25 [env RAG_MODE].")] = None,
-    index_dir: IndexDir = None,
-    milvus_uri: MilvusUri = None,
+    ctx: typer.Context,
+    k: K = Settings.default("k"),
+    mode: ModeOption = Settings.default("mode"),
+    index_dir: IndexDir = Settings.default("index_dir"),
+    milvus_uri: MilvusUri = Settings.default("milvus_uri"),
     as_json: JsonFlag = False,
 ) -> None:
     """Find the passages that best match QUERY (no LLM involved)."""
-    settings = _settings(index_dir=index_dir, k=k, mode=mode, milvus_uri=milvus_uri)
+    settings = _settings(ctx, index_dir=index_dir, k=k, mode=mode, milvus_uri=milvus_uri)
     from rag.embedding import embedder_for
     from rag.milvus_store import StoreOptions
     from rag.retrieval import Retriever
@@ -175,15 +221,17 @@ def search(
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
-    backend: Annotated[Optional[str], typer.Option(help="local (default), openai, azure or extractive [env RAG_BACKEND].")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="Passages given to the model [env RAG_K; default 5].")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Retrieval: hybrid (default), dense or bm25.")] = None,
-    grounding: Annotated[Optional[bool], typer.Option("--grounding/--no-grounding", help="Drop answer sentences the passages do not support (default on).")] = None,
-    index_dir: IndexDir = None,
+    ctx: typer.Context,
+    backend: BackendOption = Settings.default("backend"),
+    k: Annotated[int, setting("k", "--k", help="Passages given to the model.", min=1)] = Settings.default("k"),
+    mode: ModeOption = Settings.default("mode"),
+    grounding: Annotated[bool, setting("grounding", "--grounding/--no-grounding",
+                                       help="Drop answer sentences the passages do not support.")] = Settings.default("grounding"),
+    index_dir: IndexDir = Settings.default("index_dir"),
     as_json: JsonFlag = False,
 ) -> None:
     """Answer QUESTION from the indexed documents, with citations to exact source spans."""
-    settings = _settings(index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding)
+    settings = _settings(ctx, index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding)
     from rag.chain import RAG
 
     try:
@@ -213,10 +261,11 @@ def ask(
 @app.command("eval")
 def eval_(
     file: Annotated[Path, typer.Argument(help="Question set (JSONL: id, question, answers, answerable, support).")],
-    corpus: Annotated[Optional[Path], typer.Option(help="Corpus folder [default: seeds/].")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="Backends, comma-separated, e.g. extractive,local.")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="Passages per question [default 5].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Report folder [default eval/reports/<run>].")] = None,
+    ctx: typer.Context,
+    corpus: Annotated[Path, typer.Option(help="Corpus folder.")] = Path("seeds"),
+    backend: Annotated[str, setting("backend", "--backend", help="Backends, comma-separated, e.g. extractive,local.")] = Settings.default("backend"),
+    k: Annotated[int, setting("k", "--k", help="Passages per question.", min=1)] = Settings.default("k"),
+    out: Annotated[Optional[Path], typer.Option(help="Report folder.", show_default="eval/reports/RUN")] = None,
     cache: Annotated[Path, typer.Option(help="Where evaluation indexes are built, one per corpus content, chunking and "
                                         "embedding model.")] = Path("eval/.cache"),
     as_json: JsonFlag = False,
@@ -225,11 +274,14 @@ def eval_(
 
     The corpus is indexed in its own cached index, never in the live one.
     """
-    settings = _settings(k=k)
-    backends = [b.strip() for b in (backend or settings.backend).split(",") if b.strip()]
+    settings = _settings(ctx, k=k)
+    chosen = backend if _from_command_line(ctx, "backend") else settings.backend
+    backends = [b.strip() for b in chosen.split(",") if b.strip()]
+    unknown = [name for name in backends if name not in BACKENDS]
+    if unknown or not backends:
+        _fail(f"--backend: {', '.join(map(repr, unknown)) or 'none given'}: use {', '.join(BACKENDS)}", code=2)
     if not file.is_file():
         _fail(f"no such question file: {file}", code=2)
-    corpus = corpus or Path("seeds")
     if not corpus.is_dir():
         _fail(f"no such corpus folder: {corpus}", code=2)
     import time
@@ -281,7 +333,7 @@ def eval_(
 @app.command("eval-beir")
 def eval_beir(
     folder: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")],
-    mode: Annotated[str, typer.Option(help="dense, bm25, hybrid or all.")] = "all",
+    mode: Annotated[Literal[("all", *MODES)], typer.Option(help="Which retrieval to score.")] = "all",
     split: Annotated[str, typer.Option(help="Which qrels file to score against.")] = "test",
     whole_docs: Annotated[bool, typer.Option("--whole-docs", help="One vector per document, cut at 256 tokens (as MTEB).")] = False,
     as_json: JsonFlag = False,
@@ -312,13 +364,14 @@ def eval_beir(
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to bind [env RAG_HOST; default 127.0.0.1].")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port [env RAG_PORT; default 7860].")] = None,
-    index_dir: IndexDir = None,
-    backend: Annotated[Optional[str], typer.Option(help="local (default), openai, azure or extractive [env RAG_BACKEND].")] = None,
+    ctx: typer.Context,
+    host: Annotated[str, setting("host", "--host", help="Address to bind.")] = Settings.default("host"),
+    port: Annotated[int, setting("port", "--port", help="Port.", min=1, max=65535)] = Settings.default("port"),
+    index_dir: IndexDir = Settings.default("index_dir"),
+    backend: BackendOption = Settings.default("backend"),
 ) -> None:
     """Serve the chat page at / and an OpenAI-compatible API at /v1 (login with RAG_AUTH=user:password)."""
-    settings = _settings(host=host, port=port, index_dir=index_dir, backend=backend)
+    settings = _settings(ctx, host=host, port=port, index_dir=index_dir, backend=backend)
     try:
         from rag.server import serve as run_server  # needs the ui extra (fastapi, gradio, uvicorn)
 
