@@ -339,8 +339,10 @@ def eval_beir(
     as_json: JsonFlag = False,
 ) -> None:
     """Benchmark retrieval on a BEIR dataset with this pipeline: nDCG@10, recall@100, MRR@10 per mode."""
-    if not folder.is_dir():
-        _fail(f"no such folder: {folder}", code=2)
+    if not (folder / "corpus.jsonl").is_file():
+        what = "is not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)" if folder.is_dir() else "does not exist"
+        _fail(f"{folder} {what}. For SciFact, unpack BEIR's scifact.zip into a folder and pass it; `make bench` "
+              "reads it from ../shared/data/scifact beside the repository, or from RAG_BENCH_DATA", code=2)
     modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
     settings = _settings()
     from rag.beir import evaluate_beir
