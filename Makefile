@@ -1,10 +1,12 @@
-# The two set-up commands: `make run` and `make test`. Both create .venv and install everything first.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# The two set-up commands: `make run` and `make test`. Both create .venv and install everything first;
+# `make test` also installs the browser its browser tests drive.
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install run test test-fast index clean-index bench
+.PHONY: install browser run test test-fast index clean-index bench
 
 install: $(STAMP)
 
@@ -17,8 +19,9 @@ $(STAMP): pyproject.toml
 	CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/pip install --quiet -e '.[all,dev]'
 	touch $(STAMP)
 
+# re-syncs every source the index records (seeds/ and the chat page's uploads); a new index starts from seeds/
 index: install
-	$(BIN)/rag index seeds/ $(wildcard index/uploads)
+	$(BIN)/rag index
 
 # ends in the chat page at http://127.0.0.1:7860/ and the OpenAI-compatible API at /v1 (local model)
 run: index
@@ -26,8 +29,20 @@ run: index
 	$(BIN)/rag ask "When were the details disclosed?"
 	$(BIN)/rag serve
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest
+
+# The browser tests drive Debian's chromium with Playwright (`playwright install` cannot download browsers here):
+# installed with apt-get when running as root, otherwise stop and say which command to run.
+browser:
+	@test -x $(CHROMIUM) || { \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo "installing chromium (Debian) for the browser tests"; \
+	        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    else \
+	        echo "make test: the browser tests need Chromium at $(CHROMIUM); install it with: sudo apt-get install chromium" >&2; \
+	        exit 1; \
+	    fi; }
 
 # eval/bench.py: build, re-index, query, answer latency and memory against the raw encoder and the stock
 # LangChain pipeline (README "Performance"); BENCH_ARGS passes options, e.g. BENCH_ARGS="--docs 300".

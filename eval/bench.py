@@ -26,12 +26,23 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCIFACT = Path(os.environ.get("RAG_BENCH_DATA", ROOT.parent / "shared" / "data" / "scifact"))
+DEFAULT_SCIFACT = ROOT.parent / "shared" / "data" / "scifact"  # CC BY-NC: read from beside the repository, never committed
 BENCH_PYTHON = ROOT / ".venv-bench" / "bin" / "python"
 LANGCHAIN_NDCG = 0.674  # SciFact nDCG@10 of the stock LangChain pipeline (RecursiveCharacterTextSplitter(1000, 200))
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
+
+
+def scifact_dir(explicit: str | None = None) -> Path:
+    """The SciFact folder: --data, else RAG_BENCH_DATA, else ../shared/data/scifact beside the repository.
+    Exits with a message saying where to put it when it is not there."""
+    folder = Path(explicit or os.environ.get("RAG_BENCH_DATA") or DEFAULT_SCIFACT)
+    if not (folder / "corpus.jsonl").is_file() or not (folder / "queries.jsonl").is_file():
+        sys.exit(f"SciFact is not at {folder}: put the BEIR SciFact folder (corpus.jsonl, queries.jsonl, "
+                 f"qrels/test.tsv; BEIR's scifact.zip) at {DEFAULT_SCIFACT}, or point RAG_BENCH_DATA or --data "
+                 "at it. It is CC BY-NC: keep it out of the repository.")
+    return folder
 
 
 def _percentiles(values: list[float], name: str) -> dict:
@@ -268,10 +279,10 @@ def rag_help_seconds(repeats: int = 5) -> float:
     return round(best, 3)
 
 
-def prepare_corpus(n_docs: int, work: Path) -> tuple[Path, list[str]]:
+def prepare_corpus(n_docs: int, work: Path, folder: Path | None = None) -> tuple[Path, list[str]]:
     from rag.beir import BeirData, load_beir, mirror_corpus
 
-    data = load_beir(SCIFACT)
+    data = load_beir(folder or scifact_dir())
     ids = list(data.corpus)[:n_docs]
     subset = BeirData({i: data.corpus[i] for i in ids}, data.queries, data.qrels)
     return mirror_corpus(subset, work / "corpus"), list(data.queries.values())
@@ -573,6 +584,7 @@ def main() -> None:
     parser.add_argument("--skip-answers", action="store_true", help="skip answer latency and server memory")
     parser.add_argument("--skip-scale", action="store_true", help="skip Milvus Lite vs FAISS and Ray vs one process")
     parser.add_argument("--out", help="report folder (default eval/reports/bench-<run>)")
+    parser.add_argument("--data", help=f"the BEIR SciFact folder (default: $RAG_BENCH_DATA, else {DEFAULT_SCIFACT})")
     parser.add_argument("--worker", nargs=2, metavar=("STAGE", "SPEC"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -582,6 +594,7 @@ def main() -> None:
         return
     if not args.skip_langchain and not BENCH_PYTHON.exists():
         parser.error(f"{BENCH_PYTHON} is missing: `make bench` creates it (or pass --skip-langchain)")
+    os.environ["RAG_BENCH_DATA"] = str(scifact_dir(args.data))  # checked once; eval/bench_scale.py reads it too
     out = run(args)
     sys.stdout.write((out / "bench.md").read_text(encoding="utf-8"))
 

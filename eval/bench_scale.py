@@ -164,6 +164,7 @@ def main() -> None:
     parser.add_argument("--ray-workers", type=int, default=2, help="local Ray workers (default 2)")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     args = parser.parse_args()
+    bench.scifact_dir()  # says where to put SciFact when it is missing
     result = run(args.docs, [int(s) for s in args.sizes.split(",")], args.queries, args.ray_workers)
     sys.stdout.write(json.dumps(result) + "\n" if args.json else markdown(result))
 

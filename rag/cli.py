@@ -2,6 +2,8 @@
 
 Heavy modules (torch, faiss, llama_cpp) are imported inside commands so `rag --help` stays instant.
 Errors from the library become a one-line message and a non-zero exit code here, nowhere else.
+Options that are settings show their `RAG_*` variable and default in --help; the values themselves come from
+`Settings.from_env` (validated, naming the variable on error) with flags given on the command line on top.
 """
 
 from __future__ import annotations
@@ -10,39 +12,83 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import typer
+from typer.core import TyperGroup
 
 from rag.errors import RagError
-from rag.settings import Settings
+from rag.settings import BACKENDS, MODES, Settings
+
+
+class _Commands(TyperGroup):
+    """Notes whether --help was asked for, so a bad environment does not stand in the way of reading help."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        ctx.meta["rag.help"] = "--help" in args
+        return super().parse_args(ctx, args)
+
 
 app = typer.Typer(
     help="Cited-answer question answering over your documents: index files, search them, ask questions.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=_Commands,
+    rich_markup_mode=None,  # plain help: flags read as flags, and no [bracketed] text is taken for markup
 )
 
-IndexDir = Annotated[Optional[Path], typer.Option("--index-dir", help="Index directory [env RAG_INDEX_DIR; default index/].")]
+
+def setting(field: str, *flags: str, help: str, shown_default: str | None = None, **kw: Any) -> Any:
+    """An option that sets `Settings.<field>`: --help shows its RAG_* variable and its default."""
+    return typer.Option(*flags, envvar=Settings.env_name(field), help=help,
+                        show_default=shown_default if shown_default is not None else True, **kw)
+
+
+Mode = Literal[MODES]
+Backend = Literal[BACKENDS]
+IndexDir = Annotated[Path, setting("index_dir", "--index-dir", help="Index directory.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-StoreFlag = Annotated[Optional[str], typer.Option("--store", help="Where vectors live: faiss or milvus [env RAG_STORE; "
-                                                   "default: what the index uses, faiss for a new one].")]
-MinConfidence = Annotated[Optional[float], typer.Option(
-    "--min-confidence", min=0.0, max=1.0, help="Abstain below this calibrated confidence, 0-1 (higher: fewer but "
-    "surer answers) [env RAG_MIN_CONFIDENCE; default: the fitted threshold in rag/calibration.json].")]
-MilvusUri = Annotated[Optional[str], typer.Option("--milvus-uri", help="Milvus: a local Milvus Lite folder or "
-                                                  "http://HOST:19530 [env RAG_MILVUS_URI; token: RAG_MILVUS_TOKEN].")]
+StoreFlag = Annotated[Optional[Literal["faiss", "milvus"]], setting(
+    "store", "--store", help="Where vectors live.", shown_default="what the index uses; faiss for a new one")]
+MilvusUri = Annotated[str, setting("milvus_uri", "--milvus-uri", help="Milvus: a local Milvus Lite folder or "
+                                   "http://HOST:19530 (a token goes in RAG_MILVUS_TOKEN).",
+                                   shown_default="INDEX_DIR/milvus.db")]
+K = Annotated[int, setting("k", "--k", help="Number of passages.", min=1)]
+ModeOption = Annotated[Mode, setting("mode", "--mode", help="Retrieval: dense and BM25 fused, or one of them.")]
+BackendOption = Annotated[Backend, setting("backend", "--backend", help="What writes the answer.")]
+MinConfidence = Annotated[Optional[float], setting(
+    "min_confidence", "--min-confidence", min=0.0, max=1.0, help="Abstain below this calibrated confidence, 0-1 "
+    "(higher: fewer but surer answers).", shown_default="the fitted threshold in rag/calibration.json")]
 
 
-def _settings(**overrides) -> Settings:
+@app.callback()
+def _validate_environment(ctx: typer.Context) -> None:
+    """Every RAG_* variable is checked before a command reads its options: a bad one names itself."""
+    if not ctx.meta.get("rag.help"):
+        _settings(ctx)
+
+
+def _settings(ctx: typer.Context | None = None, **flags: Any) -> Settings:
+    """Settings from the environment, with the options given on the command line on top. Values typer took
+    from the environment or its defaults are left to `Settings.from_env`, so they are validated in one place."""
+    given = {name: value for name, value in flags.items()
+             if ctx is not None and _from_command_line(ctx, name)}
     try:
-        return Settings.from_env(os.environ).with_overrides(**overrides)
+        return Settings.from_env(os.environ).with_overrides(**given)
     except RagError as exc:
         _fail(exc, code=2)
+
+
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
 
 
 def _fail(exc: Exception, code: int = 1):
     typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _print_json(data) -> None:
@@ -51,25 +97,31 @@ def _print_json(data) -> None:
 
 @app.command()
 def index(
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to index [default: seeds/].")] = None,
-    index_dir: IndexDir = None,
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the existing index and embed everything.")] = False,
-    add: Annotated[bool, typer.Option("--add", help="Add PATHS to the index instead of making it mirror them.")] = False,
-    chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size in tokens [env RAG_CHUNK_SIZE].")] = None,
-    chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap in tokens [env RAG_CHUNK_OVERLAP].")] = None,
+    ctx: typer.Context,
+    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to add or re-sync [default: every "
+                     "source the index records; seeds/ for a new index].")] = None,
+    index_dir: IndexDir = Settings.default("index_dir"),
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the existing vectors and embed every source again.")] = False,
+    add: Annotated[bool, typer.Option("--add", help="Keep files deleted from PATHS in the index (no pruning).")] = False,
+    chunk_size: Annotated[int, setting("chunk_size", "--chunk-size", help="Chunk size in tokens.")] = Settings.default("chunk_size"),
+    chunk_overlap: Annotated[int, setting("chunk_overlap", "--chunk-overlap", help="Overlap in tokens.")] = Settings.default("chunk_overlap"),
     store: StoreFlag = None,
-    milvus_uri: MilvusUri = None,
+    milvus_uri: MilvusUri = Settings.default("milvus_uri"),
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Embed as a Ray Data job: on the "
                    "cluster at ADDRESS (ray://HOST:10001, HOST:6379 or auto), or alone for a local Ray instance.")] = None,
-    ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray [default: one per CPU].")] = None,
+    ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray.", min=1,
+                                                       show_default="one per CPU")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Build or update the index: only new or changed files are embedded; deleted files are dropped."""
-    paths = paths or [Path("seeds")]
-    missing = [str(p) for p in paths if not p.exists()]
+    """Build or update the index from its sources: new or changed files are embedded, deleted files dropped.
+
+    The index remembers the files and folders it was built from; `rag index` alone re-syncs all of them,
+    `rag index PATH` adds or re-syncs PATH and keeps the rest. `rag remove SOURCE` drops a source.
+    """
+    missing = [str(p) for p in paths or [] if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
-    settings = _settings(index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
+    settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
                          milvus_uri=milvus_uri)
     from rag.embedding import embedder_for
     from rag.indexer import Indexer
@@ -81,9 +133,14 @@ def index(
 
             embedder = RayEmbedder(embedder, ray, ray_workers)
         indexer = Indexer(settings, embedder)
-        report = indexer.index(paths, rebuild=rebuild, prune=not add, progress=not as_json)
+        if not paths and not indexer.sources():
+            paths = [Path("seeds")]  # a new index starts from the bundled corpus
+        report = indexer.index(paths or None, rebuild=rebuild, prune=not add, progress=not as_json)
     except RagError as exc:
         _fail(exc)
+    for source in report.sources_missing:
+        typer.secho(f"warning: source {source} no longer exists; its documents stay in the index: "
+                    f"run `rag remove {source}` to drop them", fg=typer.colors.YELLOW, err=True)
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -91,23 +148,57 @@ def index(
         typer.echo(
             f"index {verb} at {settings.index_dir}: {report.files_indexed} files "
             f"({report.files_updated} read), {report.chunks_embedded} chunks embedded, "
-            f"{report.chunks_removed} removed, {report.chunks_total} in total, {report.seconds:.1f}s"
+            f"{report.chunks_removed} removed, {report.chunks_total} in total, {report.seconds:.1f}s; "
+            f"sources: {', '.join(report.sources)}"
         )
         for skip in report.files_skipped:
             typer.secho(f"skipped {skip.path}: {skip.reason}", fg=typer.colors.YELLOW, err=True)
 
 
 @app.command()
+def remove(
+    targets: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Recorded sources, or indexed files or "
+                       "folders (paths, or names as search shows them), to drop from the index.")],
+    ctx: typer.Context,
+    index_dir: IndexDir = Settings.default("index_dir"),
+    as_json: JsonFlag = False,
+) -> None:
+    """Drop sources or documents from the index. Nothing is re-embedded; files on disk are left alone."""
+    settings = _settings(ctx, index_dir=index_dir)
+    from rag.embedding import embedder_for
+    from rag.indexer import Indexer
+
+    try:
+        report = Indexer(settings, embedder_for(settings)).remove(targets)
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        if report.sources_removed:
+            typer.echo(f"removed source{'s' if len(report.sources_removed) > 1 else ''} "
+                       f"{', '.join(report.sources_removed)}")
+        typer.echo(f"removed {_count(len(report.files_removed), 'file')} ({', '.join(report.files_removed)}), "
+                   f"{_count(report.chunks_removed, 'chunk')}; the index at {settings.index_dir} holds "
+                   f"{_count(report.files_total, 'file')}, {_count(report.chunks_total, 'chunk')}; "
+                   f"sources: {', '.join(report.sources) or 'none'}")
+    for path in report.still_in_sources:
+        typer.secho(f"warning: {path} is still inside a recorded source: the next `rag index` adds it back "
+                    "(delete the file, or remove its folder)", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    k: Annotated[Optional[int], typer.Option("--k", help="Number of passages [env RAG_K; default 5].")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="hybrid (default), dense or bm25 [env RAG_MODE].")] = None,
-    index_dir: IndexDir = None,
-    milvus_uri: MilvusUri = None,
+    ctx: typer.Context,
+    k: K = Settings.default("k"),
+    mode: ModeOption = Settings.default("mode"),
+    index_dir: IndexDir = Settings.default("index_dir"),
+    milvus_uri: MilvusUri = Settings.default("milvus_uri"),
     as_json: JsonFlag = False,
 ) -> None:
     """Find the passages that best match QUERY (no LLM involved)."""
-    settings = _settings(index_dir=index_dir, k=k, mode=mode, milvus_uri=milvus_uri)
+    settings = _settings(ctx, index_dir=index_dir, k=k, mode=mode, milvus_uri=milvus_uri)
     from rag.embedding import embedder_for
     from rag.milvus_store import StoreOptions
     from rag.retrieval import Retriever
@@ -133,16 +224,18 @@ def search(
 @app.command()
 def ask(
     question: Annotated[str, typer.Argument(help="The question.")],
-    backend: Annotated[Optional[str], typer.Option(help="local (default), openai, azure or extractive [env RAG_BACKEND].")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="Passages given to the model [env RAG_K; default 5].")] = None,
-    mode: Annotated[Optional[str], typer.Option(help="Retrieval: hybrid (default), dense or bm25.")] = None,
-    grounding: Annotated[Optional[bool], typer.Option("--grounding/--no-grounding", help="Drop answer sentences the passages do not support (default on).")] = None,
+    ctx: typer.Context,
+    backend: BackendOption = Settings.default("backend"),
+    k: Annotated[int, setting("k", "--k", help="Passages given to the model.", min=1)] = Settings.default("k"),
+    mode: ModeOption = Settings.default("mode"),
+    grounding: Annotated[bool, setting("grounding", "--grounding/--no-grounding",
+                                       help="Drop answer sentences the passages do not support.")] = Settings.default("grounding"),
     min_confidence: MinConfidence = None,
-    index_dir: IndexDir = None,
+    index_dir: IndexDir = Settings.default("index_dir"),
     as_json: JsonFlag = False,
 ) -> None:
     """Answer QUESTION from the indexed documents, with citations to exact source spans."""
-    settings = _settings(index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding,
+    settings = _settings(ctx, index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding,
                          min_confidence=min_confidence)
     from rag.chain import RAG
 
@@ -177,38 +270,42 @@ def ask(
 @app.command("eval")
 def eval_(
     file: Annotated[Path, typer.Argument(help="Question set (JSONL: id, question, answers, answerable, support).")],
-    corpus: Annotated[Optional[Path], typer.Option(help="Corpus folder [default: seeds/ with the project index].")] = None,
-    backend: Annotated[Optional[str], typer.Option(help="Backends, comma-separated, e.g. extractive,local.")] = None,
-    k: Annotated[Optional[int], typer.Option("--k", help="Passages per question [default 5].")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Report folder [default eval/reports/<run>].")] = None,
+    ctx: typer.Context,
+    corpus: Annotated[Path, typer.Option(help="Corpus folder.")] = Path("seeds"),
+    backend: Annotated[str, setting("backend", "--backend", help="Backends, comma-separated, e.g. extractive,local.")] = Settings.default("backend"),
+    k: Annotated[int, setting("k", "--k", help="Passages per question.", min=1)] = Settings.default("k"),
+    out: Annotated[Optional[Path], typer.Option(help="Report folder.", show_default="eval/reports/RUN")] = None,
+    cache: Annotated[Path, typer.Option(help="Where evaluation indexes are built, one per corpus content, chunking and "
+                                        "embedding model.")] = Path("eval/.cache"),
     source: Annotated[Optional[str], typer.Option(help="Only the questions on this source file (e.g. one SQuAD "
                                                   "article; questions without support go with the one before).")] = None,
     min_confidence: MinConfidence = None,
-    index_dir: IndexDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run a question set through the answering chain and score retrieval, answers, citations, abstention."""
-    settings = _settings(index_dir=index_dir, k=k, min_confidence=min_confidence)
-    backends = [b.strip() for b in (backend or settings.backend).split(",") if b.strip()]
+    """Run a question set through the answering chain and score retrieval, answers, citations, abstention.
+
+    The corpus is indexed in its own cached index, never in the live one.
+    """
+    settings = _settings(ctx, k=k, min_confidence=min_confidence)
+    chosen = backend if _from_command_line(ctx, "backend") else settings.backend
+    backends = [b.strip() for b in chosen.split(",") if b.strip()]
+    unknown = [name for name in backends if name not in BACKENDS]
+    if unknown or not backends:
+        _fail(f"--backend: {', '.join(map(repr, unknown)) or 'none given'}: use {', '.join(BACKENDS)}", code=2)
     if not file.is_file():
         _fail(f"no such question file: {file}", code=2)
-    corpus = corpus or Path("seeds")
     if not corpus.is_dir():
         _fail(f"no such corpus folder: {corpus}", code=2)
-    import hashlib
     import time
 
     from tqdm import tqdm
 
     from rag.chain import RAG
     from rag.embedding import embedder_for
-    from rag.evaluate import by_source, load_questions, run_eval
+    from rag.evaluate import by_source, eval_index_dir, load_questions, run_eval
     from rag.indexer import Indexer
     from rag.report import write_report
 
-    if index_dir is None and corpus.resolve() != Path("seeds").resolve():
-        key = hashlib.sha256(str(corpus.resolve()).encode()).hexdigest()[:10]
-        settings = settings.with_overrides(index_dir=Path("eval/.cache") / f"corpus-{corpus.name}-{key}")
     run = time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(backends)
     out = out or Path("eval/reports") / run
     try:
@@ -218,6 +315,7 @@ def eval_(
             if source not in groups:
                 raise RagError(f"no questions on source {source!r} in {file}: one of {', '.join(groups)}")
             questions = groups[source]
+        settings = settings.with_overrides(index_dir=eval_index_dir(corpus, settings, cache))
         embedder = embedder_for(settings)
         Indexer(settings, embedder).index([corpus], progress=not as_json)
         records, summaries = [], []
@@ -254,14 +352,16 @@ def eval_(
 @app.command("eval-beir")
 def eval_beir(
     folder: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")],
-    mode: Annotated[str, typer.Option(help="dense, bm25, hybrid or all.")] = "all",
+    mode: Annotated[Literal[("all", *MODES)], typer.Option(help="Which retrieval to score.")] = "all",
     split: Annotated[str, typer.Option(help="Which qrels file to score against.")] = "test",
     whole_docs: Annotated[bool, typer.Option("--whole-docs", help="One vector per document, cut at 256 tokens (as MTEB).")] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Benchmark retrieval on a BEIR dataset with this pipeline: nDCG@10, recall@100, MRR@10 per mode."""
-    if not folder.is_dir():
-        _fail(f"no such folder: {folder}", code=2)
+    if not (folder / "corpus.jsonl").is_file():
+        what = "is not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)" if folder.is_dir() else "does not exist"
+        _fail(f"{folder} {what}. For SciFact, unpack BEIR's scifact.zip into a folder and pass it; `make bench` "
+              "reads it from ../shared/data/scifact beside the repository, or from RAG_BENCH_DATA", code=2)
     modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
     settings = _settings()
     from rag.beir import evaluate_beir
@@ -285,16 +385,17 @@ def eval_beir(
 
 @app.command()
 def serve(
-    host: Annotated[Optional[str], typer.Option(help="Address to bind [env RAG_HOST; default 127.0.0.1].")] = None,
-    port: Annotated[Optional[int], typer.Option(help="Port [env RAG_PORT; default 7860].")] = None,
-    index_dir: IndexDir = None,
-    backend: Annotated[Optional[str], typer.Option(help="local (default), openai, azure or extractive [env RAG_BACKEND].")] = None,
+    ctx: typer.Context,
+    host: Annotated[str, setting("host", "--host", help="Address to bind.")] = Settings.default("host"),
+    port: Annotated[int, setting("port", "--port", help="Port.", min=1, max=65535)] = Settings.default("port"),
+    index_dir: IndexDir = Settings.default("index_dir"),
+    backend: BackendOption = Settings.default("backend"),
 ) -> None:
     """Serve the chat page at / and an OpenAI-compatible API at /v1 (login with RAG_AUTH=user:password)."""
-    settings = _settings(host=host, port=port, index_dir=index_dir, backend=backend)
-    from rag.server import serve as run_server
-
+    settings = _settings(ctx, host=host, port=port, index_dir=index_dir, backend=backend)
     try:
+        from rag.server import serve as run_server  # needs the ui extra (fastapi, gradio, uvicorn)
+
         run_server(settings)
     except RagError as exc:
         _fail(exc)

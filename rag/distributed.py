@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from rag.embedding import Embedder, make_embedder
-from rag.errors import ConfigError, MissingDependency, RagError
+from rag.errors import ConfigError, RagError, needs_extra
 
 LOCAL = "local"
 
@@ -71,10 +71,8 @@ class RayEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        try:
+        with needs_extra("ray"):
             import ray
-        except ImportError:
-            raise MissingDependency("ray", "ray") from None
         started = self._start(ray)
         try:
             context = ray.data.DataContext.get_current()

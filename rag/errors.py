@@ -4,6 +4,11 @@ Library code raises these; the CLI, the UI and the HTTP API turn them into exit 
 `gr.Error`s and status codes. Nothing here formats for a particular edge.
 """
 
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
 
 class RagError(Exception):
     """Base of every error this package raises on purpose."""
@@ -14,10 +19,28 @@ class ConfigError(RagError):
 
 
 class MissingDependency(RagError):
-    """An optional extra is not installed."""
+    """An optional extra (ui, local, hosted, milvus, ray) is not installed; `extra=None`: a core dependency."""
 
-    def __init__(self, module: str, extra: str):
-        super().__init__(f"{module} is not installed: install the extra with `pip install -e '.[{extra}]'`")
+    def __init__(self, module: str, extra: str | None):
+        self.module, self.extra = module, extra
+        if extra:
+            hint = f"it comes with the `{extra}` extra: install it with `pip install -e '.[{extra}]'`"
+        else:
+            hint = "it is a dependency of rag: reinstall with `pip install -e .`"
+        super().__init__(f"{module} is not installed; {hint}")
+
+
+@contextlib.contextmanager
+def needs_extra(extra: str | None) -> Iterator[None]:
+    """Wrap the imports of an optional extra: an ImportError inside becomes one `MissingDependency` line.
+
+        with needs_extra("ui"):
+            import gradio as gr
+    """
+    try:
+        yield
+    except ImportError as exc:
+        raise MissingDependency((exc.name or str(exc)).split(".")[0], extra) from None
 
 
 class ModelNotFound(RagError):

@@ -7,6 +7,7 @@ gold quote's span in the same document. Writing the HTML report lives in `rag.re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import RagError
+from rag.settings import Settings
 from rag.metrics import accuracy_at_coverage, area_under_risk_coverage, contains_answer, exact_match, \
     expected_calibration_error, mrr_at_k, ndcg_at_k, percentile, risk_coverage, spans_overlap, token_f1
 from rag.types import Answer, Chunk, Hit
@@ -35,6 +37,23 @@ class Question:
     answers: tuple[str, ...]
     answerable: bool
     support: tuple[dict, ...]
+
+
+def eval_index_dir(corpus: Path, settings: Settings, cache: Path) -> Path:
+    """Where `rag eval` indexes `corpus`: a folder under `cache` keyed by everything that changes the vectors
+    (every file's name and bytes, the chunking, the embedding model and backend), never the live index."""
+    from rag.documents import discover
+
+    digest = hashlib.sha256()
+    for file in discover([corpus])[0]:
+        try:
+            content = hashlib.sha256(file.path.read_bytes()).hexdigest()
+        except OSError:
+            content = "unreadable"  # the indexer skips it and says why
+        digest.update(f"{file.source}\0{content}\n".encode())
+    digest.update(f"{settings.chunk_size}|{settings.chunk_overlap}|{settings.embedding_model}|"
+                  f"{settings.embedding_backend}".encode())
+    return cache / f"corpus-{corpus.resolve().name}-{digest.hexdigest()[:12]}"
 
 
 def load_questions(path: Path) -> list[Question]:

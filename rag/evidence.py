@@ -25,7 +25,7 @@ from rag.types import Hit
 
 SENTENCE_FEATURES = ("cosine", "bm25", "overlap", "type_match", "rank", "novel", "length")
 CONFIDENCE_FEATURES = ("best", "margin", "cosine", "bm25", "overlap", "typed", "type_match", "missing",
-                       "missing_passages", "coverage", "missing_name", "negation")
+                       "missing_passages", "coverage", "missing_name", "negation", "type_mismatch", "unknown")
 _BM25_K1, _BM25_B = 1.5, 0.75  # bm25s's defaults, so sentence BM25 agrees with the index's
 
 _INSTRUCTION = re.compile(
@@ -154,6 +154,9 @@ class Idf:
         df = np.diff(indptr) if len(indptr) > 1 else np.zeros(0)
         self._df = {token: int(df[i]) for token, i in vocab.items() if i < len(df)}
 
+    def known(self, token: str) -> bool:
+        return self._df.get(token, 0) > 0
+
     def __call__(self, token: str) -> float:
         df = self._df.get(token, 0)
         return math.log(1 + (self.n - df + 0.5) / (df + 0.5))
@@ -229,7 +232,14 @@ class EvidenceSelector:
             "missing_name": float(any(m.group(0).lower().rstrip(".,") not in passage_text
                                       for m in _NAME_OR_NUMBER.finditer(question))),
             "negation": float(bool(_NEGATION.search(question)) != bool(_NEGATION.search(best.sentence.text))),
+            "type_mismatch": float(bool(kind) and not best.features["type_match"]),
+            # the share of the question's words the whole corpus never uses
+            "unknown": _share(query_tokens(question), lambda t: not self.idf.known(t)),
         }
+
+
+def _share(items: Sequence[str], test: Callable[[str], bool]) -> float:
+    return sum(map(test, items)) / len(items) if items else 0.0
 
 
 def _bm25(tokens: list[str], q_idf: dict[str, float], avg_len: float) -> float:

@@ -1,13 +1,17 @@
 """Build and incrementally update an index from files: discover, load, chunk, embed, store.
 
-Unchanged files keep their documents and chunks; a chunk whose text was embedded before reuses its
-vector, so re-indexing an unchanged corpus embeds nothing. Retrieval and answering live elsewhere.
+The index remembers its sources (the files and folders it was built from) in its manifest; a run re-syncs
+the sources it is given, or all of them, and keeps the others. Unchanged files keep their documents and
+chunks; a chunk whose text was embedded before reuses its vector, so re-indexing an unchanged corpus embeds
+nothing. Dropping a source is explicit (`Indexer.remove`). Retrieval and answering live elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +25,20 @@ from rag.settings import Settings
 from rag.milvus_store import StoreOptions, moves_vectors
 from rag.store import IndexData, IndexStore, LoadedIndex
 from rag.text import SEGMENTER
-from rag.types import Chunk, Document, IndexReport, Skipped
+from rag.types import Chunk, Document, IndexReport, RemoveReport, Skipped
+
+
+def source_key(path: Path | str) -> str:
+    """How a source or file path is recorded: relative to the current directory when inside it, else absolute."""
+    absolute = Path(os.path.normpath(Path(path).absolute()))
+    try:
+        return absolute.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return absolute.as_posix()
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
 @dataclass(frozen=True)
@@ -33,6 +50,7 @@ class _Entry:
     sha256: str
     doc: Document
     reused: bool  # same bytes and chunking as the previous version: keep its chunks
+    root: str = ""  # the recorded source (file or folder) it was found under
 
 
 class Indexer:
@@ -51,23 +69,46 @@ class Indexer:
         self.chunker = Chunker(embedder.token_offsets, min(settings.chunk_size, embedder.max_tokens),
                                settings.chunk_overlap)
 
-    def index(self, paths: list[Path], rebuild: bool = False, prune: bool = True,
-              progress: bool = False) -> IndexReport:
-        """Make the index hold the documents under `paths`.
+    def sources(self) -> list[str]:
+        """The sources the index was built from (as recorded: relative to the directory it was run in, when
+        inside it); [] for a new index or one whose manifest cannot be read."""
+        if self.store.current() is None:
+            return []
+        try:
+            return _recorded(self.store.read_manifest())[0]
+        except RagError:
+            return []
 
-        With `prune`, files indexed before but no longer under `paths` are removed (the paths are the
-        whole corpus); without it, the paths are added to what is there. `rebuild` ignores the old index.
+    def index(self, paths: Sequence[Path] | None = None, rebuild: bool = False, prune: bool = True,
+              progress: bool = False) -> IndexReport:
+        """Re-sync `paths` (files or folders; None: every recorded source) and record them as sources.
+
+        Sources not named are kept as they are. Within a re-synced source the index mirrors the disk: new
+        files are added, changed ones re-embedded, deleted ones dropped (`prune=False` keeps those). A recorded
+        source that no longer exists is kept, not dropped, and listed in `sources_missing`. `rebuild` ignores
+        the old vectors and chunks and re-reads every source.
         """
         started = time.perf_counter()
-        files, skipped = discover(paths)
+        given = [source_key(p) for p in paths] if paths is not None else None
+        absent = [str(p) for p in paths or [] if not Path(p).exists()]
+        if absent:
+            raise RagError(f"no such file or folder: {', '.join(absent)}")
         with self.store.writer_lock():
-            old = None if rebuild or self.store.current() is None else self.store.load(self.embedder.name)
-            entries = self._entries(files, old, skipped, progress)
-            if not prune and old is not None:
-                entries = self._keep_unlisted(entries, old)
+            previous = self._previous(rebuild)
+            old = None if rebuild else previous
+            recorded, previous_files = _recorded(previous.manifest) if previous else ([], {})
+            if rebuild and previous is None:
+                recorded = self.sources()  # an unreadable index being rebuilt: its manifest may still say
+            sync = list(dict.fromkeys((recorded if given is None or rebuild else []) + (given or [])))
+            if not sync:
+                raise RagError(f"nothing to index: the index at {self.settings.index_dir} records no sources; "
+                               "give a file or folder")
+            sources = list(dict.fromkeys(recorded + sync))
+            missing = [s for s in sync if not Path(s).exists()]
+            synced = [s for s in sync if s not in missing]
+            entries, skipped = self._sync(synced, previous, previous_files, rebuild, prune, progress)
             if not entries:
-                raise RagError("nothing to index: no readable documents under "
-                               + ", ".join(str(p) for p in paths))
+                raise RagError("nothing to index: no readable documents under " + ", ".join(synced or sync))
             chunks = self._chunks(entries, old)
             vectors, embedded = self._vectors(chunks, old, progress)
             old_ids = {c.id for c in old.chunks} if old else set()
@@ -75,18 +116,109 @@ class Indexer:
             removed = len(old_ids - set(new_ids))
             changed = old is None or [c.id for c in old.chunks] != new_ids or \
                 old.manifest.get("files") != self._files_manifest(entries) or \
+                old.manifest.get("sources") != sources or \
                 old.manifest.get("embedding", {}).get("backend", self.backend) != self.backend or \
                 moves_vectors(self.store.options, self.store.root, old.manifest)
             if changed:
-                self.store.write(IndexData([e.doc for e in entries], chunks, vectors, self._manifest(entries)))
+                self.store.write(IndexData([e.doc for e in entries], chunks, vectors, self._manifest(entries, sources)))
         return IndexReport(
-            files_indexed=len(entries), files_updated=sum(not e.reused for e in entries), files_skipped=skipped, chunks_embedded=embedded, chunks_removed=removed,
-            chunks_total=len(chunks), seconds=round(time.perf_counter() - started, 3), changed=changed,
+            files_indexed=len(entries), files_updated=sum(not e.reused for e in entries), files_skipped=skipped,
+            chunks_embedded=embedded, chunks_removed=removed, chunks_total=len(chunks),
+            seconds=round(time.perf_counter() - started, 3), changed=changed, sources=sources,
+            sources_missing=missing,
         )
 
-    def _entries(self, files: list[SourceFile], old: LoadedIndex | None, skipped: list[Skipped],
-                 progress: bool) -> list[_Entry]:
-        previous = old.manifest.get("files", {}) if old else {}
+    def _previous(self, rebuild: bool) -> LoadedIndex | None:
+        """The live version; for a rebuild only its documents matter, and an unreadable one is no obstacle."""
+        if self.store.current() is None:
+            return None
+        if not rebuild:
+            return self.store.load(self.embedder.name)
+        try:
+            return self.store.load()
+        except RagError:
+            return None
+
+    def _sync(self, roots: list[str], previous: LoadedIndex | None, previous_files: dict[str, dict],
+              rebuild: bool, prune: bool, progress: bool) -> tuple[list[_Entry], list[Skipped]]:
+        """The new version's files: those of `roots` as on disk, and every other indexed file as it was."""
+        docs = {d.id: d for d in previous.documents} if previous else {}
+        kept: dict[str, _Entry] = {}
+        for source, f in previous_files.items():  # files of sources not re-synced now (or pruned files kept)
+            if f["doc_id"] in docs and (f["root"] not in roots or not prune):
+                kept[source] = _Entry(source, f["path"], f["sha256"], docs[f["doc_id"]], not rebuild, f["root"])
+        found: dict[str, _Entry] = {}
+        skipped: list[Skipped] = []
+        for root in roots:
+            files, skips = discover([Path(root)])
+            skipped += skips
+            owner = {}
+            for file in files:
+                holder = found.get(file.source) or kept.get(file.source)
+                if holder is not None and holder.root != root:
+                    skipped.append(Skipped(str(file.path), f"another file is already indexed as {file.source} "
+                                                           f"(from {holder.root})"))
+                else:
+                    owner[file.source] = file
+            for entry in self._entries(list(owner.values()), previous if not rebuild else None, previous_files,
+                                       skipped, progress, root):
+                found[entry.source] = entry
+                kept.pop(entry.source, None)
+        return sorted([*kept.values(), *found.values()], key=lambda e: e.source), skipped
+
+    def remove(self, targets: Sequence[Path | str]) -> RemoveReport:
+        """Drop recorded sources, or indexed files and folders, from the index; nothing is re-embedded.
+
+        A target matches a recorded source (or a folder holding sources), an indexed file's path or a folder
+        above it, or an indexed document's source name as search shows it. Files on disk are left alone; a
+        removed file still inside a recorded source comes back at the next `index()` (`still_in_sources`).
+        """
+        started = time.perf_counter()
+        with self.store.writer_lock():
+            old = self.store.load()  # vectors are reused as they are: any embedder will do
+            recorded, files = _recorded(old.manifest)
+            drop_sources: set[str] = set()
+            drop_files: set[str] = set()
+            unmatched = []
+            for target in targets:
+                key = source_key(target)
+                hit_sources = {s for s in recorded if _inside(s, key)}
+                hit_files = {name for name, f in files.items()
+                             if name == str(target) or _inside(f["path"], key) or f["root"] in hit_sources}
+                if not hit_sources and not hit_files:
+                    unmatched.append(str(target))
+                drop_sources |= hit_sources
+                drop_files |= hit_files
+            if unmatched:
+                raise RagError(f"nothing in the index at {self.settings.index_dir} matches {', '.join(unmatched)} "
+                               f"(its sources: {', '.join(recorded) or 'none recorded'})")
+            sources = [s for s in recorded if s not in drop_sources]
+            kept_files = {name: f for name, f in files.items() if name not in drop_files}
+            if not kept_files:
+                raise RagError(f"removing {', '.join(map(str, targets))} would leave the index at "
+                               f"{self.settings.index_dir} empty: delete that folder to start over")
+            kept_docs = {f["doc_id"] for f in kept_files.values()}
+            rows = [i for i, c in enumerate(old.chunks) if c.doc_id in kept_docs]
+            vectors = old.vectors()[rows] if rows else np.zeros((0, old.dense.d), dtype=np.float32)
+            chunks = [old.chunks[i] for i in rows]
+            manifest = {"embedding": old.manifest.get("embedding", {}), "chunking": old.manifest.get("chunking", {}),
+                        "files": kept_files, "sources": sources,
+                        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            changed = bool(drop_files or drop_sources)
+            if changed:
+                self.store.write(IndexData([d for d in old.documents if d.id in kept_docs], chunks, vectors, manifest))
+        returning = sorted(files[n]["path"] for n in drop_files
+                           if any(_inside(files[n]["path"], s) for s in sources) and Path(files[n]["path"]).exists())
+        return RemoveReport(
+            sources_removed=sorted(drop_sources), files_removed=sorted(drop_files),
+            chunks_removed=len(old.chunks) - len(chunks), files_total=len(kept_files), chunks_total=len(chunks),
+            sources=sources, still_in_sources=returning, seconds=round(time.perf_counter() - started, 3),
+            changed=changed,
+        )
+
+    def _entries(self, files: list[SourceFile], old: LoadedIndex | None, previous: dict[str, dict],
+                 skipped: list[Skipped], progress: bool, root: str) -> list[_Entry]:
+        """Entries for the files found under `root`: reused where the bytes are unchanged."""
         old_docs = {d.id: d for d in old.documents} if old else {}
         limit = int(self.settings.max_file_mb * 1024 * 1024)
         entries = []
@@ -98,24 +230,19 @@ class Indexer:
                     raise DocumentError(f"larger than the {self.settings.max_file_mb:g} MB limit ({size} bytes)")
                 data = file.path.read_bytes()
                 digest = hashlib.sha256(data).hexdigest()
+                path = source_key(file.path)
                 if prev and prev["sha256"] == digest and prev["doc_id"] in old_docs:
-                    entries.append(_Entry(file.source, str(file.path), digest, old_docs[prev["doc_id"]], True))
+                    entries.append(_Entry(file.source, path, digest, old_docs[prev["doc_id"]], True, root))
                 else:
-                    entries.append(_Entry(file.source, str(file.path), digest, load(file, data), False))
+                    entries.append(_Entry(file.source, path, digest, load(file, data), False, root))
             except (DocumentError, OSError) as exc:
                 reason = str(exc) if isinstance(exc, DocumentError) else f"cannot read: {exc.strerror or exc}"
                 if prev and prev["doc_id"] in old_docs:  # lose nothing: keep the last good version
                     reason += " (kept the previously indexed version)"
-                    entries.append(_Entry(file.source, prev["path"], prev["sha256"], old_docs[prev["doc_id"]], True))
+                    entries.append(_Entry(file.source, prev["path"], prev["sha256"], old_docs[prev["doc_id"]], True,
+                                          root))
                 skipped.append(Skipped(str(file.path), reason))
         return entries
-
-    def _keep_unlisted(self, entries: list[_Entry], old: LoadedIndex) -> list[_Entry]:
-        listed = {e.source for e in entries}
-        old_docs = {d.id: d for d in old.documents}
-        kept = [_Entry(source, f["path"], f["sha256"], old_docs[f["doc_id"]], True)
-                for source, f in old.manifest.get("files", {}).items() if source not in listed]
-        return sorted(entries + kept, key=lambda e: e.source)
 
     def _chunks(self, entries: list[_Entry], old: LoadedIndex | None) -> list[Chunk]:
         """Chunks of every entry: reused from the old index where the file and the chunking are unchanged."""
@@ -160,15 +287,35 @@ class Indexer:
         return vectors, len(todo)
 
     def _files_manifest(self, entries: list[_Entry]) -> dict:
-        return {e.source: {"sha256": e.sha256, "doc_id": e.doc.id, "path": e.path} for e in entries}
+        return {e.source: {"sha256": e.sha256, "doc_id": e.doc.id, "path": e.path, "root": e.root} for e in entries}
 
-    def _manifest(self, entries: list[_Entry]) -> dict:
+    def _manifest(self, entries: list[_Entry], sources: list[str]) -> dict:
         return {
             "embedding": {"model": self.embedder.name, "dim": self.embedder.dim, "backend": self.backend},
             "chunking": self.chunking,
+            "sources": sources,
             "files": self._files_manifest(entries),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
+
+
+def _recorded(manifest: dict) -> tuple[list[str], dict[str, dict]]:
+    """The manifest's sources and files, each file with the source it belongs to.
+
+    An index written before sources were recorded gets them inferred from its files: the folder a file was
+    found under (its path without its source name), so `seeds/` and `index/uploads/` come back as sources.
+    """
+    files = {}
+    for name, f in manifest.get("files", {}).items():
+        root = f.get("root")
+        if root is None:
+            path = f["path"]
+            root = source_key(path[:-len(name) - 1] if path.endswith("/" + name) else Path(path).parent)
+        files[name] = {**f, "root": root}
+    sources = manifest.get("sources")
+    if sources is None:
+        sources = sorted({f["root"] for f in files.values()})
+    return list(sources), files
 
 
 def _progress(items: list, enabled: bool, desc: str):

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from rag.errors import BackendError, ConfigError, MissingDependency, ModelNotFound
+from rag.errors import BackendError, ConfigError, ModelNotFound, needs_extra
 from rag.prompting import Message
 from rag.settings import Settings
 
@@ -71,10 +71,8 @@ def bundled_gguf() -> Path:
 @functools.lru_cache(maxsize=2)
 def _load_llama(path: str, n_ctx: int, n_threads: int):
     """One Llama per (model, context) per process: loading costs seconds and hundreds of MB."""
-    try:
+    with needs_extra("local"):
         from llama_cpp import Llama
-    except ImportError:
-        raise MissingDependency("llama-cpp-python", "local") from None
     try:
         return Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads, seed=0, verbose=False)
     except (ValueError, RuntimeError) as exc:
@@ -127,10 +125,8 @@ class _LangChainChatBackend:
 
     @functools.cached_property
     def _chat(self):
-        try:
+        with needs_extra("hosted"):
             import langchain_openai
-        except ImportError:
-            raise MissingDependency("langchain-openai", "hosted") from None
         s = self.settings
         return getattr(langchain_openai, self.chat_class)(
             **self._chat_kwargs(), temperature=s.temperature, timeout=s.timeout, max_retries=s.max_retries)

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from rag.errors import ConfigError, IndexCorrupt, IndexMismatch, MissingDependency, StoreError
+from rag.errors import ConfigError, IndexCorrupt, IndexMismatch, MissingDependency, StoreError, needs_extra
 
 STORES = ("faiss", "milvus")
 INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX")
@@ -148,13 +148,11 @@ def _errors(uri: str, action: str) -> Iterator[None]:
 
 def connect(uri: str, token: str = "", timeout: float = 30.0):
     """A MilvusClient for `uri`: a local folder (Milvus Lite, started in this process) or http(s)://host:port."""
-    try:
+    with needs_extra("milvus"):
         from pymilvus import MilvusClient
-    except ImportError:
-        raise MissingDependency("pymilvus", "milvus") from None
     if not is_remote(uri):
-        if importlib.util.find_spec("milvus_lite") is None:
-            raise MissingDependency("milvus-lite", "milvus")
+        if importlib.util.find_spec("milvus_lite") is None:  # imported by pymilvus when it starts Milvus Lite
+            raise MissingDependency("milvus_lite", "milvus")
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     with _errors(uri, "connect to"):
         return MilvusClient(uri=uri, token=token, timeout=timeout)

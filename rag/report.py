@@ -1,19 +1,42 @@
 """Evaluation reports on disk: per-question JSONL, summary.json and a self-contained HTML page.
 
-The HTML draws its plots as inline SVG (metric bars per backend, a latency histogram) and lists the
-questions with failures first, so it opens anywhere without scripts or plotting libraries.
+The page is rendered by Jinja2 from `rag/templates/report.html` with autoescaping on, so question ids,
+texts and answers are always shown as text, never run as markup. Plots are inline SVG drawn from shapes
+computed here (metric bars per backend, a latency histogram): a new plot is one function returning a
+`Chart` and one `{{ svg(...) }}` line in the template. No scripts, no plotting libraries.
 """
 
 from __future__ import annotations
 
-import html
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2"]
 BAR_METRICS = [("retrieval", "recall@k"), ("retrieval", "mrr@10"), ("retrieval", "ndcg@10"),
                ("answer", "token_f1"), ("answer", "contains_answer"), ("citations", "precision"),
                ("citations", "recall"), (None, "abstention_rate"), (None, "false_abstention_rate")]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """One SVG element: kind is rect, line or text; coordinates in pixels, already rounded."""
+
+    kind: str
+    x: float = 0.0
+    y: float = 0.0
+    width: float = 0.0  # rect; for a line, x2
+    height: float = 0.0  # rect; for a line, y2
+    fill: str = ""
+    text: str = ""  # the text of a text element, or a rect's tooltip
+    anchor: str = "start"
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    shapes: list[Shape] = field(default_factory=list)
 
 
 def write_report(out: Path, records: list[dict], summaries: list[dict], meta: dict) -> Path:
@@ -31,34 +54,35 @@ def _metric(summary: dict, group: str | None, name: str) -> float:
     return float(value or 0.0)
 
 
-def bars_svg(summaries: list[dict]) -> str:
+def _px(value: float) -> float:
+    return round(value, 1)
+
+
+def metric_bars(summaries: list[dict]) -> Chart:
     """Grouped bars: one group per metric, one bar per backend, values 0..1."""
     width, height, top, bottom = 900, 260, 20, 70
     group_w = (width - 40) / len(BAR_METRICS)
     bar_w = group_w * 0.8 / max(1, len(summaries))
-    parts = [f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="11">']
     plot_h = height - top - bottom
-    parts.append(f'<line x1="30" y1="{top + plot_h}" x2="{width}" y2="{top + plot_h}" stroke="#333"/>')
+    shapes = [Shape("line", 30, top + plot_h, width, top + plot_h)]
     for i, (group, name) in enumerate(BAR_METRICS):
         x0 = 35 + i * group_w
         for j, s in enumerate(summaries):
             v = _metric(s, group, name)
-            h = v * plot_h
-            x = x0 + j * bar_w
-            parts.append(f'<rect x="{x:.1f}" y="{top + plot_h - h:.1f}" width="{bar_w - 2:.1f}" height="{h:.1f}" '
-                         f'fill="{COLORS[j % len(COLORS)]}"><title>{html.escape(s["backend"])} {name}: {v:.3f}</title></rect>')
-            parts.append(f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h - h - 3:.1f}" text-anchor="middle">{v:.2f}</text>')
+            h, x = v * plot_h, x0 + j * bar_w
+            shapes.append(Shape("rect", _px(x), _px(top + plot_h - h), _px(bar_w - 2), _px(h),
+                                COLORS[j % len(COLORS)], f"{s['backend']} {name}: {v:.3f}"))
+            shapes.append(Shape("text", _px(x + bar_w / 2), _px(top + plot_h - h - 3), text=f"{v:.2f}",
+                                anchor="middle"))
         label = f"{group + ' ' if group else ''}{name}".replace("_", " ")
-        parts.append(f'<text x="{x0 + group_w * 0.4:.1f}" y="{height - bottom + 16}" text-anchor="middle">'
-                     f'{html.escape(label[:22])}</text>')
-    for j, s in enumerate(summaries):
-        parts.append(f'<rect x="{40 + j * 160}" y="{height - 22}" width="12" height="12" fill="{COLORS[j % len(COLORS)]}"/>'
-                     f'<text x="{56 + j * 160}" y="{height - 12}">{html.escape(s["backend"])}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+        shapes.append(Shape("text", _px(x0 + group_w * 0.4), height - bottom + 16, text=label[:22], anchor="middle"))
+    for j, s in enumerate(summaries):  # legend
+        shapes.append(Shape("rect", 40 + j * 160, height - 22, 12, 12, COLORS[j % len(COLORS)]))
+        shapes.append(Shape("text", 56 + j * 160, height - 12, text=s["backend"]))
+    return Chart(width, height, shapes)
 
 
-def histogram_svg(records: list[dict], bins: int = 20) -> str:
+def latency_histogram(records: list[dict], bins: int = 20) -> Chart:
     """Latency histogram over all questions and backends, one colour per backend."""
     backends = sorted({r["backend"] for r in records})
     values = [r["latency"] for r in records]
@@ -70,44 +94,35 @@ def histogram_svg(records: list[dict], bins: int = 20) -> str:
     peak = max((max(c) for c in counts.values()), default=1) or 1
     width, height, plot_h = 900, 220, 160
     bw = (width - 60) / bins
-    parts = [f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" font-size="11">']
+    shapes = []
     for j, b in enumerate(backends):
         for i, c in enumerate(counts[b]):
             h = c / peak * plot_h
             x = 40 + i * bw + j * bw / len(backends)
-            parts.append(f'<rect x="{x:.1f}" y="{10 + plot_h - h:.1f}" width="{bw / len(backends) - 1:.1f}" '
-                         f'height="{h:.1f}" fill="{COLORS[j % len(COLORS)]}"><title>{b}: {c}</title></rect>')
-    parts.append(f'<line x1="40" y1="{10 + plot_h}" x2="{width - 20}" y2="{10 + plot_h}" stroke="#333"/>')
-    parts.append(f'<text x="40" y="{plot_h + 28}">0 s</text><text x="{width - 60}" y="{plot_h + 28}">{hi:.2f} s</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+            shapes.append(Shape("rect", _px(x), _px(10 + plot_h - h), _px(bw / len(backends) - 1), _px(h),
+                                COLORS[j % len(COLORS)], f"{b}: {c}"))
+    shapes.append(Shape("line", 40, 10 + plot_h, width - 20, 10 + plot_h))
+    shapes.append(Shape("text", 40, plot_h + 28, text="0 s"))
+    shapes.append(Shape("text", width - 60, plot_h + 28, text=f"{hi:.2f} s"))
+    return Chart(width, height, shapes)
 
 
-def _number(value: float | None) -> str:
-    return "" if value is None else f"{value:.2f}"
+def _environment():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("rag", "templates"), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
 def render_html(records: list[dict], summaries: list[dict], meta: dict) -> str:
-    rows = sorted(records, key=lambda r: (r["passed"], r["backend"], r["id"]))
-    head = ("<tr><th>backend</th><th>id</th><th>ok</th><th>question</th><th>answer</th><th>abstained</th>"
-            "<th>F1</th><th>recall@k</th><th>latency s</th></tr>")
-    body = "".join(
-        f'<tr class="{"pass" if r["passed"] else "fail"}"><td>{html.escape(r["backend"])}</td><td>{r["id"]}</td>'
-        f'<td>{"✓" if r["passed"] else "✗"}</td><td>{html.escape(r["question"])}</td>'
-        f'<td>{html.escape(r["answer"])}</td><td>{r["abstained"]}</td>'
-        f'<td>{_number(r.get("token_f1"))}</td><td>{_number(r.get("recall@k"))}</td>'
-        f'<td>{r["latency"]:.2f}</td></tr>'
-        for r in rows)
-    table = "".join(
-        f"<tr><td>{html.escape(s['backend'])}</td><td>{html.escape(s['model'])}</td>"
-        + "".join(f"<td>{_metric(s, g, n):.3f}</td>" for g, n in BAR_METRICS)
-        + f"<td>{s['latency']['p50']:.2f}</td><td>{s['latency']['p95']:.2f}</td></tr>" for s in summaries)
-    names = "".join(f"<th>{html.escape(((g + ' ') if g else '') + n)}</th>" for g, n in BAR_METRICS)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>rag eval {html.escape(meta.get('run', ''))}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse;font-size:13px}}
-td,th{{border:1px solid #ccc;padding:3px 6px;vertical-align:top}}tr.fail{{background:#fdecea}}tr.pass{{background:#eef7ee}}</style>
-</head><body><h1>rag eval</h1><p>{html.escape(json.dumps(meta))}</p>
-<h2>Summary</h2><table><tr><th>backend</th><th>model</th>{names}<th>p50 s</th><th>p95 s</th></tr>{table}</table>
-<h2>Metrics per backend</h2>{bars_svg(summaries)}
-<h2>Latency</h2>{histogram_svg(records)}
-<h2>Questions (failures first)</h2><table>{head}{body}</table></body></html>"""
+    """The report page; every value from the data is escaped by the template engine."""
+    summary_rows = [{"backend": s["backend"], "model": s["model"],
+                     "metrics": [_metric(s, g, n) for g, n in BAR_METRICS],
+                     "p50": s["latency"]["p50"], "p95": s["latency"]["p95"]} for s in summaries]
+    return _environment().get_template("report.html").render(
+        meta=meta,
+        metric_names=[((g + " ") if g else "") + n for g, n in BAR_METRICS],
+        summaries=summary_rows,
+        charts={"metrics": metric_bars(summaries), "latency": latency_histogram(records)},
+        questions=sorted(records, key=lambda r: (r["passed"], r["backend"], str(r["id"]))),
+    )

@@ -22,15 +22,18 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rag.errors import BackendError, ConfigError, IndexMissing, RagError, needs_extra
+
+with needs_extra("ui"):
+    from fastapi import Depends, FastAPI, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.chain import RAG
-from rag.errors import BackendError, ConfigError, IndexMissing, RagError
 from rag.service import Busy, Service, Ticket
 from rag.settings import BACKENDS, Settings
 from rag.types import Answer
@@ -318,7 +321,8 @@ def create_app(settings: Settings, service: Service | None = None, ui: bool = Tr
 
 def _mount_ui(app: FastAPI, service: Service, credentials: list[tuple[str, str]]) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no version check
-    import gradio as gr
+    with needs_extra("ui"):
+        import gradio as gr
 
     from ui.app import CSS, build_ui
 
@@ -344,7 +348,8 @@ class Running:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
         import socket
 
-        import uvicorn
+        with needs_extra("ui"):
+            import uvicorn
 
         if port == 0:
             with socket.socket() as s:
@@ -367,8 +372,11 @@ class Running:
 
 
 def serve(settings: Settings) -> None:
-    """`rag serve`: check the index and load the models, then serve until interrupted."""
-    import uvicorn
+    """`rag serve`: check the extras and the index and load the models, then serve until interrupted."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    with needs_extra("ui"):  # before the models load: a missing extra fails in a second, not after a minute
+        import gradio  # noqa: F401
+        import uvicorn
 
     service = Service(settings)
     service.warm()

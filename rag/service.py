@@ -22,7 +22,7 @@ from rag.documents import SUPPORTED_SUFFIXES
 from rag.embedding import Embedder, embedder_for
 from rag.milvus_store import StoreOptions
 from rag.errors import IndexMissing, RagError
-from rag.indexer import Indexer
+from rag.indexer import Indexer, source_key
 from rag.llm import Backend, make_backend
 from rag.retrieval import Retriever
 from rag.settings import BACKENDS, Settings
@@ -209,8 +209,9 @@ class Service:
         previous = dest.read_bytes() if dest.exists() else None
         shutil.copyfile(file, dest)
         try:
-            report = Indexer(self.settings, self.embedder).index([dest], prune=False)
-            failed = next((s.reason for s in report.files_skipped), None)
+            # the upload area is recorded as one of the index's sources, so a plain `rag index` keeps it
+            report = Indexer(self.settings, self.embedder).index([dest.parent], prune=False)
+            failed = next((s.reason for s in report.files_skipped if source_key(s.path) == source_key(dest)), None)
         except RagError as exc:
             failed = str(exc)
         if failed:

@@ -96,6 +96,28 @@ class IndexReport:
     chunks_total: int = 0
     seconds: float = 0.0
     changed: bool = False
+    sources: list[str] = field(default_factory=list)  # what the index is built from, as recorded after the run
+    sources_missing: list[str] = field(default_factory=list)  # recorded sources gone from disk: kept, not dropped
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data.pop("changed")
+        return data
+
+
+@dataclass(frozen=True)
+class RemoveReport:
+    """What one `rag remove` did: nothing is re-embedded, files on disk are left alone."""
+
+    sources_removed: list[str]
+    files_removed: list[str]  # source names, as search shows them
+    chunks_removed: int
+    files_total: int  # files the index holds after the removal
+    chunks_total: int
+    sources: list[str]  # the sources still recorded
+    still_in_sources: list[str] = field(default_factory=list)  # removed files a recorded source still holds on disk
+    seconds: float = 0.0
+    changed: bool = False
 
     def to_dict(self) -> dict:
         data = asdict(self)

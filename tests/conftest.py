@@ -29,6 +29,32 @@ def write_corpus(root: Path, files: dict[str, str] = TINY) -> Path:
     return root
 
 
+BEIR_TOPICS = ["protein folding", "solar panels", "river erosion", "jazz harmony", "tax policy", "bird migration",
+               "volcanic ash", "memory cells", "coffee roasting", "glacier melt"]
+
+
+def write_beir(root: Path, docs_per_topic: int = 12, seed: int = 7) -> Path:
+    """A small BEIR folder (corpus.jsonl, queries.jsonl, qrels/test.tsv): 10 topics, 3 judged documents each."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    corpus, queries, qrels = [], [], []
+    for t, topic in enumerate(BEIR_TOPICS):
+        for d in range(docs_per_topic):
+            filler = " ".join(rng.choice(["study", "result", "data", "model", "effect", "sample"]) for _ in range(30))
+            key = " key finding" if d < 3 else ""  # the judged documents say what the query asks
+            corpus.append({"_id": f"d{t}-{d}", "title": f"{topic} report {d}", "text": f"{topic}{key} {filler}."})
+        queries.append({"_id": f"q{t}", "text": f"{topic} key finding?"})
+        qrels += [(f"q{t}", f"d{t}-{d}", rng.choice([1, 2])) for d in range(3)]
+    queries.append({"_id": "unjudged", "text": "ignored"})
+    (root / "qrels").mkdir(parents=True)
+    (root / "corpus.jsonl").write_text("\n".join(json.dumps(c) for c in corpus))
+    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(f"{q}\t{d}\t{s}" for q, d, s in qrels))
+    return root
+
+
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return write_corpus(tmp_path / "corpus")

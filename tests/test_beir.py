@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import random
 
 from ranx import Qrels, Run, evaluate
 from typer.testing import CliRunner
 
+from conftest import write_beir
 from rag.beir import document_run, evaluate_beir, load_beir, mirror_corpus, score
 from rag.cli import app
 from rag.embedding import HashEmbedder
@@ -15,36 +15,15 @@ from rag.indexer import Indexer
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
-TOPICS = ["protein folding", "solar panels", "river erosion", "jazz harmony", "tax policy", "bird migration",
-          "volcanic ash", "memory cells", "coffee roasting", "glacier melt"]
-
-
-def make_beir(root, docs_per_topic: int = 12, seed: int = 7):
-    rng = random.Random(seed)
-    corpus, queries, qrels = [], [], []
-    for t, topic in enumerate(TOPICS):
-        for d in range(docs_per_topic):
-            filler = " ".join(rng.choice(["study", "result", "data", "model", "effect", "sample"]) for _ in range(30))
-            key = " key finding" if d < 3 else ""  # the judged documents say what the query asks
-            corpus.append({"_id": f"d{t}-{d}", "title": f"{topic} report {d}", "text": f"{topic}{key} {filler}."})
-        queries.append({"_id": f"q{t}", "text": f"{topic} key finding?"})
-        qrels += [(f"q{t}", f"d{t}-{d}", rng.choice([1, 2])) for d in range(3)]
-    queries.append({"_id": "unjudged", "text": "ignored"})
-    (root / "qrels").mkdir(parents=True)
-    (root / "corpus.jsonl").write_text("\n".join(json.dumps(c) for c in corpus))
-    (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(f"{q}\t{d}\t{s}" for q, d, s in qrels))
-    return root
-
 
 def test_load_beir_keeps_judged_queries(tmp_path) -> None:
-    data = load_beir(make_beir(tmp_path / "ds"))
+    data = load_beir(write_beir(tmp_path / "ds"))
     assert len(data.corpus) == 120 and len(data.queries) == 10 and "unjudged" not in data.queries
     assert data.qrels["q0"].keys() == {"d0-0", "d0-1", "d0-2"}
 
 
 def test_metrics_equal_ranx_on_the_same_run(tmp_path) -> None:
-    data = load_beir(make_beir(tmp_path / "ds"))
+    data = load_beir(write_beir(tmp_path / "ds"))
     settings = Settings(index_dir=tmp_path / "index", embedding_model="hash", chunk_size=16, chunk_overlap=0)
     Indexer(settings, HashEmbedder()).index([mirror_corpus(data, tmp_path / "mirror")])
     retriever = Retriever.open(settings.index_dir, HashEmbedder())
@@ -61,7 +40,7 @@ def test_metrics_equal_ranx_on_the_same_run(tmp_path) -> None:
 
 
 def test_second_run_reuses_the_cached_index(tmp_path) -> None:
-    folder = make_beir(tmp_path / "ds")
+    folder = write_beir(tmp_path / "ds")
     settings = Settings(embedding_model="hash", chunk_size=16, chunk_overlap=0)
     first = evaluate_beir(folder, settings, HashEmbedder(), ["bm25"], cache=tmp_path / "cache")
     second = evaluate_beir(folder, settings, HashEmbedder(), ["bm25"], cache=tmp_path / "cache")
@@ -72,6 +51,9 @@ def test_second_run_reuses_the_cached_index(tmp_path) -> None:
     assert whole["chunks"] == 120
 
 
-def test_cli_rejects_a_folder_that_is_not_beir(tmp_path) -> None:
+def test_cli_rejects_a_folder_that_is_not_beir_and_says_where_scifact_goes(tmp_path) -> None:
     result = CliRunner().invoke(app, ["eval-beir", str(tmp_path)], env={"RAG_EMBEDDING_MODEL": "hash"})
-    assert result.exit_code == 1 and "is not a BEIR folder" in result.stderr
+    assert result.exit_code == 2 and f"{tmp_path} is not a BEIR folder" in result.stderr
+    result = CliRunner().invoke(app, ["eval-beir", str(tmp_path / "scifact")], env={"RAG_EMBEDDING_MODEL": "hash"})
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {tmp_path / 'scifact'} does not exist. For SciFact")
+    assert "../shared/data/scifact" in result.stderr and "RAG_BENCH_DATA" in result.stderr

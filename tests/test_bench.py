@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import write_beir
 from rag.embedding import HashEmbedder
 from rag.indexer import Indexer
 from rag.store import IndexStore
@@ -41,12 +43,22 @@ def test_synthetic_index_repeats_chunks_with_fresh_ids(corpus, settings) -> None
     assert 0.7 < float(data.vectors[len(real.chunks)] @ real.vectors()[0]) < 0.999  # near its original, not on it
 
 
+def test_bench_without_scifact_says_where_to_put_it(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(ROOT / "eval" / "bench.py"), "--skip-langchain", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "RAG_BENCH_DATA": str(tmp_path / "nowhere")})
+    assert proc.returncode == 1 and not list(tmp_path.iterdir())
+    assert proc.stderr.startswith(f"SciFact is not at {tmp_path / 'nowhere'}: put the BEIR SciFact folder")
+    assert "RAG_BENCH_DATA or --data" in proc.stderr and str(ROOT.parent / "shared" / "data" / "scifact") in proc.stderr
+
+
 @pytest.mark.integration
 def test_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "report"
+    data = write_beir(tmp_path / "beir")  # its own small BEIR folder: the test needs nothing outside the repository
     proc = subprocess.run(
         [sys.executable, str(ROOT / "eval" / "bench.py"), "--docs", "12", "--sizes", "150", "--queries", "10",
-         "--skip-langchain", "--skip-answers", "--skip-scale", "--out", str(out)],
+         "--skip-langchain", "--skip-answers", "--skip-scale", "--out", str(out), "--data", str(data)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]

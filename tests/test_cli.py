@@ -24,8 +24,9 @@ def test_index_json_then_search_json(corpus, settings) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == {"files_indexed", "files_updated", "files_skipped", "chunks_embedded",
-                           "chunks_removed", "chunks_total", "seconds"}
+                           "chunks_removed", "chunks_total", "seconds", "sources", "sources_missing"}
     assert report["files_indexed"] == 3 and report["chunks_embedded"] == 4
+    assert report["sources"] == [corpus.as_posix()] and report["sources_missing"] == []
     assert report["files_skipped"] == [{"path": str(corpus / "notes.bin"), "reason": "unsupported file type .bin"}]
 
     result = runner.invoke(app, ["search", "dogs bark", "--k", "2", "--json"], env=env_for(settings))
@@ -49,7 +50,53 @@ def test_search_without_index_says_how_to_build_one(settings) -> None:
 
 def test_bad_setting_is_a_usage_error(settings) -> None:
     result = runner.invoke(app, ["search", "x", "--mode", "fuzzy"], env=env_for(settings))
-    assert result.exit_code == 2 and "mode must be one of" in result.stderr
+    assert result.exit_code == 2
+    assert "Invalid value for '--mode'" in result.stderr and "'hybrid', 'dense', 'bm25'" in result.stderr
+
+
+def test_a_bad_environment_variable_is_a_usage_error_naming_it(settings) -> None:
+    result = runner.invoke(app, ["ask", "x", "--backend", "extractive"], env={**env_for(settings), "RAG_GROUNDING": "flase"})
+    assert result.exit_code == 2
+    assert result.stderr == "error: RAG_GROUNDING='flase' is not a valid boolean: use true/false, 1/0, yes/no or on/off\n"
+    result = runner.invoke(app, ["search", "x"], env={**env_for(settings), "RAG_K": "abc"})
+    assert (result.exit_code, result.stderr) == (2, "error: RAG_K='abc' is not a valid whole number\n")
+    # a variable no option of the command reads is checked too, and help still works with a bad one
+    result = runner.invoke(app, ["search", "x"], env={**env_for(settings), "RAG_PORT": "http"})
+    assert (result.exit_code, result.stderr) == (2, "error: RAG_PORT='http' is not a valid whole number\n")
+    assert runner.invoke(app, ["search", "--help"], env={"RAG_K": "abc"}).exit_code == 0
+
+
+def test_options_come_from_the_environment_and_flags_win(corpus, settings) -> None:
+    assert runner.invoke(app, ["index", str(corpus)], env=env_for(settings)).exit_code == 0
+    env = {**env_for(settings), "RAG_K": "1", "RAG_MODE": "bm25"}
+    hits = json.loads(runner.invoke(app, ["search", "dogs bark", "--json"], env=env).stdout)
+    assert len(hits) == 1 and hits[0]["dense_rank"] is None  # k=1 and BM25 only, from the environment
+    hits = json.loads(runner.invoke(app, ["search", "dogs bark", "--k", "2", "--mode", "hybrid", "--json"], env=env).stdout)
+    assert len(hits) == 2 and hits[0]["dense_rank"] == 1
+    answer = json.loads(runner.invoke(app, ["ask", "Do dogs bark?", "--backend", "extractive", "--no-grounding",
+                                            "--json"], env=env).stdout)
+    assert answer["backend"] == "extractive" and len(answer["passages"]) == 1
+
+
+def help_text(*args: str) -> str:
+    result = runner.invoke(app, [*args, "--help"], env={})
+    assert result.exit_code == 0, result.output
+    return " ".join(result.stdout.split())  # unwrapped
+
+
+def test_help_shows_each_options_variable_and_default() -> None:
+    text = help_text("search")
+    assert "--k <int range> Number of passages. [env var: RAG_K; default: 5; x>=1]" in text
+    assert "--mode <hybrid|dense|bm25> Retrieval: dense and BM25 fused, or one of them. [env var: RAG_MODE; default: hybrid]" in text
+    assert "--index-dir <path> Index directory. [env var: RAG_INDEX_DIR; default: index]" in text
+    assert " ." not in text and "<bool>" not in text
+    text = help_text("ask")
+    assert "--grounding / --no-grounding Drop answer sentences the passages do not support. [env var: RAG_GROUNDING; default: grounding]" in text
+    assert "--backend <local|openai|azure|extractive> What writes the answer. [env var: RAG_BACKEND; default: local]" in text
+    assert "--json Print one JSON document for scripts." in text and "<bool>" not in text
+    for command in ("index", "remove", "eval", "eval-beir", "serve"):
+        assert "<bool>" not in help_text(command), command
+    assert "--port <int range> Port. [env var: RAG_PORT; default: 7860; 1<=x<=65535]" in help_text("serve")
 
 
 def test_help_is_fast_and_imports_no_model_libraries() -> None:

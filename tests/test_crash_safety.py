@@ -44,6 +44,12 @@ def build(corpus: Path, index_dir: Path) -> dict[str, list[str]]:
     return content(index_dir)
 
 
+def set_corpus(folder: Path, state: dict[str, str]) -> Path:
+    """Make `folder` hold exactly `state`: the index's source stays the same folder, its files change."""
+    shutil.rmtree(folder, ignore_errors=True)
+    return write_corpus(folder, state)
+
+
 def start_writer(corpus: Path, index_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "64", "RAG_CHUNK_OVERLAP": "8"}
     return subprocess.Popen([sys.executable, "-m", "rag.cli", "index", str(corpus), "--index-dir", str(index_dir)],
@@ -52,13 +58,12 @@ def start_writer(corpus: Path, index_dir: Path) -> subprocess.Popen:
 
 @pytest.mark.slow
 def test_sigkill_at_random_moments_leaves_old_or_new_index(tmp_path: Path) -> None:
-    old_corpus = write_corpus(tmp_path / "old", corpus_state("A"))
-    new_corpus = write_corpus(tmp_path / "new", corpus_state("B"))
-    # the new corpus also drops and adds files, so an update removes, changes and adds
-    (new_corpus / "doc000.txt").unlink()
-    write_corpus(new_corpus, {"extra.txt": "An added file. " * 30})
-    old = build(old_corpus, tmp_path / "ref-old")
-    new = build(new_corpus, tmp_path / "ref-new")
+    # the new state also drops and adds files, so an update removes, changes and adds
+    new_state = {**corpus_state("B"), "extra.txt": "An added file. " * 30}
+    del new_state["doc000.txt"]
+    new_corpus = tmp_path / "corpus"
+    old = build(set_corpus(new_corpus, corpus_state("A")), tmp_path / "ref-old")
+    new = build(set_corpus(new_corpus, new_state), tmp_path / "ref-new")
     assert old != new
 
     started = time.perf_counter()
@@ -96,16 +101,19 @@ def test_readers_during_rebuilds_always_see_a_whole_version(tmp_path: Path) -> N
     """A writer process swaps versions back and forth while this process keeps opening and searching."""
     old_corpus = write_corpus(tmp_path / "old", corpus_state("A", files=60))
     new_corpus = write_corpus(tmp_path / "new", corpus_state("B", files=60))
-    old = build(old_corpus, tmp_path / "idx")
-    new = build(new_corpus, tmp_path / "ref-new")
-    build(old_corpus, tmp_path / "idx")
+    live = tmp_path / "live"  # the index's one source: the writer swaps its files between the two states
+    new = build(set_corpus(live, corpus_state("B", files=60)), tmp_path / "ref-new")
+    old = build(set_corpus(live, corpus_state("A", files=60)), tmp_path / "idx")
     script = (
-        "import sys\nfrom pathlib import Path\nfrom rag.embedding import HashEmbedder\nfrom rag.indexer import Indexer\n"
-        "from rag.settings import Settings\n"
+        "import shutil, sys\nfrom pathlib import Path\nfrom rag.embedding import HashEmbedder\n"
+        "from rag.indexer import Indexer\nfrom rag.settings import Settings\n"
         "s = Settings(index_dir=Path(sys.argv[1]), embedding_model='hash', chunk_size=64, chunk_overlap=8)\n"
-        "for i in range(8):\n    Indexer(s, HashEmbedder()).index([Path(sys.argv[2 + i % 2])])\n"
+        "live = Path(sys.argv[2])\n"
+        "for i in range(8):\n    shutil.rmtree(live)\n    shutil.copytree(sys.argv[3 + i % 2], live)\n"
+        "    Indexer(s, HashEmbedder()).index([live])\n"
     )
-    writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "idx"), str(new_corpus), str(old_corpus)])
+    writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "idx"), str(live), str(new_corpus),
+                               str(old_corpus)])
     from rag.retrieval import Retriever
 
     seen = {"old": 0, "new": 0}

@@ -33,7 +33,7 @@ def test_eval_end_to_end_exact_summary(tmp_path) -> None:
            "RAG_INDEX_DIR": str(tmp_path / "index")}
     out = tmp_path / "report"
     result = CliRunner().invoke(app, ["eval", str(qfile), "--corpus", str(corpus), "--backend", "extractive",
-                                      "--k", "2", "--out", str(out), "--json", "--index-dir", str(tmp_path / "index")],
+                                      "--k", "2", "--out", str(out), "--json", "--cache", str(tmp_path / "cache")],
                                 env=env)
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)["backends"][0]

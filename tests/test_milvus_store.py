@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import write_corpus
 from rag.embedding import HashEmbedder
 from rag.errors import IndexCorrupt, IndexMismatch, StoreError
 from rag.indexer import Indexer
@@ -226,6 +227,22 @@ def test_lite_folder_held_by_another_process_is_a_clear_error(tmp_path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_remove_drops_a_source_from_the_collection_without_embedding(corpus, settings, tmp_path) -> None:
+    settings = settings.with_overrides(store="milvus")
+    embedder = HashEmbedder()
+    notes = write_corpus(tmp_path / "notes", {"fish.txt": "Salmon swim upstream to spawn."})
+    Indexer(settings, embedder).index([corpus, notes])
+    store = IndexStore(settings.index_dir)
+    assert collection_of(store).count() == 5
+    calls = embedder.calls
+    report = Indexer(settings, embedder).remove([notes])
+    assert (report.chunks_removed, report.chunks_total, embedder.calls) == (1, 4, calls)
+    loaded = store.load()
+    assert sorted(collection_of(store).ids()) == sorted(c.id for c in loaded.chunks)
+    assert "fish.txt" not in loaded.manifest["files"]
+    np.testing.assert_allclose(loaded.vectors(), embedder.embed([c.text for c in loaded.chunks]), atol=1e-6)
 
 
 def test_uris_are_recorded_without_credentials(tmp_path) -> None:

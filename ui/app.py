@@ -14,10 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import gradio as gr
+from rag.errors import RagError, needs_extra
+
+with needs_extra("ui"):
+    import gradio as gr
 
 from rag.documents import SUPPORTED_SUFFIXES
-from rag.errors import RagError
 from rag.service import Busy, Service
 from rag.settings import MODES
 from rag.types import Answer

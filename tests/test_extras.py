@@ -1,0 +1,93 @@
+"""A missing optional extra (ui, local, hosted, milvus, ray) is one line naming the extra and the install command.
+
+Each import is made to fail the way a missing package fails (`sys.modules[name] = None`)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.cli import app
+from rag.embedding import HashEmbedder
+from rag.errors import MissingDependency, needs_extra
+
+
+def expected(module: str, extra: str) -> str:
+    return f"{module} is not installed; it comes with the `{extra}` extra: install it with `pip install -e '.[{extra}]'`"
+
+
+def hide(monkeypatch, *modules: str) -> None:
+    for name in modules:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+def fresh_import(monkeypatch, module: str) -> None:
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    __import__(module)
+
+
+def test_needs_extra_turns_any_import_error_into_one_line() -> None:
+    with pytest.raises(MissingDependency) as caught:
+        with needs_extra("ui"):
+            import rag_no_such_module  # noqa: F401
+    assert str(caught.value) == expected("rag_no_such_module", "ui")
+    assert "\n" not in str(caught.value) and caught.value.extra == "ui"
+
+
+@pytest.mark.parametrize(("hidden", "module"), [("fastapi", "rag.server"), ("gradio", "ui.app")])
+def test_ui_modules_need_the_ui_extra(monkeypatch, hidden, module) -> None:
+    hide(monkeypatch, hidden)
+    with pytest.raises(MissingDependency) as caught:
+        fresh_import(monkeypatch, module)
+    assert str(caught.value) == expected(hidden, "ui")
+
+
+@pytest.mark.parametrize("hidden", ["fastapi", "gradio", "uvicorn"])
+def test_rag_serve_without_the_ui_extra_is_one_line_and_exit_1(monkeypatch, settings, hidden) -> None:
+    hide(monkeypatch, hidden)
+    monkeypatch.delitem(sys.modules, "rag.server", raising=False)  # import it afresh, as a new process would
+    result = CliRunner().invoke(app, ["serve", "--backend", "extractive"],
+                                env={"RAG_INDEX_DIR": str(settings.index_dir), "RAG_EMBEDDING_MODEL": "hash"})
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {expected(hidden, 'ui')}\n"
+
+
+def test_local_backend_needs_the_local_extra(monkeypatch) -> None:
+    from rag.llm import _load_llama
+
+    hide(monkeypatch, "llama_cpp")
+    with pytest.raises(MissingDependency) as caught:
+        _load_llama("/nowhere/model-for-test-extras.gguf", 64, 1)
+    assert str(caught.value) == expected("llama_cpp", "local")
+
+
+def test_hosted_backends_need_the_hosted_extra(monkeypatch) -> None:
+    from rag.llm import make_backend
+    from rag.settings import Settings
+
+    hide(monkeypatch, "langchain_openai")
+    backend = make_backend(Settings(backend="openai", openai_api_key="k", openai_base_url="http://127.0.0.1:9/v1"))
+    with pytest.raises(MissingDependency) as caught:
+        backend._chat  # noqa: B018  (the chat model is built on first use)
+    assert str(caught.value) == expected("langchain_openai", "hosted")
+
+
+@pytest.mark.parametrize("hidden", ["pymilvus", "milvus_lite"])
+def test_milvus_store_needs_the_milvus_extra(monkeypatch, tmp_path, hidden) -> None:
+    from rag.milvus_store import connect
+
+    hide(monkeypatch, hidden)
+    with pytest.raises(MissingDependency) as caught:
+        connect(str(tmp_path / "milvus.db"))
+    assert str(caught.value) == expected(hidden, "milvus")
+
+
+def test_ray_embedding_needs_the_ray_extra(monkeypatch) -> None:
+    from rag.distributed import RayEmbedder
+
+    hide(monkeypatch, "ray")
+    with pytest.raises(MissingDependency) as caught:
+        RayEmbedder(HashEmbedder()).embed(["one text"])
+    assert str(caught.value) == expected("ray", "ray")
