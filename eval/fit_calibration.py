@@ -7,13 +7,16 @@ eval/seed_questions.jsonl. Never used here, and left for reporting: the other SQ
 eval/seed_questions_heldout.jsonl. Retrieval runs as users get it (hybrid, k passages) over the whole corpus.
 
 What is fitted, in order:
-1. the sentence model: logistic regression over rag.evidence.SENTENCE_FEATURES, label "this sentence of the
-   top-k passages contains a gold answer";
+1. the sentence model over rag.evidence.SENTENCE_FEATURES: a linear ranker fitted on pairs (a sentence of
+   the top-k passages that contains a gold answer against one of the same question's that does not: logistic
+   regression on feature differences), then Platt-scaled into a probability on the sentences themselves;
 2. the second-sentence cut-off: the value that makes extractive answers contain a gold answer most often;
 3. the confidence calibrator: logistic regression over rag.evidence.CONFIDENCE_FEATURES, label "the extractive
-   answer contains a gold answer" (always 0 for unanswerable questions);
+   answer contains a gold answer" (always 0 for unanswerable questions); the two sources (SQuAD, seed) weigh
+   the same, however many questions each has;
 4. the abstention threshold: the confidence that maximises balanced accuracy, the mean of the share of
-   answerable questions answered right and the share of unanswerable questions abstained on.
+   answerable questions answered right and the share of unanswerable questions abstained on, averaged over
+   the two sources.
 """
 
 from __future__ import annotations
@@ -66,13 +69,39 @@ def collect(settings: Settings, corpus: Path, questions, k: int, cache: Path) ->
     return rows, selector
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], c: float = 1.0) -> Logistic:
+def fit_logistic(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], weight: np.ndarray | None = None,
+                 c: float = 1.0) -> Logistic:
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
-    model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y)
+    model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y, sample_weight=weight)
     return Logistic(names, tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]),
+                    tuple(float(m) for m in mean), tuple(float(s) for s in scale))
+
+
+def fit_ranker(rows: list[dict], x: np.ndarray, y: np.ndarray) -> Logistic:
+    """Weights that rank a question's answer sentences above its other sentences (pairwise logistic regression
+    on standardised feature differences), scaled into probabilities by a one-feature logistic fit (Platt)."""
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0
+    z = (x - mean) / scale
+    diffs, at = [], 0
+    for r in rows:
+        n = len(r["labels"])
+        labels = np.array(r["labels"], dtype=bool)
+        for i in np.flatnonzero(labels):
+            for j in np.flatnonzero(~labels):
+                diffs += [z[at + i] - z[at + j], z[at + j] - z[at + i]]
+        at += n
+    signs = np.tile([1, 0], len(diffs) // 2)
+    ranker = LogisticRegression(C=1.0, fit_intercept=False, max_iter=2000).fit(np.array(diffs), signs)
+    w = ranker.coef_[0]
+    platt = LogisticRegression(C=1.0, max_iter=2000).fit((z @ w).reshape(-1, 1), y)
+    a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
+    return Logistic(SENTENCE_FEATURES, tuple(float(v) * a for v in w), b,
                     tuple(float(m) for m in mean), tuple(float(s) for s in scale))
 
 
@@ -96,15 +125,16 @@ def main() -> None:
     sets = [("squad", args.squad / "corpus", fit_questions),
             ("seed", ROOT / "seeds", load_questions(args.seed_questions))]
     rows, selectors = [], []
-    for _, corpus, questions in sets:
+    for name, corpus, questions in sets:
         got, selector = collect(settings, corpus, questions, args.k, args.cache)
-        rows += got
+        rows += [{**r, "set": name} for r in got]
         selectors += [selector] * len(got)
+    per_set = {name: sum(r["set"] == name for r in rows) for name, _, _ in sets}
 
     # 1. the sentence model
     x = np.array([[f[name] for name in SENTENCE_FEATURES] for r in rows for f in r["features"]])
     y = np.array([label for r in rows for label in r["labels"]])
-    sentence = fit_logistic(x, y, SENTENCE_FEATURES)
+    sentence = fit_ranker(rows, x, y)
     provisional = Calibration(sentence, Logistic(CONFIDENCE_FEATURES, (0.0,) * len(CONFIDENCE_FEATURES), 0.0,
                                                  (0.0,) * len(CONFIDENCE_FEATURES), (1.0,) * len(CONFIDENCE_FEATURES)),
                               0.0, 1.0, MAX_WORDS, SUPPORT, PROMPT_SENTENCES, {})
@@ -130,45 +160,50 @@ def main() -> None:
     provisional = replace(provisional, second_sentence=second)
 
     # 3. the confidence calibrator
-    cx = np.array([[ev.features[name] for name in CONFIDENCE_FEATURES] for ev in evidences if ev.features])
-    cy = np.array([correct(ev, provisional, r["q"]) for ev, r in zip(evidences, rows, strict=True) if ev.features])
-    confidence = fit_logistic(cx, cy, CONFIDENCE_FEATURES)
+    usable = [(ev, r) for ev, r in zip(evidences, rows, strict=True) if ev.features]
+    cx = np.array([[ev.features[name] for name in CONFIDENCE_FEATURES] for ev, _ in usable])
+    cy = np.array([correct(ev, provisional, r["q"]) for ev, r in usable])
+    cw = np.array([len(rows) / (len(per_set) * per_set[r["set"]]) for _, r in usable])
+    confidence = fit_logistic(cx, cy, CONFIDENCE_FEATURES, cw)
     provisional = replace(provisional, confidence=confidence)
     evidences = evidence_of(provisional)
 
     # 4. the abstention threshold
     scored = [(ev.confidence, correct(ev, provisional, r["q"])) for ev, r in zip(evidences, rows, strict=True)]
     thresholds = sorted({round(c, 3) for c, _ in scored} | {0.0, 1.0})
-    kinds = [r["q"].answerable for r in rows]
-
     def balanced(t: float) -> float:
-        right = [c >= t and ok for (c, ok), a in zip(scored, kinds, strict=True) if a]
-        refused = [c < t for (c, _), a in zip(scored, kinds, strict=True) if not a]
-        return (sum(right) / max(1, len(right)) + sum(refused) / max(1, len(refused))) / 2
+        means = []
+        for name in per_set:
+            right = [c >= t and ok for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name and r["q"].answerable]
+            refused = [c < t for (c, _), r in zip(scored, rows, strict=True) if r["set"] == name and not r["q"].answerable]
+            means.append((sum(right) / max(1, len(right)) + sum(refused) / max(1, len(refused))) / 2)
+        return sum(means) / len(means)
 
     accuracy = {t: balanced(t) for t in thresholds}
     threshold = max(thresholds, key=lambda t: (accuracy[t], -t))
 
     from sklearn.metrics import roc_auc_score
 
-    answered = [(c >= threshold, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True)]
-    n_ans = sum(a for _, _, a in answered)
-    figures = {
-        "balanced_accuracy": round(accuracy[threshold], 4),
-        "answerable_correct": round(sum(d and ok for d, ok, a in answered if a) / max(1, n_ans), 4),
-        "unanswerable_abstained": round(sum(not d for d, _, a in answered if not a) /
-                                        max(1, len(answered) - n_ans), 4),
+    figures = {"balanced_accuracy": round(accuracy[threshold], 4)}
+    for name in per_set:
+        answered = [(c >= threshold, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True)
+                    if r["set"] == name]
+        n_ans = sum(a for _, _, a in answered)
+        figures[f"{name}_answerable_correct"] = round(sum(d and ok for d, ok, a in answered if a) / max(1, n_ans), 4)
+        figures[f"{name}_unanswerable_abstained"] = round(sum(not d for d, _, a in answered if not a) /
+                                                          max(1, len(answered) - n_ans), 4)
+    figures.update({
         "sentence_positive_rate": round(float(y.mean()), 4),
         "confidence_auc": round(float(roc_auc_score([ok for _, ok in scored], [c for c, _ in scored])), 4),
         "second_sentence_grid": {str(v): hits_at[v] for v in grid},
-    }
+    })
     meta = {
         "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python eval/fit_calibration.py " + " ".join(sys.argv[1:]),
         "calibration_split": {
             "squad2": f"{args.squad.name}: article {args.fit_article} ({len(fit_questions)} questions, "
                       f"{sum(q.answerable for q in fit_questions)} answerable)",
-            "seed": f"{args.seed_questions.name} ({sum(1 for r in rows if r['q'].id.startswith('q'))} questions)",
+            "seed": f"{args.seed_questions.name} ({per_set['seed']} questions)",
         },
         "held_out": "the other SQuAD 2.0 article; eval/seed_questions_heldout.jsonl",
         "retrieval": {"k": args.k, "mode": settings.mode, "embedding": f"{settings.embedding_model} "

@@ -17,14 +17,12 @@ import numpy as np
 
 from rag.embedding import Embedder
 from rag.evidence import PassageSentence, passage_sentences
-from rag.text import content_words, sentences, stopwords
+from rag.text import CLAUSE_BREAK, content_words, sentences, stopwords
 from rag.types import Citation, Hit
 
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _ENTITY = re.compile(r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][\w’'-]+|\d[\d,.%]*)")
 _SOURCE_ECHO = re.compile(r"\(source:[^)]*\)", re.I)
-# Where a sentence divides into clauses: a comma, semicolon or dash not inside a number ("April 27, 2026").
-_CLAUSE_BREAK = re.compile(r"(?<!\d),\s+|,\s+(?!\d)|;\s+|\s+[—–]\s+|\s+-\s+")
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ def split_claims(draft: str, k: int) -> list[tuple[str, tuple[int, ...]]]:
 
 def clause_prefixes(sentence: str) -> list[str]:
     """The sentence's leading runs of whole clauses, longest first, the whole sentence excluded."""
-    cuts = [m.start() for m in _CLAUSE_BREAK.finditer(sentence)]
+    cuts = [m.start() for m in CLAUSE_BREAK.finditer(sentence)]
     prefixes = [sentence[:cut].rstrip(" ,;:—–-") for cut in reversed(cuts)]
     return [p + "." for p in prefixes if len(content_words(p)) >= 2]
 

@@ -20,10 +20,10 @@ import numpy as np
 
 from rag.calibration import Calibration
 from rag.embedding import Embedder
-from rag.text import content_words, query_tokens, sentences, stem, stopwords, words
+from rag.text import clauses, content_tokens, content_words, sentences, stem, stopwords, words
 from rag.types import Hit
 
-SENTENCE_FEATURES = ("cosine", "bm25", "overlap", "type_match", "rank", "novel", "length")
+SENTENCE_FEATURES = ("cosine", "clause_cosine", "bm25", "overlap", "type_match", "rank", "novel", "length")
 CONFIDENCE_FEATURES = ("best", "margin", "cosine", "bm25", "overlap", "typed", "type_match", "missing",
                        "missing_passages", "coverage", "missing_name", "negation", "type_mismatch", "unknown")
 _BM25_K1, _BM25_B = 1.5, 0.75  # bm25s's defaults, so sentence BM25 agrees with the index's
@@ -184,18 +184,24 @@ class EvidenceSelector:
 
     def features(self, question: str, kind: str, pool: Sequence[PassageSentence]) -> list[dict[str, float]]:
         """The sentence model's inputs for every sentence of `pool`."""
-        vectors = self.embedder.embed([question, *(p.text for p in pool)])
-        cosine = vectors[1:] @ vectors[0]
-        q_tokens = sorted(set(query_tokens(question)))
-        q_idf = {t: self.idf(t) for t in q_tokens}
+        # a long sentence's vector is about its main clause: each clause is matched on its own too
+        parts = [[p.text[c.start:c.end] for c in clauses(p.text)] for p in pool]
+        pieces = [piece for ps in parts for piece in ps if len(ps) > 1]
+        vectors = self.embedder.embed([question, *(p.text for p in pool), *pieces])
+        cosine = vectors[1:len(pool) + 1] @ vectors[0]
+        piece_cosine = iter((vectors[len(pool) + 1:] @ vectors[0]).tolist())
+        clause_cosine = [max([float(c)] + [next(piece_cosine) for _ in ps if len(ps) > 1])
+                         for c, ps in zip(cosine, parts, strict=True)]
         q_words = content_words(question)
-        tokens = [query_tokens(p.text) for p in pool]
+        q_idf = {t: self.idf(t) for t in sorted(q_words)}
+        tokens = [content_tokens(p.text) for p in pool]
         avg_len = max(1.0, sum(len(t) for t in tokens) / len(tokens))
         rows = []
-        for p, cos, toks in zip(pool, cosine, tokens, strict=True):
+        for p, cos, clause_cos, toks in zip(pool, cosine, clause_cosine, tokens, strict=True):
             s_words = content_words(p.text)
             rows.append({
                 "cosine": float(cos),
+                "clause_cosine": clause_cos,
                 "bm25": _bm25(toks, q_idf, avg_len) / (sum(q_idf.values()) or 1.0),
                 "overlap": len(q_words & s_words) / len(q_words) if q_words else 0.0,
                 "type_match": float(bool(answer_candidates(p.text, kind, question))),
@@ -220,7 +226,7 @@ class EvidenceSelector:
         return {
             "best": _logit(best.probability),
             "margin": best.probability - second,
-            "cosine": best.features["cosine"],
+            "cosine": best.features["clause_cosine"],
             "bm25": best.features["bm25"],
             "overlap": best.features["overlap"],
             "typed": float(bool(kind)),
@@ -234,7 +240,7 @@ class EvidenceSelector:
             "negation": float(bool(_NEGATION.search(question)) != bool(_NEGATION.search(best.sentence.text))),
             "type_mismatch": float(bool(kind) and not best.features["type_match"]),
             # the share of the question's words the whole corpus never uses
-            "unknown": _share(query_tokens(question), lambda t: not self.idf.known(t)),
+            "unknown": _share(sorted(q_words), lambda t: not self.idf.known(t)),
         }
 
 

@@ -19,6 +19,8 @@ _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's token pattern: words of two or more characters
 _POSSESSIVE = re.compile(r"[’']s\b")
 _local = threading.local()
+# Where a sentence divides into clauses: a comma, semicolon or dash not inside a number ("April 27, 2026").
+CLAUSE_BREAK = re.compile(r"(?<!\d),\s+|,\s+(?!\d)|;\s+|\s+[—–]\s+|\s+-\s+")
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,17 @@ def sentences(text: str, start: int = 0, end: int | None = None) -> list[Span]:
     return spans
 
 
+def clauses(text: str) -> list[Span]:
+    """Spans of the clauses of one sentence (split at commas, semicolons and dashes, numbers kept whole)."""
+    spans, pos = [], 0
+    for brk in [*CLAUSE_BREAK.finditer(text), None]:
+        span = _trim(text, pos, brk.start() if brk else len(text))
+        if span:
+            spans.append(span)
+        pos = brk.end() if brk else len(text)
+    return spans
+
+
 def _trim(text: str, start: int, end: int) -> Span | None:
     while start < end and text[start].isspace():
         start += 1
@@ -68,12 +81,28 @@ def _trim(text: str, start: int, end: int) -> Span | None:
     return Span(start, end) if end > start else None
 
 
+# Function words that carry no content when matching a question to a sentence (question words, auxiliaries,
+# pronouns, common prepositions), on top of the short Lucene list BM25 uses for its index.
+_FUNCTION_WORDS = frozenset("""a an the and or but if then of to in on at by for with from as is are was were be been
+being it its this that these those there their they them he she his her we our you your i me my do does did
+done has have had having not no yes can could will would shall should may might must what which who whom whose
+when where why how than so such into about over under also more most other some any each all both only own
+same too very just while during before after again further once here out up down off per via
+many much""".split())
+
+
 @functools.cache
-def stopwords() -> frozenset[str]:
-    """English stopwords: the list bm25s uses, so BM25 and answer scoring agree on what a content word is."""
+def bm25_stopwords() -> frozenset[str]:
+    """The stopwords of the BM25 index (bm25s's English list): queries must drop exactly these."""
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
+
+
+@functools.cache
+def stopwords() -> frozenset[str]:
+    """Words that are not content words: the BM25 list plus function words."""
+    return bm25_stopwords() | _FUNCTION_WORDS
 
 
 def stem(words: Sequence[str]) -> list[str]:
@@ -92,15 +121,20 @@ def words(text: str) -> list[str]:
 
 
 def query_tokens(text: str) -> list[str]:
-    """BM25 tokens: words minus stopwords, stemmed. The index is built with `bm25_tokens`, which agrees."""
-    stop = stopwords()
+    """BM25 tokens: words minus the BM25 stopwords, stemmed. The index is built with `bm25_tokens`, which agrees."""
+    stop = bm25_stopwords()
     return stem([w for w in _WORD.findall(text.lower()) if w not in stop])
 
 
-def content_words(text: str) -> set[str]:
-    """The stemmed content words of a text (hosting -> host, OpenAI's -> openai), stopwords left out."""
+def content_tokens(text: str) -> list[str]:
+    """The stemmed content words of a text in order, repeats kept (hosting -> host, OpenAI's -> openai)."""
     stop = stopwords()
-    return set(stem([w for w in words(text) if w not in stop]))
+    return stem([w for w in words(text) if w not in stop])
+
+
+def content_words(text: str) -> set[str]:
+    """The set of `content_tokens`."""
+    return set(content_tokens(text))
 
 
 def bm25_tokens(texts: list[str], return_ids: bool = True):

@@ -176,3 +176,21 @@ def test_login_when_auth_is_set(tmp_path, real_embedder) -> None:
         assert "April 27, 2026" in text_of(history[-1])
     finally:
         running.stop()
+
+
+def test_sources_highlight_the_short_answer_inside_the_cited_sentence() -> None:
+    from rag.types import Answer, Chunk, Citation, Document, Hit
+    from ui.app import sources_html
+
+    doc = Document.create("a.txt", "A", "Intro <b>. The deal was disclosed on April 27, 2026, in public.")
+    chunk = Chunk.create(doc, 0, len(doc.text))
+    cite = Citation(1, "a.txt", doc.id, chunk.id, 12, len(doc.text), doc.text[12:])
+    short = Citation(1, "a.txt", doc.id, chunk.id, 37, 51, "April 27, 2026")
+    answer = Answer(text=f"{cite.quote} [1]", abstained=False, citations=(cite,), passages=(Hit(chunk, 1.0),),
+                    query="When?", standalone_query="When?", backend="extractive", model="m", confidence=0.8,
+                    short=short)
+    page = sources_html(answer)
+    assert '<mark class="short">April 27, 2026</mark>' in page
+    assert "Intro &lt;b&gt;." in page and "<b>." not in page  # document text is escaped
+    assert "Short answer:" in page and "confidence 0.80" in page
+    assert page.count("<mark>") == 3  # the cited sentence, split around the short answer

@@ -39,6 +39,8 @@ CSS = """
 .rag-source .n { font-weight: 700; color: var(--color-accent); margin-right: 6px; }
 .rag-source .text { font-size: 0.9em; line-height: 1.45; white-space: pre-line; }
 .rag-source mark { background: #fde68a; color: #111827; padding: 0 2px; border-radius: 3px; }
+mark.short { background: #f59e0b; font-weight: 700; }
+.rag-short { margin-bottom: 8px; }
 .rag-meta, .rag-empty { font-size: 0.85em; color: var(--body-text-color-subdued); margin-bottom: 8px; }
 .rag-abstain { font-weight: 600; margin-bottom: 8px; }
 """
@@ -58,8 +60,13 @@ def _plain(history: list[dict] | None) -> list[dict[str, str]]:
 
 def sources_html(answer: Answer) -> str:
     """Each cited passage with its source file and the cited spans marked; for an abstention, the closest passages."""
+    fallback = " · model draft unsupported: extractive answer" if answer.fallback else ""
     meta = (f'<div class="rag-meta">{html.escape(answer.backend)} · {html.escape(answer.model)} · '
-            f'{answer.timings.get("total", 0):.1f} s</div>')
+            f'confidence {answer.confidence:.2f}{fallback} · {answer.timings.get("total", 0):.1f} s</div>')
+    short = ""
+    if answer.short and not answer.abstained:
+        short = f'<div class="rag-short">Short answer: <mark class="short">{html.escape(answer.short.quote)}</mark></div>'
+
     if answer.abstained:
         head = ('<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
                 '<div class="rag-meta">The closest passages were:</div>' if answer.passages else
@@ -71,12 +78,14 @@ def sources_html(answer: Answer) -> str:
         for c in answer.citations:
             spans.setdefault(c.n, []).append((c.char_start, c.char_end))
         shown = [(n, answer.passages[n - 1], marks) for n, marks in sorted(spans.items())]
-    parts = [meta, head]
+    parts = [meta, short, head]
+    exact = answer.short if answer.short and not answer.abstained else None
     for n, hit, marks in shown:
         c = hit.chunk
+        inner = [(exact.char_start, exact.char_end)] if exact and exact.n == n else []
         parts.append(f'<div class="rag-source" id="source-{n}"><div class="head"><span class="n">[{n}]</span>'
                      f'<b>{html.escape(c.source)}</b> · chars {c.start}–{c.end}</div>'
-                     f'<div class="text">{_highlight(c.text, c.start, marks)}</div></div>')
+                     f'<div class="text">{_highlight(c.text, c.start, marks, inner)}</div></div>')
     if answer.removed:
         items = "".join(f"<li><s>{html.escape(s)}</s></li>" for s in answer.removed)
         parts.append(f"<details><summary>{len(answer.removed)} draft sentence(s) removed as unsupported"
@@ -84,16 +93,18 @@ def sources_html(answer: Answer) -> str:
     return "".join(parts)
 
 
-def _highlight(text: str, offset: int, spans: list[tuple[int, int]]) -> str:
-    """`text` (starting at document offset `offset`) escaped, with the document spans wrapped in <mark>."""
-    out, pos = [], 0
-    for start, end in sorted(spans):
-        a, b = max(start - offset, pos), min(end - offset, len(text))
-        if a >= b:
-            continue
-        out += [html.escape(text[pos:a]), "<mark>", html.escape(text[a:b]), "</mark>"]
-        pos = b
-    out.append(html.escape(text[pos:]))
+def _highlight(text: str, offset: int, spans: list[tuple[int, int]], inner: list[tuple[int, int]] = ()) -> str:
+    """`text` (starting at document offset `offset`) escaped, with the document spans wrapped in <mark> and
+    the `inner` spans (the short answer) in <mark class="short"> inside them."""
+    bounds = sorted({0, len(text), *(max(0, min(len(text), p - offset)) for s in (*spans, *inner) for p in s)})
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        piece = html.escape(text[a:b])
+        if any(s - offset <= a and b <= e - offset for s, e in inner):
+            piece = f'<mark class="short">{piece}</mark>'
+        if any(s - offset <= a and b <= e - offset for s, e in spans):
+            piece = f"<mark>{piece}</mark>"
+        out.append(piece)
     return "".join(out)
 
 
