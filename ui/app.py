@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import html
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,18 +93,30 @@ def sources_html(answer: Answer) -> str:
     return "".join(parts)
 
 
-def _highlight(text: str, offset: int, spans: list[tuple[int, int]], inner: list[tuple[int, int]] = ()) -> str:
+def _highlight(text: str, offset: int, spans: list[tuple[int, int]], inner: Sequence[tuple[int, int]] = ()) -> str:
     """`text` (starting at document offset `offset`) escaped, with the document spans wrapped in <mark> and
-    the `inner` spans (the short answer) in <mark class="short"> inside them."""
-    bounds = sorted({0, len(text), *(max(0, min(len(text), p - offset)) for s in (*spans, *inner) for p in s)})
-    out = []
-    for a, b in zip(bounds, bounds[1:]):
-        piece = html.escape(text[a:b])
-        if any(s - offset <= a and b <= e - offset for s, e in inner):
-            piece = f'<mark class="short">{piece}</mark>'
-        if any(s - offset <= a and b <= e - offset for s, e in spans):
-            piece = f"<mark>{piece}</mark>"
-        out.append(piece)
+    the `inner` spans (the short answer) in <mark class="short">."""
+    out, pos = [], 0
+    for start, end in sorted(spans):
+        a, b = max(start - offset, pos), min(end - offset, len(text))
+        if a >= b:
+            continue
+        out += [_marked(text, pos, a, offset, inner), "<mark>", _marked(text, a, b, offset, inner), "</mark>"]
+        pos = b
+    out.append(_marked(text, pos, len(text), offset, inner))
+    return "".join(out)
+
+
+def _marked(text: str, a: int, b: int, offset: int, inner: Sequence[tuple[int, int]]) -> str:
+    """text[a:b] escaped, with the parts inside `inner` (document spans) in <mark class="short">."""
+    out, pos = [], a
+    for start, end in sorted(inner):
+        s, e = max(start - offset, pos), min(end - offset, b)
+        if s >= e:
+            continue
+        out += [html.escape(text[pos:s]), '<mark class="short">', html.escape(text[s:e]), "</mark>"]
+        pos = e
+    out.append(html.escape(text[pos:b]))
     return "".join(out)
 
 
