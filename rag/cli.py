@@ -91,6 +91,11 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
+def _where(source: str, location) -> str:
+    """"report.pdf, p. 3" / "guide.md, § Setup" / "notes.txt": a file and, where its format has one, a location."""
+    return f"{source}, {location.label}" if location.label else source
+
+
 def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
@@ -216,7 +221,7 @@ def search(
         typer.echo("no matching passages")
     for n, hit in enumerate(hits, 1):
         c = hit.chunk
-        typer.secho(f"[{n}] {c.source} chars {c.start}-{c.end}  score {hit.score:.4f} "
+        typer.secho(f"[{n}] {_where(c.source, c.location)} (chars {c.start}-{c.end})  score {hit.score:.4f} "
                     f"(dense #{hit.dense_rank or '-'}, bm25 #{hit.bm25_rank or '-'})", bold=True)
         typer.echo("    " + c.text.replace("\n", "\n    "))
 
@@ -259,9 +264,11 @@ def ask(
     if answer.abstained and answer.passages:
         typer.echo("\nClosest passages:")
         for n, hit in enumerate(answer.passages[:3], 1):
-            typer.echo(f"  [{n}] {hit.chunk.source} chars {hit.chunk.start}-{hit.chunk.end}: {hit.chunk.text[:160]}...")
+            typer.echo(f"  [{n}] {_where(hit.chunk.source, hit.chunk.location)} (chars {hit.chunk.start}-"
+                       f"{hit.chunk.end}): {hit.chunk.text[:160]}...")
     for c in answer.citations:
-        typer.echo(f"  [{c.n}] {c.source} chars {c.char_start}-{c.char_end}: \u201c{c.quote}\u201d")
+        typer.echo(f"  [{c.n}] {_where(c.source, c.location)} (chars {c.char_start}-{c.char_end}): "
+                   f"\u201c{c.quote}\u201d")
     fallback = f", fell back to {answer.fallback}" if answer.fallback else ""
     typer.secho(f"({answer.backend}: {answer.model}, confidence {answer.confidence:.2f}{fallback}, "
                 f"{answer.timings.get('total', 0):.1f}s)", dim=True)

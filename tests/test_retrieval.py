@@ -52,7 +52,7 @@ def test_hybrid_fuses_both_and_reports_ranks(retriever: Retriever) -> None:
     assert top.score == pytest.approx(2 / 61)
     d = top.to_dict()
     assert set(d) == {"chunk_id", "doc_id", "source", "char_start", "char_end", "text", "score",
-                      "dense_rank", "bm25_rank"}
+                      "dense_rank", "bm25_rank", "page", "page_end", "section", "location"}
 
 
 def test_spans_of_hits_point_into_their_documents(retriever: Retriever) -> None:

@@ -37,6 +37,7 @@ CSS = """
   margin-bottom: 10px; background: var(--background-fill-secondary); }
 .rag-source .head { font-size: 0.85em; margin-bottom: 6px; color: var(--body-text-color-subdued); }
 .rag-source .n { font-weight: 700; color: var(--color-accent); margin-right: 6px; }
+.rag-source .where { font-weight: 600; }
 .rag-source .text { font-size: 0.9em; line-height: 1.45; white-space: pre-line; }
 .rag-source mark { background: #fde68a; color: #111827; padding: 0 2px; border-radius: 3px; }
 .rag-meta, .rag-empty { font-size: 0.85em; color: var(--body-text-color-subdued); margin-bottom: 8px; }
@@ -57,25 +58,30 @@ def _plain(history: list[dict] | None) -> list[dict[str, str]]:
 
 
 def sources_html(answer: Answer) -> str:
-    """Each cited passage with its source file and the cited spans marked; for an abstention, the closest passages."""
+    """Each cited passage with its source file, the page or section of what it cites and the cited spans marked;
+    for an abstention, the closest passages."""
     meta = (f'<div class="rag-meta">{html.escape(answer.backend)} · {html.escape(answer.model)} · '
             f'{answer.timings.get("total", 0):.1f} s</div>')
     if answer.abstained:
         head = ('<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
                 '<div class="rag-meta">The closest passages were:</div>' if answer.passages else
                 '<div class="rag-abstain">No passage matched the question.</div>')
-        shown = [(n, hit, []) for n, hit in enumerate(answer.passages[:3], 1)]
+        shown = [(n, hit, [], [hit.chunk.location.label]) for n, hit in enumerate(answer.passages[:3], 1)]
     else:
         head = ""
         spans: dict[int, list[tuple[int, int]]] = {}
+        where: dict[int, list[str]] = {}
         for c in answer.citations:
             spans.setdefault(c.n, []).append((c.char_start, c.char_end))
-        shown = [(n, answer.passages[n - 1], marks) for n, marks in sorted(spans.items())]
+            where.setdefault(c.n, []).append(c.location.label)
+        shown = [(n, answer.passages[n - 1], marks, where[n]) for n, marks in sorted(spans.items())]
     parts = [meta, head]
-    for n, hit, marks in shown:
+    for n, hit, marks, labels in shown:
         c = hit.chunk
+        location = "".join(f'<span class="where">{html.escape(label)}</span> · '
+                           for label in dict.fromkeys(labels) if label)
         parts.append(f'<div class="rag-source" id="source-{n}"><div class="head"><span class="n">[{n}]</span>'
-                     f'<b>{html.escape(c.source)}</b> · chars {c.start}–{c.end}</div>'
+                     f'<b>{html.escape(c.source)}</b> · {location}chars {c.start}–{c.end}</div>'
                      f'<div class="text">{_highlight(c.text, c.start, marks)}</div></div>')
     if answer.removed:
         items = "".join(f"<li><s>{html.escape(s)}</s></li>" for s in answer.removed)
