@@ -69,9 +69,9 @@ class RAG:
         return self.backend.model if self.backend else self.retriever.embedder.name
 
     def ask(self, question: str, history: Sequence[Message] | None = None, k: int | None = None,
-            min_confidence: float | None = None) -> Answer:
+            min_confidence: float | None = None, sources: Sequence[str] | None = None) -> Answer:
         answer = None
-        for item in self.stream(question, history, k, min_confidence):
+        for item in self.stream(question, history, k, min_confidence, sources):
             answer = item
         return answer
 
@@ -82,15 +82,17 @@ class RAG:
         return self.calibration.min_confidence if chosen is None else chosen
 
     def stream(self, question: str, history: Sequence[Message] | None = None, k: int | None = None,
-               min_confidence: float | None = None) -> Iterator[str | Answer]:
+               min_confidence: float | None = None, sources: Sequence[str] | None = None) -> Iterator[str | Answer]:
         """Yield the draft's text as it is generated, then the final, verified `Answer`; `min_confidence`
-        overrides the abstention threshold for this question."""
+        overrides the abstention threshold for this question, `sources` (globs) restricts retrieval to
+        matching documents."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
         question = " ".join(question.split())[:4000]  # control characters and whitespace runs collapse
         standalone = self.condense(question, history or [])
         timings["condense"] = _since(started)
-        hits = self.retriever.search(standalone, k=k or self.settings.k, mode=self.settings.mode) if question else []
+        hits = self.retriever.search(standalone, k=k or self.settings.k, mode=self.settings.mode,
+                                     sources=sources) if question else []
         timings["retrieve"] = _since(started)
         evidence = self.selector.select(standalone, hits)
         threshold = self.min_confidence if min_confidence is None else min_confidence

@@ -120,7 +120,7 @@ class ChatMessageIn(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The OpenAI request; `k`, `mode` and `grounding` are this service's extras (sampling fields are ignored:
+    """The OpenAI request; `k`, `mode`, `grounding` and `source` are this service's extras (sampling fields are ignored:
     answers are grounded and deterministic)."""
 
     model_config = ConfigDict(extra="allow")
@@ -130,6 +130,11 @@ class ChatRequest(BaseModel):
     k: int | None = Field(default=None, ge=1, le=50)
     mode: Literal["hybrid", "dense", "bm25"] | None = None
     grounding: bool | None = None
+    source: list[str] | str | None = None  # globs over document names: answer only from matching documents
+
+    def sources(self) -> list[str] | None:
+        globs = [self.source] if isinstance(self.source, str) else self.source or []
+        return [g for g in globs if g] or None
 
 
 def _text(content: str | list[dict[str, Any]] | None) -> str:
@@ -163,13 +168,14 @@ class _AnswerStream:
     answer as `delta.content`, then a last chunk carrying `citations` and `rag`. A worker thread runs the
     chain and always closes its ticket; a client that goes away stops generation at the next piece."""
 
-    def __init__(self, rag: RAG, ticket: Ticket, question: str, history: list, k: int | None, model: str):
+    def __init__(self, rag: RAG, ticket: Ticket, question: str, history: list, k: int | None, model: str,
+                 sources: list[str] | None = None):
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.model = model
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
-        self._args = (rag, ticket, question, history, k)
+        self._args = (rag, ticket, question, history, k, sources)
         threading.Thread(target=self._work, name=f"answer-{self.id}", daemon=True).start()
 
     def _put(self, item: Any) -> None:
@@ -177,11 +183,11 @@ class _AnswerStream:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
     def _work(self) -> None:
-        rag, ticket, question, history, k = self._args
+        rag, ticket, question, history, k, sources = self._args
         try:
             ticket.wait()
             if not self._cancelled.is_set():
-                with contextlib.closing(rag.stream(question, history, k)) as items:
+                with contextlib.closing(rag.stream(question, history, k, sources=sources)) as items:
                     for item in items:
                         self._put(item)
                         if self._cancelled.is_set():
@@ -299,16 +305,20 @@ def create_app(settings: Settings, service: Service | None = None, ui: bool = Tr
                            param="model")
         question, history = split_messages(body.messages)
         rag = await run_in_threadpool(service.rag, name, body.mode, body.grounding)
+        sources = body.sources()
+        if sources and not rag.retriever.matching_sources(sources):
+            raise ApiError(400, f"no indexed document matches source {sources}: GET /v1/documents lists them",
+                           param="source")
         ticket = service.limiter.admit()  # Busy -> 503 before anything is sent
         if body.stream:
-            stream = _AnswerStream(rag, ticket, question, history, body.k, body.model)
+            stream = _AnswerStream(rag, ticket, question, history, body.k, body.model, sources)
             return StreamingResponse(stream.events(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
 
         def answer() -> Answer:
             try:
                 ticket.wait()
-                return rag.ask(question, history, body.k)
+                return rag.ask(question, history, body.k, sources=sources)
             finally:
                 ticket.close()
 
