@@ -1,7 +1,7 @@
 """The HTTP service: one FastAPI app with the Gradio chat at `/` and an OpenAI-compatible API under `/v1`.
 
 `create_app(settings)` serves `POST /v1/chat/completions` (JSON or SSE; the citations ride in an extra
-`citations` field), `GET /v1/models` and `GET /health`, with optional login (RAG_AUTH) and OpenAI-shaped
+`citations` field), `GET /v1/models`, `GET /v1/documents`, `DELETE /v1/documents/{id}` and `GET /health`, with optional login (RAG_AUTH) and OpenAI-shaped
 JSON errors. Both the API and the page go through one `rag.service.Service` (cached RAGs, the bounded
 queue: "busy, retry" is HTTP 503 here, uploads). The page is ui/app.py; answering is the library's.
 """
@@ -34,7 +34,7 @@ with needs_extra("ui"):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.chain import RAG
-from rag.service import Busy, Service, Ticket
+from rag.service import Busy, NotRemovable, Service, Ticket, UnknownDocument
 from rag.settings import BACKENDS, Settings
 from rag.types import Answer
 
@@ -102,6 +102,10 @@ def api_error(exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, Busy):
         return ApiError(503, str(exc), "server_busy", "busy", headers={"Retry-After": "5"})
+    if isinstance(exc, UnknownDocument):
+        return ApiError(404, str(exc), code="document_not_found")
+    if isinstance(exc, NotRemovable):
+        return ApiError(403, str(exc), "permission_error", "not_an_upload")
     if isinstance(exc, IndexMissing):
         return ApiError(503, str(exc), "server_error", "no_index")
     if isinstance(exc, ConfigError):
@@ -296,6 +300,15 @@ def create_app(settings: Settings, service: Service | None = None, ui: bool = Tr
         ids = [("rag", settings.backend)] + [(f"rag-{name}", name) for name in names]
         return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "rag",
                                             "backend": b} for i, b in ids]}
+
+    @app.get("/v1/documents", dependencies=[Depends(require_auth)])
+    async def documents() -> dict:
+        rows = await run_in_threadpool(service.documents)
+        return {"object": "list", "data": [{"id": d.doc_id, "object": "document", **d.to_dict()} for d in rows]}
+
+    @app.delete("/v1/documents/{doc_id}", dependencies=[Depends(require_auth)])
+    async def remove_document(doc_id: str) -> dict:
+        return await run_in_threadpool(service.remove_document, doc_id)
 
     @app.post("/v1/chat/completions", dependencies=[Depends(require_auth)])
     async def chat_completions(body: ChatRequest):

@@ -175,6 +175,7 @@ class RemoveReport:
     chunks_total: int
     sources: list[str]  # the sources still recorded
     still_in_sources: list[str] = field(default_factory=list)  # removed files a recorded source still holds on disk
+    uploads_deleted: list[str] = field(default_factory=list)  # removed uploads whose copy was deleted
     seconds: float = 0.0
     changed: bool = False
 
