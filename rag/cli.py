@@ -94,7 +94,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def _where(source: str, location) -> str:
-    """"report.pdf, p. 3" / "guide.md, § Setup" / "notes.txt": a file and, where its format has one, a location."""
+    """A file and, where its format has one, a location: "report.pdf, p. 3", "guide.md, § Setup", "notes.txt"."""
     return f"{source}, {location.label}" if location.label else source
 
 
@@ -226,7 +226,7 @@ def documents(
     if as_json:
         _print_json([d.to_dict() for d in rows])
         return
-    width = max(len(d.source) for d in rows)
+    width = max((len(d.source) for d in rows), default=8)
     for d in rows:
         pages = f"{d.pages} p." if d.pages else "-"
         size = f"{d.size / 1024:.1f} KB" if d.size is not None else "-"

@@ -34,7 +34,7 @@ with needs_extra("ui"):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.chain import RAG
-from rag.service import Busy, NotRemovable, Service, Ticket, UnknownDocument
+from rag.service import Busy, LastDocument, NotRemovable, Service, Ticket, UnknownDocument
 from rag.settings import BACKENDS, Settings
 from rag.types import Answer
 
@@ -104,6 +104,8 @@ def api_error(exc: Exception) -> ApiError:
         return ApiError(503, str(exc), "server_busy", "busy", headers={"Retry-After": "5"})
     if isinstance(exc, UnknownDocument):
         return ApiError(404, str(exc), code="document_not_found")
+    if isinstance(exc, LastDocument):
+        return ApiError(409, str(exc), code="last_document")
     if isinstance(exc, NotRemovable):
         return ApiError(403, str(exc), "permission_error", "not_an_upload")
     if isinstance(exc, IndexMissing):

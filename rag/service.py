@@ -42,6 +42,10 @@ class NotRemovable(RagError):
     """The document is not an upload and this server may only remove uploads."""
 
 
+class LastDocument(RagError):
+    """Removing this document would leave the index empty."""
+
+
 # -- admission: `concurrency` answers at once, `queue_size` more waiting, the rest told to retry ----------
 
 
@@ -192,6 +196,8 @@ class Service:
             if not found.upload and not self.settings.remove_any:
                 raise NotRemovable(f"{found.source} is not an upload: this server removes uploads only "
                                    "(start it with --remove-any, or use `rag remove`)")
+            if len(self.documents()) == 1:
+                raise LastDocument(f"{found.source} is the only document: removing it would leave the index empty")
             report = Indexer(self.settings, self.embedder).remove([doc_id])
         return {"id": doc_id, "object": "document", "deleted": True, "source": found.source,
                 "chunks_removed": report.chunks_removed, "upload_deleted": bool(report.uploads_deleted),

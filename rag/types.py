@@ -26,7 +26,7 @@ class Location:
 
     @property
     def label(self) -> str:
-        """"p. 3", "pp. 3–4", "§ Installation", "p. 3, § Results", or "" where the format has no location."""
+        """How a reader cites it: "p. 3", "pp. 3–4", "§ Installation", "p. 3, § Results"; "" when unknown."""
         parts = []
         if self.page is not None:
             end = self.page_end or self.page

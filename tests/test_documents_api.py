@@ -61,6 +61,14 @@ def test_list_documents_and_remove_an_upload(server) -> None:
     assert httpx.get(f"{url}/health").json()["index"]["documents"] == 1
 
 
+def test_the_last_document_is_not_removed(server) -> None:
+    url, _ = server(remove_any=True)
+    first, second = httpx.get(f"{url}/v1/documents").json()["data"]
+    assert httpx.delete(f"{url}/v1/documents/{first['id']}").status_code == 200
+    last = httpx.delete(f"{url}/v1/documents/{second['id']}")
+    assert last.status_code == 409 and "would leave the index empty" in last.json()["error"]["message"]
+
+
 def test_remove_any_lets_the_server_remove_other_documents(server) -> None:
     url, _ = server(remove_any=True)
     seed = next(d for d in httpx.get(f"{url}/v1/documents").json()["data"] if d["source"] == SEED)
