@@ -198,3 +198,22 @@ def test_an_index_of_the_previous_format_asks_for_a_rebuild(index) -> None:
     manifest_path.write_text(json.dumps({**manifest, "format_version": 1}))
     with pytest.raises(IndexMismatch, match="rebuild it with `rag index --rebuild`"):
         Retriever.open(index.index_dir, HashEmbedder())
+
+
+def test_eval_results_carry_the_page(tmp_path) -> None:
+    corpus = tmp_path / "corpus"
+    make_pdf(corpus / "report.pdf")
+    question = {"id": "q1", "question": "When did the board approve the Lisbon data centre?", "answers": ["March 3"],
+                "answerable": True, "support": [{"source": "report.pdf",
+                                                 "quote": "The board approved the Lisbon data centre on March 3."}]}
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(json.dumps(question))
+    out = tmp_path / "report"
+    env = {"RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP": "4"}
+    result = CliRunner().invoke(app, ["eval", str(qfile), "--corpus", str(corpus), "--backend", "extractive",
+                                      "--k", "2", "--out", str(out), "--json", "--cache", str(tmp_path / "cache"),
+                                      "--min-confidence", "0"], env=env)
+    assert result.exit_code == 0, result.output
+    [row] = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [(c["page"], c["location"]) for c in row["citations"]] == [(2, "p. 2")]
+    assert row["retrieved"][0]["location"] == "p. 2"
