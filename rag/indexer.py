@@ -9,6 +9,7 @@ nothing. Dropping a source is explicit (`Indexer.remove`). Retrieval and answeri
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import numpy as np
 from rag.chunking import Chunker
 from rag.documents import SourceFile, discover, load
 from rag.embedding import Embedder, compatible_backends
-from rag.errors import DocumentError, RagError
+from rag.errors import DocumentError, IndexMismatch, RagError
 from rag.settings import Settings
 from rag.milvus_store import StoreOptions, moves_vectors
 from rag.store import IndexData, IndexStore, LoadedIndex
@@ -78,6 +79,11 @@ class Indexer:
             return []
         try:
             return _recorded(self.store.read_manifest())[0]
+        except IndexMismatch:  # another format version: its sources still say what a rebuild should re-read
+            try:
+                return _recorded(json.loads((self.store.current() / "manifest.json").read_text(encoding="utf-8")))[0]
+            except (OSError, ValueError, KeyError, TypeError):
+                return []
         except RagError:
             return []
 
