@@ -48,6 +48,7 @@ class RAG:
         self.selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), self.calibration)
         support = self.calibration.support if settings.grounding_threshold is None else settings.grounding_threshold
         self.verifier = Verifier(retriever.embedder, support)
+        self.docs = {d.id: d for d in retriever.index.documents}  # with their page and heading markers
         self.documents = {d.id: d.text for d in retriever.index.documents}
         self._prompt_secret = secrets.token_bytes(16)  # keys the passage delimiters (see prompting.delimiters)
 
@@ -68,9 +69,9 @@ class RAG:
         return self.backend.model if self.backend else self.retriever.embedder.name
 
     def ask(self, question: str, history: Sequence[Message] | None = None, k: int | None = None,
-            min_confidence: float | None = None) -> Answer:
+            min_confidence: float | None = None, sources: Sequence[str] | None = None) -> Answer:
         answer = None
-        for item in self.stream(question, history, k, min_confidence):
+        for item in self.stream(question, history, k, min_confidence, sources):
             answer = item
         return answer
 
@@ -81,15 +82,17 @@ class RAG:
         return self.calibration.min_confidence if chosen is None else chosen
 
     def stream(self, question: str, history: Sequence[Message] | None = None, k: int | None = None,
-               min_confidence: float | None = None) -> Iterator[str | Answer]:
+               min_confidence: float | None = None, sources: Sequence[str] | None = None) -> Iterator[str | Answer]:
         """Yield the draft's text as it is generated, then the final, verified `Answer`; `min_confidence`
-        overrides the abstention threshold for this question."""
+        overrides the abstention threshold for this question, `sources` (globs) restricts retrieval to
+        matching documents."""
         timings: dict[str, float] = {}
         started = time.perf_counter()
         question = " ".join(question.split())[:4000]  # control characters and whitespace runs collapse
         standalone = self.condense(question, history or [])
         timings["condense"] = _since(started)
-        hits = self.retriever.search(standalone, k=k or self.settings.k, mode=self.settings.mode) if question else []
+        hits = self.retriever.search(standalone, k=k or self.settings.k, mode=self.settings.mode,
+                                     sources=sources) if question else []
         timings["retrieve"] = _since(started)
         evidence = self.selector.select(standalone, hits)
         threshold = self.min_confidence if min_confidence is None else min_confidence
@@ -127,7 +130,7 @@ class RAG:
 
     def _extractive(self, chosen: Extract, base: dict, **extra: Any) -> Answer:
         text = " ".join(f"{p.text} [{p.n}]" for p in chosen.parts)
-        citations = tuple(c for p in chosen.parts if (c := cite(p, self.documents)) is not None)
+        citations = tuple(c for p in chosen.parts if (c := cite(p, self.docs)) is not None)
         return Answer(text=text, abstained=False, citations=citations, short=self._short(chosen),
                       **{"draft": text, **base, **extra})
 
@@ -135,9 +138,8 @@ class RAG:
         if chosen.short is None:
             return None
         part, start, end = chosen.short
-        c = part.hit.chunk
-        quote = self.documents[c.doc_id][start:end]
-        return Citation(part.n, c.source, c.doc_id, c.id, start, end, quote) if quote.strip() else None
+        citation = Citation.create(part.n, part.hit.chunk, self.docs[part.hit.chunk.doc_id], start, end)
+        return citation if citation.quote.strip() else None
 
     def verify(self, draft: str, hits: Sequence[Hit], chosen: Extract, base: dict) -> Answer:
         """The model's draft, kept where the cited passages support it (clause by clause) and where it still
@@ -152,7 +154,7 @@ class RAG:
             return self._extractive(chosen, {**base, "draft": draft}, fallback="extractive")
         text = " ".join(f"{c.text} " + "".join(f"[{ev.n}]" for ev in c.evidence) for c in kept).strip()
         short = self._short(chosen)
-        return Answer(text=text, abstained=False, citations=tuple(citations_for(kept, self.documents)),
+        return Answer(text=text, abstained=False, citations=tuple(citations_for(kept, self.docs)),
                       short=short if short and short.quote in text else None, **base)
 
     def condense(self, question: str, history: Sequence[Message]) -> str:

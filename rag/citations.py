@@ -10,7 +10,7 @@ correct clause survives an invented tail. Evidence selection and prompting live 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from rag.embedding import Embedder
 from rag.evidence import PassageSentence, passage_sentences
 from rag.text import CLAUSE_BREAK, content_words, sentences, stopwords
-from rag.types import Citation, Hit
+from rag.types import Citation, Document, Hit
 
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _ENTITY = re.compile(r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][\w’'-]+|\d[\d,.%]*)")
@@ -138,14 +138,14 @@ def _evidence(pool: list[PassageSentence], row: np.ndarray, cited: tuple[int, ..
     return tuple(pool[best[n]] for n in cited if n in best)
 
 
-def cite(part: PassageSentence, documents: dict[str, str]) -> Citation | None:
-    """A citation of one document span, or None when the span does not equal the document text there."""
-    c = part.hit.chunk
-    quote = documents[c.doc_id][part.start:part.end]
-    return Citation(part.n, c.source, c.doc_id, c.id, part.start, part.end, quote) if quote == part.text else None
+def cite(part: PassageSentence, documents: Mapping[str, Document]) -> Citation | None:
+    """A citation of one document span (with its page or section), or None when the span does not equal the
+    document text there."""
+    citation = Citation.create(part.n, part.hit.chunk, documents[part.hit.chunk.doc_id], part.start, part.end)
+    return citation if citation.quote == part.text else None
 
 
-def citations_for(claims: Sequence[Claim], documents: dict[str, str]) -> list[Citation]:
+def citations_for(claims: Sequence[Claim], documents: Mapping[str, Document]) -> list[Citation]:
     """One citation per distinct evidence span of the supported claims, verified against the document text."""
     seen: dict[tuple[int, int, int], Citation] = {}
     for claim in claims:

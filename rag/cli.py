@@ -54,6 +54,8 @@ MilvusUri = Annotated[str, setting("milvus_uri", "--milvus-uri", help="Milvus: a
 K = Annotated[int, setting("k", "--k", help="Number of passages.", min=1)]
 ModeOption = Annotated[Mode, setting("mode", "--mode", help="Retrieval: dense and BM25 fused, or one of them.")]
 BackendOption = Annotated[Backend, setting("backend", "--backend", help="What writes the answer.")]
+SourceGlobs = Annotated[Optional[list[str]], typer.Option(
+    "--source", metavar="GLOB", help="Only documents whose name (as search shows it) matches GLOB; repeatable.")]
 MinConfidence = Annotated[Optional[float], setting(
     "min_confidence", "--min-confidence", min=0.0, max=1.0, help="Abstain below this calibrated confidence, 0-1 "
     "(higher: fewer but surer answers).", shown_default="the fitted threshold in rag/calibration.json")]
@@ -89,6 +91,20 @@ def _fail(exc: Exception, code: int = 1):
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _where(source: str, location) -> str:
+    """A file and, where its format has one, a location: "report.pdf, p. 3", "guide.md, § Setup", "notes.txt"."""
+    return f"{source}, {location.label}" if location.label else source
+
+
+def _check_sources(retriever, globs: list[str] | None) -> None:
+    """A --source that matches no indexed document is a mistake worth saying, not an empty answer."""
+    if globs and not retriever.matching_sources(globs):
+        names = sorted(d.source for d in retriever.index.documents)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        raise RagError(f"no indexed document matches --source {' '.join(globs)} (documents: {shown}; "
+                       "`rag documents` lists them)")
 
 
 def _print_json(data) -> None:
@@ -158,12 +174,13 @@ def index(
 @app.command()
 def remove(
     targets: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Recorded sources, or indexed files or "
-                       "folders (paths, or names as search shows them), to drop from the index.")],
+                       "folders (paths, names as search shows them, or doc ids), to drop from the index.")],
     ctx: typer.Context,
     index_dir: IndexDir = Settings.default("index_dir"),
     as_json: JsonFlag = False,
 ) -> None:
-    """Drop sources or documents from the index. Nothing is re-embedded; files on disk are left alone."""
+    """Drop sources or documents from the index. Nothing is re-embedded; files on disk are left alone, except
+    uploaded copies in the upload area, which are deleted."""
     settings = _settings(ctx, index_dir=index_dir)
     from rag.embedding import embedder_for
     from rag.indexer import Indexer
@@ -182,9 +199,41 @@ def remove(
                    f"{_count(report.chunks_removed, 'chunk')}; the index at {settings.index_dir} holds "
                    f"{_count(report.files_total, 'file')}, {_count(report.chunks_total, 'chunk')}; "
                    f"sources: {', '.join(report.sources) or 'none'}")
+    for path in report.uploads_deleted if not as_json else ():
+        typer.echo(f"deleted the uploaded copy {path}")
     for path in report.still_in_sources:
         typer.secho(f"warning: {path} is still inside a recorded source: the next `rag index` adds it back "
                     "(delete the file, or remove its folder)", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def documents(
+    ctx: typer.Context,
+    index_dir: IndexDir = Settings.default("index_dir"),
+    as_json: JsonFlag = False,
+) -> None:
+    """List the indexed documents: source, title, pages, chunks, size, when added, and whether it is an upload."""
+    settings = _settings(ctx, index_dir=index_dir)
+    from rag.catalog import list_documents
+    from rag.milvus_store import StoreOptions
+    from rag.store import IndexStore
+
+    try:
+        rows = list_documents(IndexStore(settings.index_dir, StoreOptions.from_settings(settings)).load(),
+                              settings.uploads)
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json([d.to_dict() for d in rows])
+        return
+    width = max((len(d.source) for d in rows), default=8)
+    for d in rows:
+        pages = f"{d.pages} p." if d.pages else "-"
+        size = f"{d.size / 1024:.1f} KB" if d.size is not None else "-"
+        typer.echo(f"{d.source:<{width}}  {pages:>6}  {_count(d.chunks, 'chunk'):>10}  {size:>9}  "
+                   f"{d.added_at or '-':<20}  {'upload  ' if d.upload else ''}{d.title}")
+    typer.echo(f"{_count(len(rows), 'document')}, {_count(sum(d.chunks for d in rows), 'chunk')} "
+               f"in {settings.index_dir}")
 
 
 @app.command()
@@ -195,6 +244,7 @@ def search(
     mode: ModeOption = Settings.default("mode"),
     index_dir: IndexDir = Settings.default("index_dir"),
     milvus_uri: MilvusUri = Settings.default("milvus_uri"),
+    source: SourceGlobs = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Find the passages that best match QUERY (no LLM involved)."""
@@ -206,7 +256,8 @@ def search(
     try:
         retriever = Retriever.open(settings.index_dir, embedder_for(settings),
                                    rrf_k=settings.rrf_k, options=StoreOptions.from_settings(settings))
-        hits = retriever.search(query, k=settings.k, mode=settings.mode)
+        _check_sources(retriever, source)
+        hits = retriever.search(query, k=settings.k, mode=settings.mode, sources=source)
     except RagError as exc:
         _fail(exc)
     if as_json:
@@ -216,7 +267,7 @@ def search(
         typer.echo("no matching passages")
     for n, hit in enumerate(hits, 1):
         c = hit.chunk
-        typer.secho(f"[{n}] {c.source} chars {c.start}-{c.end}  score {hit.score:.4f} "
+        typer.secho(f"[{n}] {_where(c.source, c.location)} (chars {c.start}-{c.end})  score {hit.score:.4f} "
                     f"(dense #{hit.dense_rank or '-'}, bm25 #{hit.bm25_rank or '-'})", bold=True)
         typer.echo("    " + c.text.replace("\n", "\n    "))
 
@@ -231,6 +282,7 @@ def ask(
     grounding: Annotated[bool, setting("grounding", "--grounding/--no-grounding",
                                        help="Drop answer sentences the passages do not support.")] = Settings.default("grounding"),
     min_confidence: MinConfidence = None,
+    source: SourceGlobs = None,
     index_dir: IndexDir = Settings.default("index_dir"),
     as_json: JsonFlag = False,
 ) -> None:
@@ -241,11 +293,12 @@ def ask(
 
     try:
         rag = RAG.open(settings=settings)
+        _check_sources(rag.retriever, source)
         if as_json:
-            _print_json(rag.ask(question).to_dict())
+            _print_json(rag.ask(question, sources=source).to_dict())
             return
         answer = None
-        for item in rag.stream(question):
+        for item in rag.stream(question, sources=source):
             if isinstance(item, str):
                 typer.secho(item, nl=False, dim=True, err=True)  # the draft as it is generated
             else:
@@ -259,9 +312,11 @@ def ask(
     if answer.abstained and answer.passages:
         typer.echo("\nClosest passages:")
         for n, hit in enumerate(answer.passages[:3], 1):
-            typer.echo(f"  [{n}] {hit.chunk.source} chars {hit.chunk.start}-{hit.chunk.end}: {hit.chunk.text[:160]}...")
+            typer.echo(f"  [{n}] {_where(hit.chunk.source, hit.chunk.location)} (chars {hit.chunk.start}-"
+                       f"{hit.chunk.end}): {hit.chunk.text[:160]}...")
     for c in answer.citations:
-        typer.echo(f"  [{c.n}] {c.source} chars {c.char_start}-{c.char_end}: \u201c{c.quote}\u201d")
+        typer.echo(f"  [{c.n}] {_where(c.source, c.location)} (chars {c.char_start}-{c.char_end}): "
+                   f"\u201c{c.quote}\u201d")
     fallback = f", fell back to {answer.fallback}" if answer.fallback else ""
     typer.secho(f"({answer.backend}: {answer.model}, confidence {answer.confidence:.2f}{fallback}, "
                 f"{answer.timings.get('total', 0):.1f}s)", dim=True)
@@ -390,9 +445,11 @@ def serve(
     port: Annotated[int, setting("port", "--port", help="Port.", min=1, max=65535)] = Settings.default("port"),
     index_dir: IndexDir = Settings.default("index_dir"),
     backend: BackendOption = Settings.default("backend"),
+    remove_any: Annotated[bool, setting("remove_any", "--remove-any", help="Let the page and DELETE "
+                          "/v1/documents remove any document, not only uploads.")] = Settings.default("remove_any"),
 ) -> None:
     """Serve the chat page at / and an OpenAI-compatible API at /v1 (login with RAG_AUTH=user:password)."""
-    settings = _settings(ctx, host=host, port=port, index_dir=index_dir, backend=backend)
+    settings = _settings(ctx, host=host, port=port, index_dir=index_dir, backend=backend, remove_any=remove_any)
     try:
         from rag.server import serve as run_server  # needs the ui extra (fastapi, gradio, uvicorn)
 

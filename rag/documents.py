@@ -1,5 +1,7 @@
 """Load files into `Document`s: walk folders, read .txt/.md/.html/.pdf/.docx, normalise the text.
 
+Each loader also records where the text's locations are: the offset of every PDF page, and of every heading
+(Markdown `#`, HTML h1-h6, DOCX heading styles), so a span can be cited as "p. 3" or by its section.
 Every failure is a `DocumentError` whose message is the reason the file was skipped; the caller
 collects them. Nothing here chunks, embeds or writes.
 """
@@ -25,6 +27,8 @@ MAX_DOCX_UNCOMPRESSED = 200 * 1024 * 1024  # a .docx that inflates past this is 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _TRAILING_SPACE = re.compile(r"[ \t]+\n")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
+_MD_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.M)
+_MD_FENCE = re.compile(r"^ {0,3}(```|~~~).*?^ {0,3}\1", re.M | re.S)
 
 
 @dataclass(frozen=True)
@@ -83,21 +87,48 @@ def load(file: SourceFile, data: bytes) -> Document:
     suffix = file.path.suffix.lower()
     if not data.strip():
         raise DocumentError("empty file")
+    pages: list[int] = []
+    headings: list[tuple[int, str]] = []
     if suffix in TEXT_SUFFIXES:
-        text = _decode(data)
+        text = normalize_text(_decode(data))
         title = _first_line_title(text)
+        if suffix != ".txt":
+            headings = _markdown_headings(text)
     elif suffix in HTML_SUFFIXES:
-        title, text = _html_text(_decode(data))
+        title, text, names = _html_text(_decode(data))
+        text = normalize_text(text)
+        headings = _find_in_order(text, names)
     elif suffix == ".pdf":
-        title, text = _pdf_text(file.path)
+        title, text, pages = _pdf_text(file.path)
     elif suffix == ".docx":
-        title, text = _docx_text(file.path)
+        title, text, names = _docx_text(file.path)
+        text = normalize_text(text)
+        headings = _find_in_order(text, names)
     else:
         raise DocumentError(f"unsupported file type {suffix}")
-    text = normalize_text(text)
     if not text:
         raise DocumentError("no text in the document")
-    return Document.create(file.source, normalize_text(title) or file.path.stem, text)
+    return Document.create(file.source, normalize_text(title) or file.path.stem, text, tuple(pages), tuple(headings))
+
+
+def _markdown_headings(text: str) -> list[tuple[int, str]]:
+    """ATX headings (`# Title`) outside fenced code blocks, with their offsets."""
+    fenced = [(m.start(), m.end()) for m in _MD_FENCE.finditer(text)]
+    return [(m.start(), m.group(1).strip()) for m in _MD_HEADING.finditer(text)
+            if m.group(1).strip() and not any(a <= m.start() < b for a, b in fenced)]
+
+
+def _find_in_order(text: str, names: list[str]) -> list[tuple[int, str]]:
+    """Offsets of each heading in the normalised text, searched in document order (a heading that cannot be
+    found, e.g. one normalisation changed, is left out rather than guessed)."""
+    found, at = [], 0
+    for name in names:
+        name = " ".join(normalize_text(name).split())
+        where = text.find(name, at) if name else -1
+        if where >= 0:
+            found.append((where, name))
+            at = where + len(name)
+    return found
 
 
 def _decode(data: bytes) -> str:
@@ -123,19 +154,24 @@ class _TextExtractor(HTMLParser):
     BLOCKS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
               "section", "article", "header", "footer", "blockquote", "pre", "hr", "title"}
     HIDDEN = {"script", "style", "noscript", "template"}  # not "head": </head> is optional in HTML
+    HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.title: list[str] = []
+        self.headings: list[str] = []
         self._hidden = 0
         self._in_title = False
+        self._heading: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list) -> None:
         if tag == "title":
             self._in_title = True
         elif tag in self.HIDDEN:
             self._hidden += 1
+        elif tag in self.HEADINGS and not self._hidden:
+            self._heading = []
         if tag in self.BLOCKS:
             self.parts.append("\n\n")
 
@@ -144,6 +180,9 @@ class _TextExtractor(HTMLParser):
             self._in_title = False
         elif tag in self.HIDDEN:
             self._hidden = max(0, self._hidden - 1)
+        elif tag in self.HEADINGS and self._heading is not None:
+            self.headings.append(" ".join("".join(self._heading).split()))
+            self._heading = None
         if tag in self.BLOCKS:
             self.parts.append("\n\n")
 
@@ -152,17 +191,22 @@ class _TextExtractor(HTMLParser):
             self.title.append(data)
         elif not self._hidden:
             self.parts.append(re.sub(r"\s+", " ", data))
+            if self._heading is not None:
+                self._heading.append(data)
 
 
-def _html_text(html: str) -> tuple[str, str]:
+def _html_text(html: str) -> tuple[str, str, list[str]]:
+    """Title, visible text and the h1-h6 headings in order."""
     parser = _TextExtractor()
     parser.feed(html)
     parser.close()
     lines = (line.strip() for line in "".join(parser.parts).split("\n"))
-    return " ".join("".join(parser.title).split()), "\n".join(lines)
+    return " ".join("".join(parser.title).split()), "\n".join(lines), [h for h in parser.headings if h]
 
 
-def _pdf_text(path: Path) -> tuple[str, str]:
+def _pdf_text(path: Path) -> tuple[str, str, list[int]]:
+    """Title, text and the offset where each page starts. Pages are normalised one by one and joined by a
+    blank line, so the offsets hold in the final text; a page without text starts where the one before ends."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -176,10 +220,18 @@ def _pdf_text(path: Path) -> tuple[str, str]:
         raise
     except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
         raise DocumentError(f"unreadable PDF: {exc}") from None
-    return str(title), "\n\n".join(pages)
+    text, starts = "", []
+    for page in pages:
+        page = normalize_text(page)
+        if page and text:
+            text += "\n\n"
+        starts.append(len(text))
+        text += page
+    return str(title), text, starts
 
 
-def _docx_text(path: Path) -> tuple[str, str]:
+def _docx_text(path: Path) -> tuple[str, str, list[str]]:
+    """Title, the paragraphs' text and the text of each heading paragraph (styles Title, Heading 1-9)."""
     try:
         with zipfile.ZipFile(path) as archive:
             if sum(info.file_size for info in archive.infolist()) > MAX_DOCX_UNCOMPRESSED:
@@ -194,4 +246,6 @@ def _docx_text(path: Path) -> tuple[str, str]:
     except (PackageNotFoundError, KeyError, ValueError) as exc:
         raise DocumentError(f"unreadable .docx: {exc}") from None
     title = document.core_properties.title or ""
-    return title, "\n\n".join(p.text for p in document.paragraphs)
+    headings = [p.text for p in document.paragraphs
+                if p.style is not None and (p.style.name or "").startswith(("Heading", "Title")) and p.text.strip()]
+    return title, "\n\n".join(p.text for p in document.paragraphs), headings

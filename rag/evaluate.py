@@ -206,7 +206,8 @@ def run_eval(rag, questions: list[Question], k: int,
             "backend": rag.backend_name, "question": q.question, "answer": answer.text, "draft": answer.draft,
             "gold_answers": list(q.answers), "citations": [c.to_dict() for c in answer.citations],
             "retrieved": [{"chunk_id": h.chunk.id, "source": h.chunk.source, "char_start": h.chunk.start,
-                           "char_end": h.chunk.end, "score": h.score} for h in ranked[:k]],
+                           "char_end": h.chunk.end, "location": h.chunk.location.label, "score": h.score}
+                          for h in ranked[:k]],
             "timings": answer.timings,
         })
         records.append(record)

@@ -9,6 +9,7 @@ nothing. Dropping a source is explicit (`Indexer.remove`). Retrieval and answeri
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ import numpy as np
 from rag.chunking import Chunker
 from rag.documents import SourceFile, discover, load
 from rag.embedding import Embedder, compatible_backends
-from rag.errors import DocumentError, RagError
+from rag.errors import DocumentError, IndexMismatch, RagError
 from rag.settings import Settings
 from rag.milvus_store import StoreOptions, moves_vectors
 from rag.store import IndexData, IndexStore, LoadedIndex
@@ -51,6 +52,8 @@ class _Entry:
     doc: Document
     reused: bool  # same bytes and chunking as the previous version: keep its chunks
     root: str = ""  # the recorded source (file or folder) it was found under
+    size: int | None = None  # bytes on disk when it was read
+    added_at: str | None = None  # when a file of this name first entered the index
 
 
 class Indexer:
@@ -76,6 +79,11 @@ class Indexer:
             return []
         try:
             return _recorded(self.store.read_manifest())[0]
+        except IndexMismatch:  # another format version: its sources still say what a rebuild should re-read
+            try:
+                return _recorded(json.loads((self.store.current() / "manifest.json").read_text(encoding="utf-8")))[0]
+            except (OSError, ValueError, KeyError, TypeError):
+                return []
         except RagError:
             return []
 
@@ -146,7 +154,8 @@ class Indexer:
         kept: dict[str, _Entry] = {}
         for source, f in previous_files.items():  # files of sources not re-synced now (or pruned files kept)
             if f["doc_id"] in docs and (f["root"] not in roots or not prune):
-                kept[source] = _Entry(source, f["path"], f["sha256"], docs[f["doc_id"]], not rebuild, f["root"])
+                kept[source] = _Entry(source, f["path"], f["sha256"], docs[f["doc_id"]], not rebuild, f["root"],
+                                      f.get("size"), f.get("added_at"))
         found: dict[str, _Entry] = {}
         skipped: list[Skipped] = []
         for root in roots:
@@ -170,8 +179,10 @@ class Indexer:
         """Drop recorded sources, or indexed files and folders, from the index; nothing is re-embedded.
 
         A target matches a recorded source (or a folder holding sources), an indexed file's path or a folder
-        above it, or an indexed document's source name as search shows it. Files on disk are left alone; a
-        removed file still inside a recorded source comes back at the next `index()` (`still_in_sources`).
+        above it, an indexed document's source name as search shows it, or its doc id. Files on disk are left
+        alone, except copies in the upload area (`settings.uploads`), which the server owns: they are deleted
+        once the new version is live. A removed file still inside a recorded source comes back at the next
+        `index()` (`still_in_sources`).
         """
         started = time.perf_counter()
         with self.store.writer_lock():
@@ -184,7 +195,7 @@ class Indexer:
                 key = source_key(target)
                 hit_sources = {s for s in recorded if _inside(s, key)}
                 hit_files = {name for name, f in files.items()
-                             if name == str(target) or _inside(f["path"], key) or f["root"] in hit_sources}
+                             if str(target) in (name, f["doc_id"]) or _inside(f["path"], key) or f["root"] in hit_sources}
                 if not hit_sources and not hit_files:
                     unmatched.append(str(target))
                 drop_sources |= hit_sources
@@ -202,19 +213,30 @@ class Indexer:
             vectors = old.vectors()[rows] if rows else np.zeros((0, old.dense.d), dtype=np.float32)
             chunks = [old.chunks[i] for i in rows]
             manifest = {"embedding": old.manifest.get("embedding", {}), "chunking": old.manifest.get("chunking", {}),
-                        "files": kept_files, "sources": sources,
-                        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                        "files": kept_files, "sources": sources, "created_at": _now()}
             changed = bool(drop_files or drop_sources)
+            deleted = []
             if changed:
                 self.store.write(IndexData([d for d in old.documents if d.id in kept_docs], chunks, vectors, manifest))
+                deleted = self._delete_uploads(files[n]["path"] for n in drop_files)
         returning = sorted(files[n]["path"] for n in drop_files
                            if any(_inside(files[n]["path"], s) for s in sources) and Path(files[n]["path"]).exists())
         return RemoveReport(
             sources_removed=sorted(drop_sources), files_removed=sorted(drop_files),
             chunks_removed=len(old.chunks) - len(chunks), files_total=len(kept_files), chunks_total=len(chunks),
-            sources=sources, still_in_sources=returning, seconds=round(time.perf_counter() - started, 3),
-            changed=changed,
+            sources=sources, still_in_sources=returning, uploads_deleted=deleted,
+            seconds=round(time.perf_counter() - started, 3), changed=changed,
         )
+
+    def _delete_uploads(self, paths) -> list[str]:
+        """Delete the upload-area copies among `paths` (called only after the index no longer holds them)."""
+        uploads = Path(self.settings.uploads).resolve()
+        deleted = []
+        for path in sorted(paths):
+            if Path(path).resolve().is_relative_to(uploads) and Path(path).is_file():
+                Path(path).unlink()
+                deleted.append(path)
+        return deleted
 
     def _entries(self, files: list[SourceFile], old: LoadedIndex | None, previous: dict[str, dict],
                  skipped: list[Skipped], progress: bool, root: str) -> list[_Entry]:
@@ -222,8 +244,10 @@ class Indexer:
         old_docs = {d.id: d for d in old.documents} if old else {}
         limit = int(self.settings.max_file_mb * 1024 * 1024)
         entries = []
+        now = _now()
         for file in _progress(files, progress, "reading"):
             prev = previous.get(file.source)
+            added = (prev or {}).get("added_at") or now
             try:
                 size = file.path.stat().st_size
                 if size > limit:
@@ -232,15 +256,15 @@ class Indexer:
                 digest = hashlib.sha256(data).hexdigest()
                 path = source_key(file.path)
                 if prev and prev["sha256"] == digest and prev["doc_id"] in old_docs:
-                    entries.append(_Entry(file.source, path, digest, old_docs[prev["doc_id"]], True, root))
+                    entries.append(_Entry(file.source, path, digest, old_docs[prev["doc_id"]], True, root, size, added))
                 else:
-                    entries.append(_Entry(file.source, path, digest, load(file, data), False, root))
+                    entries.append(_Entry(file.source, path, digest, load(file, data), False, root, size, added))
             except (DocumentError, OSError) as exc:
                 reason = str(exc) if isinstance(exc, DocumentError) else f"cannot read: {exc.strerror or exc}"
                 if prev and prev["doc_id"] in old_docs:  # lose nothing: keep the last good version
                     reason += " (kept the previously indexed version)"
                     entries.append(_Entry(file.source, prev["path"], prev["sha256"], old_docs[prev["doc_id"]], True,
-                                          root))
+                                          root, prev.get("size"), added))
                 skipped.append(Skipped(str(file.path), reason))
         return entries
 
@@ -287,7 +311,8 @@ class Indexer:
         return vectors, len(todo)
 
     def _files_manifest(self, entries: list[_Entry]) -> dict:
-        return {e.source: {"sha256": e.sha256, "doc_id": e.doc.id, "path": e.path, "root": e.root} for e in entries}
+        return {e.source: {"sha256": e.sha256, "doc_id": e.doc.id, "path": e.path, "root": e.root, "size": e.size,
+                           "added_at": e.added_at} for e in entries}
 
     def _manifest(self, entries: list[_Entry], sources: list[str]) -> dict:
         return {
@@ -295,7 +320,7 @@ class Indexer:
             "chunking": self.chunking,
             "sources": sources,
             "files": self._files_manifest(entries),
-            "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created_at": _now(),
         }
 
 
@@ -316,6 +341,10 @@ def _recorded(manifest: dict) -> tuple[list[str], dict[str, dict]]:
     if sources is None:
         sources = sorted({f["root"] for f in files.values()})
     return list(sources), files
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _progress(items: list, enabled: bool, desc: str):

@@ -278,10 +278,14 @@ class MilvusCollection:
                     out[r["id"]] = r["vector"]
         return out
 
-    def search(self, data: list, limit: int, field_name: str, params: dict) -> list[list[tuple[str, float]]]:
+    def search(self, data: list, limit: int, field_name: str, params: dict,
+               sources: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+        """Nearest rows; with `sources`, only rows whose `source` field is one of them (a filter expression)."""
+        # string literals as JSON writes them (quotes and backslashes escaped); Milvus Lite has no filter templates
+        where = {"filter": f"source in {json.dumps(list(sources), ensure_ascii=False)}"} if sources else {}
         with _errors(self.uri, f"search {self.name} at"):
             result = self.client.search(self.name, data=data, anns_field=field_name, limit=limit,
-                                        output_fields=["id"], search_params=params)
+                                        output_fields=["id"], search_params=params, **where)
         return [[(h["id"], float(h["distance"])) for h in hits] for hits in result]
 
 
@@ -303,11 +307,12 @@ class _RowMapped:
         self.ntotal = len(self._rows)
         self.slack = max(0, slack)
 
-    def _ranked(self, query, n: int, field_name: str, params, score=float) -> list[tuple[int, float]]:
+    def _ranked(self, query, n: int, field_name: str, params, score=float,
+                sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
         """The top `n` (row, score) of this version, ties broken by row as FAISS does."""
         limit = min(n + self.slack, MAX_TOPK)
         while True:
-            hits = self.collection.search([query], limit, field_name, params(limit))[0]
+            hits = self.collection.search([query], limit, field_name, params(limit), sources)[0]
             kept = [(self._rows[i], score(s)) for i, s in hits if i in self._rows]
             if len(kept) >= n or len(hits) < limit or limit >= MAX_TOPK:
                 break
@@ -328,11 +333,17 @@ class MilvusDense(_RowMapped):
 
     def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Like faiss: (scores, rows), each (len(queries), n); -1 rows where fewer than n exist."""
+        return self.search_sources(queries, n, None)
+
+    def search_sources(self, queries: np.ndarray, n: int,
+                       sources: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+        """`search` restricted to chunks of `sources` (exact names), filtered by Milvus itself."""
         n = min(n, MAX_TOPK)
         scores = np.full((len(queries), n), np.finfo(np.float32).min, dtype=np.float32)
         rows = np.full((len(queries), n), -1, dtype=np.int64)
         for q, vector in enumerate(np.asarray(queries, dtype=np.float32)):
-            ranked = self._ranked(vector.tolist(), n, "vector", lambda limit: _search_params(self.index_type, limit))
+            ranked = self._ranked(vector.tolist(), n, "vector", lambda limit: _search_params(self.index_type, limit),
+                                  sources=sources)
             for col, (row, score) in enumerate(ranked):
                 rows[q, col], scores[q, col] = row, score
         return scores, rows
@@ -351,9 +362,9 @@ class MilvusDense(_RowMapped):
 class MilvusFullText(_RowMapped):
     """BM25 over the collection's analysed text (Milvus full-text search): `search(query, n) -> (rows, scores)`."""
 
-    def search(self, query: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, query: str, n: int, sources: Sequence[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
         # BM25 is never negative; Milvus Lite 3.x reports it negated (as a distance), servers as it is
-        ranked = self._ranked(query, n, "sparse", lambda limit: {"metric_type": "BM25"}, score=abs)
+        ranked = self._ranked(query, n, "sparse", lambda limit: {"metric_type": "BM25"}, score=abs, sources=sources)
         return np.array([r for r, _ in ranked], dtype=np.int64), np.array([s for _, s in ranked], dtype=np.float32)
 
 

@@ -1,7 +1,7 @@
 """The HTTP service: one FastAPI app with the Gradio chat at `/` and an OpenAI-compatible API under `/v1`.
 
 `create_app(settings)` serves `POST /v1/chat/completions` (JSON or SSE; the citations ride in an extra
-`citations` field), `GET /v1/models` and `GET /health`, with optional login (RAG_AUTH) and OpenAI-shaped
+`citations` field), `GET /v1/models`, `GET /v1/documents`, `DELETE /v1/documents/{id}` and `GET /health`, with optional login (RAG_AUTH) and OpenAI-shaped
 JSON errors. Both the API and the page go through one `rag.service.Service` (cached RAGs, the bounded
 queue: "busy, retry" is HTTP 503 here, uploads). The page is ui/app.py; answering is the library's.
 """
@@ -34,7 +34,7 @@ with needs_extra("ui"):
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.chain import RAG
-from rag.service import Busy, Service, Ticket
+from rag.service import Busy, LastDocument, NotRemovable, Service, Ticket, UnknownDocument
 from rag.settings import BACKENDS, Settings
 from rag.types import Answer
 
@@ -102,6 +102,12 @@ def api_error(exc: Exception) -> ApiError:
         return exc
     if isinstance(exc, Busy):
         return ApiError(503, str(exc), "server_busy", "busy", headers={"Retry-After": "5"})
+    if isinstance(exc, UnknownDocument):
+        return ApiError(404, str(exc), code="document_not_found")
+    if isinstance(exc, LastDocument):
+        return ApiError(409, str(exc), code="last_document")
+    if isinstance(exc, NotRemovable):
+        return ApiError(403, str(exc), "permission_error", "not_an_upload")
     if isinstance(exc, IndexMissing):
         return ApiError(503, str(exc), "server_error", "no_index")
     if isinstance(exc, ConfigError):
@@ -120,7 +126,7 @@ class ChatMessageIn(BaseModel):
 
 
 class ChatRequest(BaseModel):
-    """The OpenAI request; `k`, `mode` and `grounding` are this service's extras (sampling fields are ignored:
+    """The OpenAI request; `k`, `mode`, `grounding` and `source` are this service's extras (sampling fields are ignored:
     answers are grounded and deterministic)."""
 
     model_config = ConfigDict(extra="allow")
@@ -130,6 +136,11 @@ class ChatRequest(BaseModel):
     k: int | None = Field(default=None, ge=1, le=50)
     mode: Literal["hybrid", "dense", "bm25"] | None = None
     grounding: bool | None = None
+    source: list[str] | str | None = None  # globs over document names: answer only from matching documents
+
+    def sources(self) -> list[str] | None:
+        globs = [self.source] if isinstance(self.source, str) else self.source or []
+        return [g for g in globs if g] or None
 
 
 def _text(content: str | list[dict[str, Any]] | None) -> str:
@@ -163,13 +174,14 @@ class _AnswerStream:
     answer as `delta.content`, then a last chunk carrying `citations` and `rag`. A worker thread runs the
     chain and always closes its ticket; a client that goes away stops generation at the next piece."""
 
-    def __init__(self, rag: RAG, ticket: Ticket, question: str, history: list, k: int | None, model: str):
+    def __init__(self, rag: RAG, ticket: Ticket, question: str, history: list, k: int | None, model: str,
+                 sources: list[str] | None = None):
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.model = model
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue = asyncio.Queue()
         self._cancelled = threading.Event()
-        self._args = (rag, ticket, question, history, k)
+        self._args = (rag, ticket, question, history, k, sources)
         threading.Thread(target=self._work, name=f"answer-{self.id}", daemon=True).start()
 
     def _put(self, item: Any) -> None:
@@ -177,11 +189,11 @@ class _AnswerStream:
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
     def _work(self) -> None:
-        rag, ticket, question, history, k = self._args
+        rag, ticket, question, history, k, sources = self._args
         try:
             ticket.wait()
             if not self._cancelled.is_set():
-                with contextlib.closing(rag.stream(question, history, k)) as items:
+                with contextlib.closing(rag.stream(question, history, k, sources=sources)) as items:
                     for item in items:
                         self._put(item)
                         if self._cancelled.is_set():
@@ -291,6 +303,15 @@ def create_app(settings: Settings, service: Service | None = None, ui: bool = Tr
         return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "rag",
                                             "backend": b} for i, b in ids]}
 
+    @app.get("/v1/documents", dependencies=[Depends(require_auth)])
+    async def documents() -> dict:
+        rows = await run_in_threadpool(service.documents)
+        return {"object": "list", "data": [{"id": d.doc_id, "object": "document", **d.to_dict()} for d in rows]}
+
+    @app.delete("/v1/documents/{doc_id}", dependencies=[Depends(require_auth)])
+    async def remove_document(doc_id: str) -> dict:
+        return await run_in_threadpool(service.remove_document, doc_id)
+
     @app.post("/v1/chat/completions", dependencies=[Depends(require_auth)])
     async def chat_completions(body: ChatRequest):
         name = body.model.removeprefix("rag-") if body.model != "rag" else settings.backend
@@ -299,16 +320,20 @@ def create_app(settings: Settings, service: Service | None = None, ui: bool = Tr
                            param="model")
         question, history = split_messages(body.messages)
         rag = await run_in_threadpool(service.rag, name, body.mode, body.grounding)
+        sources = body.sources()
+        if sources and not rag.retriever.matching_sources(sources):
+            raise ApiError(400, f"no indexed document matches source {sources}: GET /v1/documents lists them",
+                           param="source")
         ticket = service.limiter.admit()  # Busy -> 503 before anything is sent
         if body.stream:
-            stream = _AnswerStream(rag, ticket, question, history, body.k, body.model)
+            stream = _AnswerStream(rag, ticket, question, history, body.k, body.model, sources)
             return StreamingResponse(stream.events(), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
 
         def answer() -> Answer:
             try:
                 ticket.wait()
-                return rag.ask(question, history, body.k)
+                return rag.ask(question, history, body.k, sources=sources)
             finally:
                 ticket.close()
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
+from rag.catalog import DocumentInfo, list_documents
 from rag.chain import RAG
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.embedding import Embedder, embedder_for
@@ -31,6 +32,18 @@ from rag.store import IndexStore
 
 class Busy(RagError):
     """Every answer slot is taken and the waiting line is full: retry later."""
+
+
+class UnknownDocument(RagError):
+    """No indexed document has this id."""
+
+
+class NotRemovable(RagError):
+    """The document is not an upload and this server may only remove uploads."""
+
+
+class LastDocument(RagError):
+    """Removing this document would leave the index empty."""
 
 
 # -- admission: `concurrency` answers at once, `queue_size` more waiting, the rest told to retry ----------
@@ -166,6 +179,29 @@ class Service:
             retriever = self._current_retriever()
         return {"version": self._version.name if self._version else None,
                 "documents": len(retriever.index.documents), "chunks": len(retriever)}
+
+    def documents(self) -> list[DocumentInfo]:
+        """Every indexed document (source, title, pages, chunks, size, when added, upload or not)."""
+        with self._lock:
+            index = self._current_retriever().index
+        return list_documents(index, self.settings.uploads)
+
+    def remove_document(self, doc_id: str) -> dict:
+        """Take one document out of the index (nothing re-embedded, the swap atomic) and delete its copy when it
+        is an upload. Only uploads, unless the server allows more (`remove_any`)."""
+        with self._upload_lock:  # one index writer in this process; the store's lock covers other processes
+            found = next((d for d in self.documents() if d.doc_id == doc_id), None)
+            if found is None:
+                raise UnknownDocument(f"no indexed document has id {doc_id!r}")
+            if not found.upload and not self.settings.remove_any:
+                raise NotRemovable(f"{found.source} is not an upload: this server removes uploads only "
+                                   "(start it with --remove-any, or use `rag remove`)")
+            if len(self.documents()) == 1:
+                raise LastDocument(f"{found.source} is the only document: removing it would leave the index empty")
+            report = Indexer(self.settings, self.embedder).remove([doc_id])
+        return {"id": doc_id, "object": "document", "deleted": True, "source": found.source,
+                "chunks_removed": report.chunks_removed, "upload_deleted": bool(report.uploads_deleted),
+                "documents": report.files_total, "chunks": report.chunks_total}
 
     def warm(self) -> None:
         """Load the index, the embedder and (for `local`) the model now, so the first question is not slow."""

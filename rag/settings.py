@@ -95,6 +95,7 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(10.0, gt=0)
     queue_size: int = Field(16, ge=0)  # requests that may wait for a slot; more are told "busy, retry"
     concurrency: int = Field(1, ge=1)  # answers generated at once: one suits a local model on a small CPU
+    remove_any: bool = False  # the page and DELETE /v1/documents may remove any document, not only uploads
 
     def __init__(self, _labels: Mapping[str, str] | None = None, **values: Any) -> None:
         """Keyword construction, validated; `_labels` names where each value came from (e.g. RAG_K)."""

@@ -30,7 +30,7 @@ from rag.milvus_store import StoreOptions, begin_write, drop_collection, open_de
 from rag.text import bm25_tokens
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: documents carry page and heading markers, chunks their page and section
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 
 
@@ -254,7 +254,7 @@ class IndexStore:
             if sha256_file(path) != digest:
                 raise IndexCorrupt(f"{path} fails its checksum (altered or truncated): {REBUILD_HINT}")
         try:
-            documents = [Document(**row) for row in _read_jsonl(version / "documents.jsonl")]
+            documents = [Document.from_dict(row) for row in _read_jsonl(version / "documents.jsonl")]
             chunks = [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
             full_text = None
             if manifest.get("dense", {}).get("store") == "milvus":

@@ -5,6 +5,7 @@ Ids are content hashes, so they are stable across runs and machines. Nothing her
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from dataclasses import asdict, dataclass, field
 
@@ -16,20 +17,65 @@ def content_hash(*parts: str, length: int = 16) -> str:
 
 
 @dataclass(frozen=True)
+class Location:
+    """Where a span lies in its document: 1-based pages (PDF) and the nearest heading above it."""
+
+    page: int | None = None
+    page_end: int | None = None  # the last page the span touches (== page for a one-page span)
+    section: str = ""
+
+    @property
+    def label(self) -> str:
+        """How a reader cites it: "p. 3", "pp. 3–4", "§ Installation", "p. 3, § Results"; "" when unknown."""
+        parts = []
+        if self.page is not None:
+            end = self.page_end or self.page
+            parts.append(f"p. {self.page}" if end == self.page else f"pp. {self.page}–{end}")
+        if self.section:
+            parts.append(f"§ {self.section}")
+        return ", ".join(parts)
+
+
+@dataclass(frozen=True)
 class Document:
-    """A loaded file: `text` is the normalised text every span refers to."""
+    """A loaded file: `text` is the normalised text every span refers to.
+
+    `pages` holds the offset in `text` where each page starts (PDF; page 1 at pages[0]); `headings` holds
+    (offset, heading) for each heading (Markdown, HTML, DOCX). Both are empty where the format has none.
+    """
 
     id: str
     source: str
     title: str
     text: str
+    pages: tuple[int, ...] = ()
+    headings: tuple[tuple[int, str], ...] = ()
 
     @classmethod
-    def create(cls, source: str, title: str, text: str) -> Document:
-        return cls(id=content_hash(source, text), source=source, title=title, text=text)
+    def create(cls, source: str, title: str, text: str, pages: tuple[int, ...] = (),
+               headings: tuple[tuple[int, str], ...] = ()) -> Document:
+        return cls(id=content_hash(source, text), source=source, title=title, text=text,
+                   pages=tuple(pages), headings=tuple((int(o), str(h)) for o, h in headings))
+
+    @classmethod
+    def from_dict(cls, row: dict) -> Document:
+        """The inverse of `to_dict` (JSON turns the tuples into lists)."""
+        row = dict(row)
+        row["pages"] = tuple(row.get("pages", ()))
+        row["headings"] = tuple((int(o), str(h)) for o, h in row.get("headings", ()))
+        return cls(**row)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def locate(self, start: int, end: int) -> Location:
+        """The location of `text[start:end]`: the pages it touches and the last heading at or before `start`."""
+        page = page_end = None
+        if self.pages:
+            page = bisect.bisect_right(self.pages, start)
+            page_end = max(page, bisect.bisect_right(self.pages, max(start, end - 1)))
+        at = bisect.bisect_right([o for o, _ in self.headings], start)
+        return Location(page, page_end, self.headings[at - 1][1] if at else "")
 
 
 @dataclass(frozen=True)
@@ -42,11 +88,20 @@ class Chunk:
     start: int
     end: int
     text: str
+    page: int | None = None  # where the span lies (see Location); None/"" where the format has no pages/headings
+    page_end: int | None = None
+    section: str = ""
 
     @classmethod
     def create(cls, doc: Document, start: int, end: int) -> Chunk:
         text = doc.text[start:end]
-        return cls(content_hash(doc.id, str(start), text), doc.id, doc.source, start, end, text)
+        where = doc.locate(start, end)
+        return cls(content_hash(doc.id, str(start), text), doc.id, doc.source, start, end, text,
+                   where.page, where.page_end, where.section)
+
+    @property
+    def location(self) -> Location:
+        return Location(self.page, self.page_end, self.section)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +124,10 @@ class Hit:
             "source": c.source,
             "char_start": c.start,
             "char_end": c.end,
+            "page": c.page,
+            "page_end": c.page_end,
+            "section": c.section,
+            "location": c.location.label,
             "text": c.text,
             "score": self.score,
             "dense_rank": self.dense_rank,
@@ -116,6 +175,7 @@ class RemoveReport:
     chunks_total: int
     sources: list[str]  # the sources still recorded
     still_in_sources: list[str] = field(default_factory=list)  # removed files a recorded source still holds on disk
+    uploads_deleted: list[str] = field(default_factory=list)  # removed uploads whose copy was deleted
     seconds: float = 0.0
     changed: bool = False
 
@@ -139,9 +199,23 @@ class Citation:
     char_start: int
     char_end: int
     quote: str
+    page: int | None = None
+    page_end: int | None = None
+    section: str = ""
+
+    @classmethod
+    def create(cls, n: int, chunk: Chunk, doc: Document, start: int, end: int) -> Citation:
+        """The citation of `doc.text[start:end]` (inside passage `n`, chunk `chunk`), with its location."""
+        where = doc.locate(start, end)
+        return cls(n, chunk.source, doc.id, chunk.id, start, end, doc.text[start:end],
+                   where.page, where.page_end, where.section)
+
+    @property
+    def location(self) -> Location:
+        return Location(self.page, self.page_end, self.section)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "location": self.location.label}
 
 
 @dataclass(frozen=True)

@@ -323,7 +323,8 @@ def test_load_html_without_visible_text_is_refused(tmp_path: Path) -> None:
 
 def test_load_pdf_extracts_text(tmp_path: Path) -> None:
     doc = load_file(write(tmp_path / "hello.pdf", make_pdf("Hello PDF world")))
-    assert doc == Document(content_hash("hello.pdf", "Hello PDF world"), "hello.pdf", "hello", "Hello PDF world")
+    assert doc == Document(content_hash("hello.pdf", "Hello PDF world"), "hello.pdf", "hello", "Hello PDF world",
+                           pages=(0,))
 
 
 def test_load_pdf_title_from_metadata(tmp_path: Path) -> None:

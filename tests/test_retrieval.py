@@ -52,7 +52,7 @@ def test_hybrid_fuses_both_and_reports_ranks(retriever: Retriever) -> None:
     assert top.score == pytest.approx(2 / 61)
     d = top.to_dict()
     assert set(d) == {"chunk_id", "doc_id", "source", "char_start", "char_end", "text", "score",
-                      "dense_rank", "bm25_rank"}
+                      "dense_rank", "bm25_rank", "page", "page_end", "section", "location"}
 
 
 def test_spans_of_hits_point_into_their_documents(retriever: Retriever) -> None:
@@ -77,3 +77,66 @@ def test_langchain_retriever_returns_documents_with_spans(retriever: Retriever) 
     start, end = docs[0].metadata["char_start"], docs[0].metadata["char_end"]
     doc = next(d for d in retriever.index.documents if d.id == docs[0].metadata["doc_id"])
     assert doc.text[start:end] == docs[0].page_content
+
+
+# source filters ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["dense", "bm25"])
+def test_a_source_filter_returns_the_unfiltered_ranking_restricted_to_the_matches(retriever, mode) -> None:
+    query = "cats purr and dogs bark while parrots talk"
+    everything = retriever.search(query, k=len(retriever), mode=mode)
+    for globs in (["sub/*"], ["cats.txt", "dogs.md"], ["*.md"]):
+        allowed = set(retriever.matching_sources(globs))
+        expected = [h.chunk.id for h in everything if h.chunk.source in allowed][:3]
+        hits = retriever.search(query, k=3, mode=mode, sources=globs)
+        assert [h.chunk.id for h in hits] == expected and expected
+        assert {h.chunk.source for h in hits} <= allowed
+
+
+def test_hybrid_filter_and_a_filter_matching_nothing(retriever) -> None:
+    hits = retriever.search("a dog can learn words", k=5, sources=["sub/*", "cats*"])
+    assert hits and {h.chunk.source for h in hits} <= {"sub/birds.txt", "cats.txt"}
+    assert retriever.matching_sources(["sub/*", "cats*"]) == ["cats.txt", "sub/birds.txt"]
+    assert retriever.search("a dog can learn words", k=5, sources=["nothing/*"]) == []
+    assert retriever.select(["cats*", "sub/*"]) is retriever.select(["sub/*", "cats*"])  # built once
+
+
+def test_faiss_and_milvus_give_the_same_filtered_results(corpus, settings, hash_embedder, tmp_path) -> None:
+    results = []
+    for store in ("faiss", "milvus"):
+        s = settings.with_overrides(index_dir=tmp_path / store, store=store)
+        Indexer(s, hash_embedder).index([corpus])
+        r = Retriever.open(s.index_dir, hash_embedder)
+        results.append([[(h.chunk.id, h.dense_rank, h.bm25_rank) for h in r.search(q, k=4, mode=m, sources=g)]
+                        for q in ("dogs bark", "parrots and cats") for m in ("hybrid", "dense", "bm25")
+                        for g in (["sub/*"], ["cats.txt", "*.md"])])
+    assert results[0] == results[1] and any(results[0])
+
+
+@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
+def test_the_faiss_selector_works_on_flat_ivf_and_hnsw_indexes(kind) -> None:
+    import faiss
+
+    from rag.retrieval import Selection
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((2000, 16)).astype(np.float32)
+    if kind == "flat":
+        index = faiss.IndexFlatIP(16)
+    elif kind == "ivf":
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(16), 16, 8, faiss.METRIC_INNER_PRODUCT)
+        index.train(vectors)
+        index.nprobe = 8  # every list: exact, so the filtered result is checkable
+    else:
+        index = faiss.IndexHNSWFlat(16, 16, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efSearch = 256
+    index.add(vectors)
+    allowed = np.arange(0, 2000, 50, dtype=np.int64)  # 2% of the rows
+    scores, rows = index.search(vectors[:1], 5, params=Selection(("x",), allowed).faiss_params(index))
+    assert set(rows[0].tolist()) <= set(allowed.tolist())
+    expected = allowed[np.argsort(-(vectors[allowed] @ vectors[0]))[:5]]
+    if kind == "hnsw":  # approximate: most of the true top 5, and nothing outside the filter
+        assert len(set(rows[0].tolist()) & set(expected.tolist())) >= 3
+    else:
+        assert rows[0].tolist() == expected.tolist()

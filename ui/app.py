@@ -1,14 +1,17 @@
 """The chat page: Gradio Blocks over the shared `rag.server.Service`, with no retrieval logic of its own.
 
 A question streams the model's draft into the chat, then shows the grounded answer with [n] markers and,
-beside it, each cited passage with its file and the cited span highlighted. Settings choose the backend,
-top-k, retrieval mode and grounding; uploads go through the service to the incremental indexer. Serving,
+beside it, each cited passage with its file, page or section, and the cited span highlighted. A selector
+restricts a question to some documents; the Documents panel lists what is indexed and removes uploads after a
+confirmation. Settings choose the backend, top-k, retrieval mode and grounding; uploads and removals go
+through the service to the incremental indexer. Serving,
 the queue, auth and upload limits are configured by `rag.server.create_app`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import html
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -37,6 +40,7 @@ CSS = """
   margin-bottom: 10px; background: var(--background-fill-secondary); }
 .rag-source .head { font-size: 0.85em; margin-bottom: 6px; color: var(--body-text-color-subdued); }
 .rag-source .n { font-weight: 700; color: var(--color-accent); margin-right: 6px; }
+.rag-source .where { font-weight: 600; }
 .rag-source .text { font-size: 0.9em; line-height: 1.45; white-space: pre-line; }
 .rag-source mark { background: #fde68a; color: #111827; padding: 0 2px; border-radius: 3px; }
 mark.short { background: #f59e0b; font-weight: 700; }
@@ -59,7 +63,8 @@ def _plain(history: list[dict] | None) -> list[dict[str, str]]:
 
 
 def sources_html(answer: Answer) -> str:
-    """Each cited passage with its source file and the cited spans marked; for an abstention, the closest passages."""
+    """Each cited passage with its source file, the page or section of what it cites and the cited spans marked
+    (the short answer inside them); for an abstention, the closest passages."""
     fallback = " · model draft unsupported: extractive answer" if answer.fallback else ""
     meta = (f'<div class="rag-meta">{html.escape(answer.backend)} · {html.escape(answer.model)} · '
             f'confidence {answer.confidence:.2f}{fallback} · {answer.timings.get("total", 0):.1f} s</div>')
@@ -71,26 +76,36 @@ def sources_html(answer: Answer) -> str:
         head = ('<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
                 '<div class="rag-meta">The closest passages were:</div>' if answer.passages else
                 '<div class="rag-abstain">No passage matched the question.</div>')
-        shown = [(n, hit, []) for n, hit in enumerate(answer.passages[:3], 1)]
+        shown = [(n, hit, [], [hit.chunk.location.label]) for n, hit in enumerate(answer.passages[:3], 1)]
     else:
         head = ""
         spans: dict[int, list[tuple[int, int]]] = {}
+        where: dict[int, list[str]] = {}
         for c in answer.citations:
             spans.setdefault(c.n, []).append((c.char_start, c.char_end))
-        shown = [(n, answer.passages[n - 1], marks) for n, marks in sorted(spans.items())]
+            where.setdefault(c.n, []).append(c.location.label)
+        shown = [(n, answer.passages[n - 1], marks, where[n]) for n, marks in sorted(spans.items())]
     parts = [meta, short, head]
     exact = answer.short if answer.short and not answer.abstained else None
-    for n, hit, marks in shown:
+    for n, hit, marks, labels in shown:
         c = hit.chunk
         inner = [(exact.char_start, exact.char_end)] if exact and exact.n == n else []
+        location = "".join(f'<span class="where">{html.escape(label)}</span> · '
+                           for label in dict.fromkeys(labels) if label)
         parts.append(f'<div class="rag-source" id="source-{n}"><div class="head"><span class="n">[{n}]</span>'
-                     f'<b>{html.escape(c.source)}</b> · chars {c.start}–{c.end}</div>'
+                     f'<b>{html.escape(c.source)}</b> · {location}chars {c.start}–{c.end}</div>'
                      f'<div class="text">{_highlight(c.text, c.start, marks, inner)}</div></div>')
     if answer.removed:
         items = "".join(f"<li><s>{html.escape(s)}</s></li>" for s in answer.removed)
         parts.append(f"<details><summary>{len(answer.removed)} draft sentence(s) removed as unsupported"
                      f"</summary><ul>{items}</ul></details>")
     return "".join(parts)
+
+
+def _size(size: int | None) -> str:
+    if size is None:
+        return ""
+    return f"{size} B" if size < 1024 else f"{size / 1024:.1f} KB" if size < 1024 * 1024 else f"{size / 1048576:.1f} MB"
 
 
 def _highlight(text: str, offset: int, spans: list[tuple[int, int]], inner: Sequence[tuple[int, int]] = ()) -> str:
@@ -134,8 +149,42 @@ def build_ui(service: Service) -> gr.Blocks:
         documents, chunks = info["documents"], info["chunks"]
         return f"{documents} document{'s' * (documents != 1)}, {chunks} passage{'s' * (chunks != 1)} indexed."
 
+    def document_rows() -> tuple[list[list[Any]], list[tuple[str, str]], list[str]]:
+        """The Documents table, the removable documents (label, doc id) and every source name."""
+        try:
+            docs = service.documents()
+        except RagError:
+            return [], [], []
+        rows = [[d.source, d.title, d.pages or "", d.chunks, _size(d.size), (d.added_at or "").replace("T", " "),
+                 "upload" if d.upload else ""] for d in docs]
+        removable = [(d.source, d.doc_id) for d in docs if d.upload or settings.remove_any]
+        return rows, removable, [d.source for d in docs]
+
+    def refresh_documents(chosen: list[str] | None = None) -> tuple[Any, ...]:
+        rows, removable, names = document_rows()
+        kept = [name for name in chosen or [] if name in names]
+        return (rows, gr.update(choices=removable, value=None), gr.update(choices=names, value=kept),
+                gr.update(visible=False), index_info())
+
+    def confirm_removal(doc_id: str | None) -> tuple[Any, ...]:
+        if not doc_id:
+            raise gr.Error("Choose a document to remove first.")
+        name = next((label for label, value in document_rows()[1] if value == doc_id), doc_id)
+        return gr.update(visible=True), (f"Remove **{name}** from the index? Its passages will no longer be "
+                                         "searched, and the uploaded file is deleted.")
+
+    def remove_document(doc_id: str | None, chosen: list[str] | None) -> tuple[Any, ...]:
+        if not doc_id:
+            raise gr.Error("Choose a document to remove first.")
+        try:
+            result = service.remove_document(doc_id)
+        except RagError as exc:
+            raise gr.Error(str(exc)) from None
+        gr.Info(f"Removed {result['source']} ({result['chunks_removed']} passages).")
+        return refresh_documents(chosen)
+
     def respond(message: str, history: list[dict], backend: str, k: float, mode: str,
-                grounding: bool) -> Iterator[tuple[Any, ...]]:
+                grounding: bool, only: list[str] | None = None) -> Iterator[tuple[Any, ...]]:
         message = (message or "").strip()
         chat = _plain(history)
         if not message:
@@ -147,7 +196,8 @@ def build_ui(service: Service) -> gr.Blocks:
         answer = None
         try:
             rag = service.rag(backend, mode, grounding)
-            stream = rag.stream(message, turns, int(k) if k else None)
+            globs = [glob.escape(name) for name in only or []]  # exact names, even with [ ] * ? in them
+            stream = rag.stream(message, turns, int(k) if k else None, sources=globs or None)
             with service.limiter.slot(), contextlib.closing(stream) as items:
                 draft = ""
                 for item in items:
@@ -169,13 +219,14 @@ def build_ui(service: Service) -> gr.Blocks:
         chat[-1] = {"role": "assistant", "content": answer.text}
         yield chat, "", sources_html(answer), answer.to_dict()
 
-    def retry(history: list[dict], backend: str, k: float, mode: str, grounding: bool) -> Iterator[tuple[Any, ...]]:
+    def retry(history: list[dict], backend: str, k: float, mode: str, grounding: bool,
+              only: list[str] | None = None) -> Iterator[tuple[Any, ...]]:
         chat = _plain(history)
         last = max((i for i, m in enumerate(chat) if m["role"] == "user"), default=None)
         if last is None:
             yield chat, "", gr.skip(), gr.skip()
             return
-        yield from respond(chat[last]["content"], chat[:last], backend, k, mode, grounding)
+        yield from respond(chat[last]["content"], chat[:last], backend, k, mode, grounding, only)
 
     def add_documents(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[list[list[str]], str]:
         if not files:
@@ -201,6 +252,8 @@ def build_ui(service: Service) -> gr.Blocks:
                     question = gr.Textbox(placeholder="Ask a question about the documents…", show_label=False,
                                           scale=5, elem_id="question", autofocus=True, max_length=4000)
                     ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
+                only = gr.Dropdown([], value=[], multiselect=True, label="Search only in (empty: all documents)",
+                                   elem_id="source-filter")
                 with gr.Row():
                     retry_btn = gr.Button("↻ Retry", size="sm", elem_id="retry")
                     clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
@@ -218,6 +271,18 @@ def build_ui(service: Service) -> gr.Blocks:
                 mode = gr.Radio(list(MODES), value=settings.mode, label="Retrieval", elem_id="mode")
                 grounding = gr.Checkbox(value=settings.grounding, label="Grounding check (drop unsupported sentences)",
                                         elem_id="grounding")
+        with gr.Accordion("Documents", open=False, elem_id="documents"):
+            table = gr.Dataframe(headers=["document", "title", "pages", "passages", "size", "added (UTC)", ""],
+                                 interactive=False, elem_id="doc-table", label="Indexed documents")
+            with gr.Row():
+                to_remove = gr.Dropdown([], value=None, label="Remove an uploaded document" if not settings.remove_any
+                                        else "Remove a document", elem_id="doc-remove-choice", scale=3)
+                remove_btn = gr.Button("Remove…", variant="stop", elem_id="doc-remove", scale=1)
+            with gr.Column(visible=False, elem_id="doc-confirm") as confirm:
+                confirm_text = gr.Markdown(elem_id="doc-confirm-text")
+                with gr.Row():
+                    yes = gr.Button("Yes, remove it", variant="stop", elem_id="doc-confirm-yes")
+                    no = gr.Button("Cancel", elem_id="doc-confirm-no")
         with gr.Accordion("Add documents", open=False, elem_id="upload"):
             gr.Markdown(f"Allowed: {' '.join(allowed)}, up to {settings.max_upload_mb:g} MB each. Files are added "
                         "to the index; nothing already there is removed.")
@@ -228,7 +293,8 @@ def build_ui(service: Service) -> gr.Blocks:
             summary = gr.Markdown()
 
         answer_io = dict(outputs=[chatbot, question, sources, trace], concurrency_id="answer")
-        options = [backend, k, mode, grounding]
+        options = [backend, k, mode, grounding, only]
+        listing = [table, to_remove, only, confirm, info]
         question.submit(respond, [question, chatbot, *options], api_name="ask", **answer_io)
         ask.click(respond, [question, chatbot, *options], api_visibility="private", **answer_io)
         retry_btn.click(retry, [chatbot, *options], api_name="retry", **answer_io)
@@ -236,6 +302,10 @@ def build_ui(service: Service) -> gr.Blocks:
                         queue=False, api_visibility="private")
         chatbot.clear(lambda: (NO_SOURCES, None), None, [sources, trace], queue=False, api_visibility="private")
         add.click(add_documents, [files], [results, summary], api_name="add_documents", concurrency_id="index",
-                  concurrency_limit=1).then(index_info, None, info, queue=False, api_visibility="private")
-        demo.load(index_info, None, info, queue=False, api_visibility="private")
+                  concurrency_limit=1).then(refresh_documents, [only], listing, queue=False, api_visibility="private")
+        remove_btn.click(confirm_removal, [to_remove], [confirm, confirm_text], queue=False, api_visibility="private")
+        no.click(lambda: gr.update(visible=False), None, confirm, queue=False, api_visibility="private")
+        yes.click(remove_document, [to_remove, only], listing, api_name="remove_document", concurrency_id="index",
+                  concurrency_limit=1)
+        demo.load(refresh_documents, None, listing, queue=False, api_visibility="private")
     return demo
