@@ -40,7 +40,7 @@ class RAG:
         self.retriever = retriever
         self.backend = backend
         self.grounder = Grounder(retriever.embedder, settings.grounding_threshold)
-        self.documents = {d.id: d.text for d in retriever.index.documents}
+        self.documents = retriever.index.document_texts  # doc_id -> text, read from disk on demand
         self._prompt_secret = secrets.token_bytes(16)  # keys the passage delimiters (see prompting.delimiters)
 
     @classmethod

@@ -56,6 +56,9 @@ def index(
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap in tokens [env RAG_CHUNK_OVERLAP].")] = None,
     store: StoreFlag = None,
     milvus_uri: MilvusUri = None,
+    dense_index: Annotated[Optional[str], typer.Option("--dense-index", help="FAISS index: flat (exact), hnsw or "
+                           "ivf-pq (approximate), or e.g. hnsw@200000 (flat below 200,000 chunks) [env RAG_DENSE_INDEX; "
+                           "default: what the index uses, flat for a new one].")] = None,
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Embed as a Ray Data job: on the "
                    "cluster at ADDRESS (ray://HOST:10001, HOST:6379 or auto), or alone for a local Ray instance.")] = None,
     ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray [default: one per CPU].")] = None,
@@ -67,7 +70,7 @@ def index(
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
     settings = _settings(index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
-                         milvus_uri=milvus_uri)
+                         milvus_uri=milvus_uri, dense_index=dense_index)
     from rag.embedding import embedder_for
     from rag.indexer import Indexer
 
@@ -92,6 +95,23 @@ def index(
         )
         for skip in report.files_skipped:
             typer.secho(f"skipped {skip.path}: {skip.reason}", fg=typer.colors.YELLOW, err=True)
+
+
+@app.command()
+def verify(index_dir: IndexDir = None, as_json: JsonFlag = False) -> None:
+    """Check every byte of the index against its recorded sha256 (opening checks large files only by sample)."""
+    settings = _settings(index_dir=index_dir)
+    from rag.store import IndexStore
+
+    try:
+        report = IndexStore(settings.index_dir).verify()
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report)
+    else:
+        typer.echo(f"index {report['version']} at {settings.index_dir} is intact: {report['artifacts']} files, "
+                   f"{report['bytes'] / 1e6:.1f} MB checked in {report['seconds']:.1f}s")
 
 
 @app.command()

@@ -7,13 +7,12 @@ embedding model is the one the index was built with. Answer generation lives els
 from __future__ import annotations
 
 import functools
-import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from rag.bm25 import query_tokens
 from rag.embedding import Embedder, compatible_backends, make_embedder
 from rag.errors import IndexMismatch
 from rag.settings import MODES
@@ -22,8 +21,6 @@ from rag.store import REBUILD_HINT, IndexStore, LoadedIndex
 from rag.types import Hit
 
 CANDIDATES = 50  # per retriever, before fusion
-_WORD = re.compile(r"(?u)\b\w\w+\b")  # bm25s's token pattern
-_local = threading.local()  # a Snowball stemmer per thread (they keep state)
 
 
 @dataclass(frozen=True)
@@ -32,24 +29,6 @@ class Ranked:
 
     rows: np.ndarray
     scores: np.ndarray
-
-
-def query_tokens(query: str) -> list[str]:
-    """What `bm25_tokens` makes of one query (lowercased words of two or more characters, English stopwords
-    dropped, Snowball stems), without the progress-bar set-up bm25s pays on every call (~1 ms a query)."""
-    stemmer = getattr(_local, "stemmer", None)
-    if stemmer is None:
-        import Stemmer
-
-        stemmer = _local.stemmer = Stemmer.Stemmer("english")
-    return stemmer.stemWords([w for w in _WORD.findall(query.lower()) if w not in _stopwords()])
-
-
-@functools.cache
-def _stopwords() -> frozenset[str]:
-    from bm25s.stopwords import STOPWORDS_EN  # what bm25s.tokenize(stopwords="en") uses
-
-    return frozenset(STOPWORDS_EN)
 
 
 @functools.cache
@@ -86,6 +65,7 @@ class Retriever:
         self.embedder = embedder
         self.rrf_k = rrf_k
         _one_thread_per_query()
+        index.dense  # noqa: B018  (read the dense index now: the first query should not pay for it)
 
     @classmethod
     def open(cls, index_dir: Path | str, embedder: Embedder | None = None, rrf_k: int = 60,
@@ -101,7 +81,7 @@ class Retriever:
         return cls(store.load(expected_model=embedder.name), embedder, rrf_k)
 
     def __len__(self) -> int:
-        return len(self.index.chunks)
+        return self.index.n_chunks
 
     def dense(self, query: str, n: int) -> Ranked:
         n = min(n, len(self))
@@ -117,14 +97,7 @@ class Retriever:
             return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
         if self.index.full_text is not None:  # BM25 computed by the vector store (Milvus full-text search)
             return Ranked(*self.index.full_text.search(query, n))
-        scores = self.index.bm25.get_scores(tokens)
-        rows = np.flatnonzero(scores > 0)  # usually a small part of a large index: rank only those
-        values = scores[rows]
-        if len(rows) > n:
-            part = np.argpartition(-values, n - 1)[:n]
-            rows, values = rows[part], values[part]
-        order = np.lexsort((rows, -values))  # by score, then row: deterministic ties
-        return Ranked(rows[order], values[order])
+        return Ranked(*self.index.bm25.top(tokens, n))
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid") -> list[Hit]:
         """The top `k` chunks for `query` by `mode` (hybrid, dense or bm25)."""
@@ -142,7 +115,8 @@ class Retriever:
         else:
             ranked = dense if mode == "dense" else bm25
             scored = list(zip(ranked.rows.tolist(), ranked.scores.tolist(), strict=True))
+        chunks = self.index.chunks_by_rows([row for row, _ in scored[:k]])
         return [
-            Hit(self.index.chunks[row], float(score), dense_rank.get(row), bm25_rank.get(row))
-            for row, score in scored[:k]
+            Hit(chunk, float(score), dense_rank.get(row), bm25_rank.get(row))
+            for chunk, (row, score) in zip(chunks, scored[:k], strict=True)
         ]

@@ -48,6 +48,9 @@ class Settings:
     milvus_uri: str = ""  # a Milvus Lite folder (default <index_dir>/milvus.db) or http://host:19530
     milvus_token: str = field(default="", repr=False)  # "user:password" or an API key, for a secured server
     milvus_index: str = "FLAT"  # exact search, as FAISS here; HNSW or IVF_FLAT for very large collections
+    # the FAISS index: flat (exact), hnsw or ivf-pq (approximate), or e.g. hnsw@200000 (flat below 200,000 chunks);
+    # "" keeps the index's own, flat for a new one
+    dense_index: str = ""
     # answering
     backend: str = "local"
     llm_model_path: str = ""  # a GGUF file for `local`; empty = the bundled SmolLM2-135M-Instruct
@@ -92,6 +95,10 @@ class Settings:
                               f"got {self.embedding_backend!r}")
         if self.store not in ("", "faiss", "milvus"):
             raise ConfigError(f"store must be faiss or milvus, got {self.store!r}")
+        if self.dense_index:
+            from rag.dense import Choice
+
+            Choice.parse(self.dense_index)
         if not 0 < self.port < 65536:
             raise ConfigError(f"port must be in 1..65535, got {self.port}")
         if self.concurrency < 1 or self.queue_size < 0 or self.max_upload_mb <= 0:
