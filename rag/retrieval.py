@@ -7,6 +7,8 @@ embedding model is the one the index was built with. Answer generation lives els
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +66,7 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.rrf_k = rrf_k
+        self._bm25_threads: ThreadPoolExecutor | None = None
         _one_thread_per_query()
         index.dense  # noqa: B018  (read the dense index now: the first query should not pay for it)
 
@@ -82,6 +85,11 @@ class Retriever:
 
     def __len__(self) -> int:
         return self.index.n_chunks
+
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._bm25_threads is None:
+            self._bm25_threads = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bm25")
+        return self._bm25_threads
 
     def dense(self, query: str, n: int) -> Ranked:
         n = min(n, len(self))
@@ -106,8 +114,13 @@ class Retriever:
         if not query.strip():
             return []
         n = max(k, CANDIDATES)
-        dense = self.dense(query, n) if mode in ("hybrid", "dense") else None
-        bm25 = self.bm25(query, n) if mode in ("hybrid", "bm25") else None
+        if mode == "hybrid":  # BM25 (numpy, SQLite, pread: all release the GIL) beside the embedding and dense search
+            pending = self._threads().submit(self.bm25, query, n)
+            dense = self.dense(query, n)
+            bm25 = pending.result()
+        else:
+            dense = self.dense(query, n) if mode == "dense" else None
+            bm25 = self.bm25(query, n) if mode == "bm25" else None
         dense_rank = {row: r for r, row in enumerate(dense.rows.tolist(), 1)} if dense else {}
         bm25_rank = {row: r for r, row in enumerate(bm25.rows.tolist(), 1)} if bm25 else {}
         if mode == "hybrid":
