@@ -1,4 +1,4 @@
-"""Hybrid retrieval: dense (FAISS inner product on unit vectors) and BM25, fused by reciprocal rank.
+"""Hybrid retrieval: dense (FAISS: exact, hnsw or ivf-pq) and BM25, fused by reciprocal rank.
 
 `Retriever.open(index_dir)` loads a verified index once and serves any number of queries; the
 embedding model is the one the index was built with. Answer generation lives elsewhere.
