@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 index: install
 	$(BIN)/rag index
 
-# ends in the chat page at http://127.0.0.1:7860/ and the OpenAI-compatible API at /v1 (local model)
+# ends in the chat page at http://127.0.0.1:7860/ and the OpenAI-compatible API at /v1 (extractive backend by default)
 run: index
 	$(BIN)/rag search "Does Microsoft keep exclusive rights?" --k 3
 	$(BIN)/rag ask "When were the details disclosed?"

@@ -67,7 +67,7 @@ class Settings(BaseSettings):
     milvus_token: str = secret()  # "user:password" or an API key, for a secured server
     milvus_index: str = "FLAT"  # exact search, as FAISS here; HNSW or IVF_FLAT for very large collections
     # answering
-    backend: Literal[BACKENDS] = "local"
+    backend: Literal[BACKENDS] = "extractive"  # README "Backends": the held-out table that chose it
     llm_model_path: str = ""  # a GGUF file for `local`; empty = the bundled SmolLM2-135M-Instruct
     llm_context: int = Field(4096, ge=1)
     llm_threads: int = Field(2, ge=1)

@@ -59,7 +59,7 @@ def test_from_env_reads_prefixed_and_standard_names_and_ignores_empty_ones() -> 
                                   "RAG_OPENAI_API_KEY": "sk-2", "AZURE_OPENAI_ENDPOINT": "https://az",
                                   "UNRELATED": "x"})
     assert settings.index_dir == Path("/data/idx") and settings.k == 7 and settings.mode == "bm25"
-    assert settings.max_file_mb == 2.5 and settings.backend == "local"  # empty = unset
+    assert settings.max_file_mb == 2.5 and settings.backend == "extractive"  # empty = unset
     assert settings.openai_api_key == "sk-2"  # RAG_ wins over the standard name
     assert settings.azure_endpoint == "https://az"
     assert Settings.from_env({}) == Settings()
