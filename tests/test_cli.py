@@ -92,7 +92,7 @@ def test_help_shows_each_options_variable_and_default() -> None:
     assert " ." not in text and "<bool>" not in text
     text = help_text("ask")
     assert "--grounding / --no-grounding Drop answer sentences the passages do not support. [env var: RAG_GROUNDING; default: grounding]" in text
-    assert "--backend <local|openai|azure|extractive> What writes the answer. [env var: RAG_BACKEND; default: local]" in text
+    assert "--backend <local|openai|azure|extractive> What writes the answer. [env var: RAG_BACKEND; default: extractive]" in text
     assert "--json Print one JSON document for scripts." in text and "<bool>" not in text
     for command in ("index", "remove", "eval", "eval-beir", "serve"):
         assert "<bool>" not in help_text(command), command
