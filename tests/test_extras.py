@@ -9,9 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from rag.cli import app
 from rag.embedding import HashEmbedder
 from rag.errors import MissingDependency, needs_extra
 
