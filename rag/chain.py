@@ -30,6 +30,7 @@ from rag.milvus_store import StoreOptions
 from rag.prompting import IDK, Message, answer_messages, condense_messages
 from rag.retrieval import Retriever
 from rag.settings import Settings
+from rag.text import content_words
 from rag.types import Answer, Citation, Hit
 
 ABSTAIN = "The documents do not say."
@@ -147,6 +148,10 @@ class RAG:
         claims = self.verifier.check(draft, hits) if draft and not draft.lower().startswith(IDK.lower()[:-1]) else []
         if not self.settings.grounding:
             claims = [replace(c, supported=True, dropped="") for c in claims]
+        if self.settings.grounding:  # a claim that only restates the question answers nothing
+            asked = content_words(base["standalone_query"])
+            claims = [replace(c, supported=False) if c.supported and not content_words(c.text) - asked else c
+                      for c in claims]
         kept = list({c.text: c for c in claims if c.supported}.values())  # small models repeat themselves
         removed = tuple(c.text for c in claims if not c.supported) + tuple(c.dropped for c in kept if c.dropped)
         base = {**base, "draft": draft, "removed": removed}

@@ -149,3 +149,10 @@ def test_grounding_off_keeps_the_draft_as_said(retriever, settings) -> None:
     draft = "The details were disclosed on April 27, 2026 [1]. Elon Musk owns all dogs [2]."
     answer = rag_with(retriever, settings, ScriptedBackend(draft), grounding=False).ask("When were the details disclosed?")
     assert "Elon Musk owns all dogs" in answer.text and answer.fallback is None
+
+
+def test_a_claim_that_only_restates_the_question_is_not_an_answer(retriever, settings) -> None:
+    backend = ScriptedBackend("The training workloads are hosted [1].")
+    answer = rag_with(retriever, settings, backend).ask("What hosts the training workloads?")  # no short answer
+    assert answer.fallback == "extractive" and "Azure hosts the training workloads" in answer.text
+    assert answer.removed == ("The training workloads are hosted.",)
