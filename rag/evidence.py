@@ -88,7 +88,8 @@ def answer_candidates(sentence: str, kind: str, question: str) -> list[tuple[int
         text = m.group(0).strip(" ,.;:")
         if not text or (kind == "name" and m.start() == 0 and " " not in text and text.lower() in _common()):
             continue
-        if content_words(text) and content_words(text) <= asked:
+        named = content_words(text)
+        if named and named <= asked:
             continue  # the question already says it
         start = m.start() + m.group(0).index(text)
         spans.append((start, start + len(text)))
