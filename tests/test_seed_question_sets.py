@@ -1,4 +1,6 @@
-"""Checks for the held-out seed question set (eval/seed_questions_heldout.jsonl).
+"""Checks for the reader-written seed question sets: eval/seed_questions_heldout.jsonl (held out: never used
+in fitting) and eval/seed_questions_dev.jsonl (the first held-out set, inspected while building the answer
+step and since moved into the calibration split).
 
 Fast, model-free: validates schema, counts, that support quotes are verbatim
 single-paragraph substrings of the article, that gold answers occur in the
@@ -11,23 +13,23 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-QUESTIONS = ROOT / "eval" / "seed_questions_heldout.jsonl"
+SETS = ("seed_questions_heldout.jsonl", "seed_questions_dev.jsonl")
 ARTICLE_NAME = "openai-microsoft-partnership-2026.txt"
 ARTICLE = ROOT / "seeds" / ARTICLE_NAME
 KEYS = {"id", "question", "answers", "answerable", "support"}
 NGRAM = 8
 
 
-def _load():
+def _load(name):
     rows = []
-    with QUESTIONS.open(encoding="utf-8") as f:
+    with (ROOT / "eval" / name).open(encoding="utf-8") as f:
         for line in f:
             if line.strip():
-                rows.append(json.loads(line))
+                rows.append({**json.loads(line), "_set": name})
     return rows
 
 
-ROWS = _load()
+ROWS = [row for name in SETS for row in _load(name)]
 TEXT = ARTICLE.read_text(encoding="utf-8")
 PARAGRAPHS = [p for p in re.split(r"\n\s*\n", TEXT) if p.strip()]
 
@@ -37,28 +39,31 @@ def _words(s):
 
 
 def _ids(rows):
-    return [r.get("id", "?") for r in rows]
+    return [f'{r["_set"].split("_")[-1].split(".")[0]}-{r.get("id", "?")}' for r in rows]
 
 
-def test_ids_unique_and_well_formed():
-    ids = [r["id"] for r in ROWS]
+@pytest.mark.parametrize("name", SETS)
+def test_ids_unique_and_well_formed(name):
+    ids = [r["id"] for r in ROWS if r["_set"] == name]
     assert len(ids) == len(set(ids))
     assert all(re.fullmatch(r"h\d{2}", i) for i in ids), ids
 
 
 @pytest.mark.parametrize("row", ROWS, ids=_ids(ROWS))
 def test_schema(row):
-    assert set(row) == KEYS
+    assert set(row) - {"_set"} == KEYS
     assert isinstance(row["question"], str) and row["question"].strip().endswith("?")
     assert isinstance(row["answers"], list)
     assert isinstance(row["answerable"], bool)
     assert isinstance(row["support"], list)
 
 
-def test_counts():
-    answerable = [r for r in ROWS if r["answerable"]]
-    unanswerable = [r for r in ROWS if not r["answerable"]]
-    assert len(ROWS) >= 30
+@pytest.mark.parametrize("name", SETS)
+def test_counts(name):
+    rows = [r for r in ROWS if r["_set"] == name]
+    answerable = [r for r in rows if r["answerable"]]
+    unanswerable = [r for r in rows if not r["answerable"]]
+    assert len(rows) >= 30
     assert len(answerable) >= 20
     assert len(unanswerable) >= 10
 
@@ -97,6 +102,6 @@ def test_questions_not_copied_from_article():
         q = _words(row["question"])
         for i in range(len(q) - NGRAM + 1):
             if tuple(q[i:i + NGRAM]) in grams:
-                copied.append((row["id"], " ".join(q[i:i + NGRAM])))
+                copied.append((row["_set"], row["id"], " ".join(q[i:i + NGRAM])))
                 break
     assert not copied, copied
