@@ -12,6 +12,7 @@ from rag.indexer import Indexer
 from rag.server import Running, create_app
 from rag.service import Service
 from rag.settings import Settings
+from ui.app import mount
 from test_browser import BOT, CHROMIUM, FLAGS, SEED, ask
 from test_locations import make_pdf
 
@@ -25,7 +26,7 @@ def served(tmp_path, real_embedder):
     service = Service(settings, real_embedder)
     [added] = service.add_documents([make_pdf(tmp_path / "report.pdf")])
     assert added.status == "added", added.detail
-    running = Running(create_app(settings, service))
+    running = Running(create_app(settings, service, mount))
     yield running.url, settings
     running.stop()
 

@@ -30,10 +30,10 @@ def index_dir(tmp_path_factory, real_embedder):
     return path
 
 
-def start(index_dir, embedder, ui: bool = False, **overrides) -> tuple[Running, Service]:
+def start(index_dir, embedder, **overrides) -> tuple[Running, Service]:
     settings = Settings(index_dir=index_dir, **{"backend": "extractive", **overrides})
     service = Service(settings, embedder)
-    return Running(create_app(settings, service, ui=ui)), service
+    return Running(create_app(settings, service)), service
 
 
 @pytest.fixture(scope="module")
