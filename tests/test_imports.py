@@ -147,3 +147,24 @@ def test_dependencies_run_one_way() -> None:
     upward = sorted((a, b) for a, targets in graph.items() for b in targets
                     if (a.split(".")[0], b.split(".")[0]) in {("rag", "ui"), ("rag", "eval"), ("ui", "eval")})
     assert upward == []
+
+
+def test_rag_reexports_lazily_what_type_checkers_see() -> None:
+    """`rag/__init__.py` names each public name three times (a TYPE_CHECKING import, `__all__`, the lazy table):
+    the three agree, every name loads, and `import rag` itself imports none of the modules."""
+    import subprocess
+    import sys
+    from importlib import import_module
+
+    import rag
+
+    tree = ast.parse((ROOT / "rag" / "__init__.py").read_text(encoding="utf-8"))
+    [block] = [n for n in tree.body if isinstance(n, ast.If) and getattr(n.test, "id", "") == "TYPE_CHECKING"]
+    seen = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert seen == rag._EXPORTS
+    assert sorted(rag.__all__) == sorted(seen) and len(rag.__all__) == len(seen)
+    for name, module in seen.items():
+        assert getattr(rag, name) is getattr(import_module(module), name)
+    code = "import sys; before = set(sys.modules); import rag; print(sorted(set(sys.modules) - before))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out == "['rag']\n"  # not even typing
