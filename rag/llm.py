@@ -150,7 +150,8 @@ class _LangChainChatBackend:
         except openai.AuthenticationError:
             raise BackendError(f"{self.name}: the endpoint {self.endpoint} rejected the API key") from None
         except openai.NotFoundError:
-            raise BackendError(f"{self.name}: model or deployment {self.model!r} not found at {self.endpoint}") from None
+            raise BackendError(f"{self.name}: model or deployment {self.model!r} not found at {self.endpoint}") \
+                from None
         except openai.RateLimitError:
             raise BackendError(f"{self.name}: rate limited by {self.endpoint} (429); retry later") from None
         except openai.APITimeoutError:

@@ -1,10 +1,11 @@
 """The HTTP service: one FastAPI app with the Gradio chat at `/` and an OpenAI-compatible API under `/v1`.
 
 `create_app(settings)` serves `POST /v1/chat/completions` (JSON or SSE; the citations ride in an extra
-`citations` field), `GET /v1/models`, `GET /v1/documents`, `DELETE /v1/documents/{id}` and `GET /health`, with optional login (RAG_AUTH) and OpenAI-shaped
-JSON errors. Both the API and the page go through one `rag.service.Service` (cached RAGs, the bounded
-queue: "busy, retry" is HTTP 503 here, uploads). The page is not this module's: a `Page` hook mounts it, and
-`rag serve` takes the one registered under the `rag.pages` entry point (ui/app.py), so rag never imports ui.
+`citations` field), `GET /v1/models`, `GET /v1/documents`, `DELETE /v1/documents/{id}` and `GET /health`, with
+optional login (RAG_AUTH) and OpenAI-shaped JSON errors. Both the API and the page go through one
+`rag.service.Service` (cached RAGs, the bounded queue: "busy, retry" is HTTP 503 here, uploads). The page is not
+this module's: a `Page` hook mounts it, and `rag serve` takes the one registered under the `rag.pages` entry point
+(ui/app.py), so rag never imports ui.
 """
 
 from __future__ import annotations

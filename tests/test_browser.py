@@ -76,7 +76,8 @@ def test_ask_in_the_browser_and_read_the_sources(url, page: Page, tmp_path) -> N
 
     ask(page, "Who hosts the training and deployment workloads?", 1)
     expect(page.locator(BOT).nth(1)).to_contain_text("Azure")
-    expect(page.locator("#sources .rag-source > .text > mark").first).to_contain_text("hosting key training and deployment workloads")
+    expect(page.locator("#sources .rag-source > .text > mark").first).to_contain_text(
+        "hosting key training and deployment workloads")
     expect(page.locator("#sources .rag-short mark.short")).to_have_text("Azure")  # the short answer, highlighted
     shot = tmp_path / "chat.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -12,9 +12,9 @@ from rag.indexer import Indexer
 from rag.server import Running, create_app
 from rag.service import Service
 from rag.settings import Settings
-from ui.app import mount
 from test_browser import BOT, CHROMIUM, FLAGS, SEED, ask
 from test_locations import make_pdf
+from ui.app import mount
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,8 @@ from rag.errors import MissingDependency, needs_extra
 
 
 def expected(module: str, extra: str) -> str:
-    return f"{module} is not installed; it comes with the `{extra}` extra: install it with `pip install -e '.[{extra}]'`"
+    return (f"{module} is not installed; it comes with the `{extra}` extra: "
+            f"install it with `pip install -e '.[{extra}]'`")
 
 
 def hide(monkeypatch, *modules: str) -> None:

@@ -76,7 +76,8 @@ def sources_html(answer: Answer) -> str:
             f'confidence {answer.confidence:.2f}{fallback} · {answer.timings.get("total", 0):.1f} s</div>')
     short = ""
     if answer.short and not answer.abstained:
-        short = f'<div class="rag-short">Short answer: <mark class="short">{html.escape(answer.short.quote)}</mark></div>'
+        quote = html.escape(answer.short.quote)
+        short = f'<div class="rag-short">Short answer: <mark class="short">{quote}</mark></div>'
 
     if answer.abstained:
         head = ('<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
@@ -234,7 +235,9 @@ def build_ui(service: Service) -> gr.Blocks:
             return
         yield from respond(chat[last]["content"], chat[:last], backend, k, mode, grounding, only)
 
-    def add_documents(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[list[list[str]], str]:
+    # gradio's idiom: a gr.Progress() default asks it for a fresh tracker per event, so nothing is shared
+    def add_documents(files: list[str] | None,
+                      progress: gr.Progress = gr.Progress()) -> tuple[list[list[str]], str]:  # noqa: B008
         if not files:
             raise gr.Error("Choose one or more files first.")
 
