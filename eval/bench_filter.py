@@ -14,6 +14,7 @@ import json
 import random
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def main() -> None:
               "per_source_table_ms": round(load * 1000, 1)}
     for mode in ("dense", "bm25", "hybrid"):
         for name, sources in (("unfiltered", None), ("filtered", [glob])):
-            p50, p95 = timed(lambda q: retriever.search(q, k=5, mode=mode, sources=sources), queries)
+            p50, p95 = timed(partial(retriever.search, k=5, mode=mode, sources=sources), queries)
             result[f"{mode}_{name}_ms"] = [round(p50, 2), round(p95, 2)]
             print(f"{mode:<7} {name:<10} p50 {p50:7.2f} ms  p95 {p95:7.2f} ms")
     hits = retriever.search(queries[0], k=5, sources=[glob])

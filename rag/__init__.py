@@ -1,26 +1,44 @@
 """rag: cited-answer question answering over your documents.
 
-The public names are re-exported lazily, so `import rag` (and `rag --help`) loads no model libraries.
+The public names are re-exported lazily, so `import rag` (and `rag --help`) loads no model libraries; the
+`TYPE_CHECKING` imports below show the same names to type checkers and editors and never run.
 """
 
 from importlib import import_module
 
-_EXPORTS = {
-    "Settings": "rag.settings",
-    "Document": "rag.types", "Chunk": "rag.types", "Hit": "rag.types", "IndexReport": "rag.types",
-    "Skipped": "rag.types",
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers take any such name as True
+if TYPE_CHECKING:
+    from rag.chain import RAG
+    from rag.embedding import HashEmbedder, SentenceTransformerEmbedder, make_embedder
+    from rag.indexer import Indexer
+    from rag.integrations import RagRetriever
+    from rag.retrieval import Retriever
+    from rag.settings import Settings
+    from rag.store import IndexStore
+    from rag.types import Answer, Chunk, Citation, Document, Hit, IndexReport, Skipped
+
+__all__ = [
+    "RAG", "Answer", "Chunk", "Citation", "Document", "HashEmbedder", "Hit", "IndexReport", "IndexStore", "Indexer",
+    "RagRetriever", "Retriever", "SentenceTransformerEmbedder", "Settings", "Skipped", "make_embedder",
+]
+_EXPORTS = {  # name -> the module it is loaded from on first use; the same pairs as the imports above
+    "RAG": "rag.chain",
+    "HashEmbedder": "rag.embedding", "SentenceTransformerEmbedder": "rag.embedding", "make_embedder": "rag.embedding",
     "Indexer": "rag.indexer",
-    "RAG": "rag.chain", "Answer": "rag.types", "Citation": "rag.types",
-    "Retriever": "rag.retrieval",
-    "IndexStore": "rag.store",
     "RagRetriever": "rag.integrations",
-    "make_embedder": "rag.embedding", "HashEmbedder": "rag.embedding",
-    "SentenceTransformerEmbedder": "rag.embedding",
+    "Retriever": "rag.retrieval",
+    "Settings": "rag.settings",
+    "IndexStore": "rag.store",
+    "Answer": "rag.types", "Chunk": "rag.types", "Citation": "rag.types", "Document": "rag.types", "Hit": "rag.types",
+    "IndexReport": "rag.types", "Skipped": "rag.types",
 }
-__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str):
     if name in _EXPORTS:
         return getattr(import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'rag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -22,6 +22,8 @@ from rag.milvus_store import StoreOptions
 from rag.retrieval import Retriever
 from rag.settings import Settings
 
+__all__ = ["BeirData", "load_beir", "mirror_corpus", "document_run", "score", "evaluate_beir"]
+
 DEPTH = 100  # documents ranked per query (recall@100)
 
 
@@ -72,7 +74,9 @@ def mirror_corpus(data: BeirData, target: Path) -> Path:
 
 
 def _safe(doc_id: str) -> str:
-    return doc_id if doc_id.replace("-", "").replace("_", "").isalnum() else hashlib.sha256(doc_id.encode()).hexdigest()[:24]
+    if doc_id.replace("-", "").replace("_", "").isalnum():
+        return doc_id
+    return hashlib.sha256(doc_id.encode()).hexdigest()[:24]
 
 
 def document_run(retriever: Retriever, queries: dict[str, str], mode: str, depth: int = DEPTH,
@@ -106,8 +110,9 @@ def evaluate_beir(folder: Path, settings: Settings, embedder: Embedder, modes: l
     """Index (or reuse) the corpus, run every judged query in each mode, and score the runs."""
     data = load_beir(folder, split)
     backend = getattr(embedder, "backend", "torch")
-    key = hashlib.sha256(f"{folder.resolve()}|{embedder.name}|{whole_docs}|{settings.chunk_size}|"
-                         f"{settings.chunk_overlap}{'' if backend == 'torch' else '|' + backend}".encode()).hexdigest()[:10]
+    spec = (f"{folder.resolve()}|{embedder.name}|{whole_docs}|{settings.chunk_size}|"
+            f"{settings.chunk_overlap}{'' if backend == 'torch' else '|' + backend}")
+    key = hashlib.sha256(spec.encode()).hexdigest()[:10]
     cache = cache or Path("eval/.cache")
     root = cache / f"beir-{folder.name}-{key}"
     corpus_dir = mirror_corpus(data, root / "corpus")
@@ -132,6 +137,7 @@ def evaluate_beir(folder: Path, settings: Settings, embedder: Embedder, modes: l
         "chunks": report.chunks_total, "chunks_embedded": report.chunks_embedded,
         "index_seconds": round(index_seconds, 1), "whole_docs": whole_docs,
         "embedding_model": embedder.name, "embedding_backend": backend,
-        "chunking": "whole documents" if whole_docs else f"{settings.chunk_size} tokens, overlap {settings.chunk_overlap}",
+        "chunking": ("whole documents" if whole_docs
+                     else f"{settings.chunk_size} tokens, overlap {settings.chunk_overlap}"),
         "modes": results,
     }

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from rag.store import LoadedIndex
 
+__all__ = ["DocumentInfo", "list_documents"]
+
 
 @dataclass(frozen=True)
 class DocumentInfo:

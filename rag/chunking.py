@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from rag.text import Span, paragraphs, sentences
 from rag.types import Chunk, Document
 
+__all__ = ["Chunker"]
+
 TokenOffsets = Callable[[Sequence[str]], list[list[tuple[int, int]]]]
 
 

@@ -16,6 +16,8 @@ import numpy as np
 from rag.embedding import Embedder, make_embedder
 from rag.errors import ConfigError, RagError, needs_extra
 
+__all__ = ["RayEmbedder"]
+
 LOCAL = "local"
 
 

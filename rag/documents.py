@@ -19,6 +19,8 @@ from pathlib import Path
 from rag.errors import DocumentError
 from rag.types import Document, Skipped
 
+__all__ = ["SUPPORTED_SUFFIXES", "SourceFile", "discover", "load", "normalize_text"]
+
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}
 SUPPORTED_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}

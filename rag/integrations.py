@@ -17,6 +17,8 @@ from langchain_core.runnables import Runnable, RunnableConfig
 
 from rag.types import Hit
 
+__all__ = ["AnswerRunnable", "RagRetriever"]
+
 
 def hit_to_langchain(hit: Hit) -> LCDocument:
     meta = hit.to_dict()

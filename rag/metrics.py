@@ -16,6 +16,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+__all__ = [
+    "recall_at_k", "mrr_at_k", "ndcg_at_k", "mean_over_queries", "spans_overlap", "normalize_answer", "exact_match",
+    "token_f1", "contains_answer", "percentile", "risk_coverage", "area_under_risk_coverage", "accuracy_at_coverage",
+    "expected_calibration_error",
+]
+
 RetrievalMetric = Callable[[Sequence[str], Mapping[str, int], int], float]
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 
 from rag.types import Hit
 
+__all__ = ["IDK", "Message", "answer_messages", "condense_messages", "delimiters"]
+
 Message = dict[str, str]
 
 IDK = "I don't know."

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+__all__ = ["render_html", "write_report"]
+
 COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2"]
 BAR_METRICS = [("retrieval", "recall@k"), ("retrieval", "mrr@10"), ("retrieval", "ndcg@10"),
                ("answer", "token_f1"), ("answer", "contains_answer"), ("citations", "precision"),

@@ -1,9 +1,11 @@
 """The HTTP service: one FastAPI app with the Gradio chat at `/` and an OpenAI-compatible API under `/v1`.
 
 `create_app(settings)` serves `POST /v1/chat/completions` (JSON or SSE; the citations ride in an extra
-`citations` field), `GET /v1/models`, `GET /v1/documents`, `DELETE /v1/documents/{id}` and `GET /health`, with optional login (RAG_AUTH) and OpenAI-shaped
-JSON errors. Both the API and the page go through one `rag.service.Service` (cached RAGs, the bounded
-queue: "busy, retry" is HTTP 503 here, uploads). The page is ui/app.py; answering is the library's.
+`citations` field), `GET /v1/models`, `GET /v1/documents`, `DELETE /v1/documents/{id}` and `GET /health`, with
+optional login (RAG_AUTH) and OpenAI-shaped JSON errors. Both the API and the page go through one
+`rag.service.Service` (cached RAGs, the bounded queue: "busy, retry" is HTTP 503 here, uploads). The page is not
+this module's: a `Page` hook mounts it, and `rag serve` takes the one registered under the `rag.pages` entry point
+(ui/app.py), so rag never imports ui.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import secrets
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -38,7 +39,11 @@ from rag.service import Busy, LastDocument, NotRemovable, Service, Ticket, Unkno
 from rag.settings import BACKENDS, Settings
 from rag.types import Answer
 
+__all__ = ["PAGES", "Page", "Running", "create_app", "installed_page", "load_credentials", "serve"]
+
 log = logging.getLogger(__name__)
+PAGES = "rag.pages"  # the entry-point group of pages `rag serve` mounts at `/` (pyproject.toml registers ui's)
+Page = Callable[[FastAPI, Service, list[tuple[str, str]]], None]  # mounts a page on the app: (app, service, logins)
 MAX_BODY_BYTES = 1024 * 1024  # an API request is a conversation, not a document
 _DONE = object()
 
@@ -245,8 +250,8 @@ class _BodyLimit:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings, service: Service | None = None, ui: bool = True) -> FastAPI:
-    """The whole service as one ASGI app: the chat page at `/`, the API under `/v1`, `/health`."""
+def create_app(settings: Settings, service: Service | None = None, page: Page | None = None) -> FastAPI:
+    """The whole service as one ASGI app: the API under `/v1`, `/health`, and `page` (the chat page) at `/`."""
     service = service or Service(settings)
     credentials = load_credentials(settings.auth)
     app = FastAPI(title="rag", docs_url=None, redoc_url=None, openapi_url="/v1/openapi.json")
@@ -339,29 +344,20 @@ def create_app(settings: Settings, service: Service | None = None, ui: bool = Tr
 
         return _completion(body.model, await run_in_threadpool(answer))
 
-    if ui:
-        _mount_ui(app, service, credentials)
+    if page is not None:
+        page(app, service, credentials)
     return app
 
 
-def _mount_ui(app: FastAPI, service: Service, credentials: list[tuple[str, str]]) -> None:
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no version check
-    with needs_extra("ui"):
-        import gradio as gr
+def installed_page(name: str = "chat") -> Page:
+    """The page registered as `name` under the `rag.pages` entry point: ui/app.py's `mount` for "chat". Loading
+    it imports gradio, so a missing `ui` extra fails here."""
+    from importlib.metadata import entry_points
 
-    from ui.app import CSS, build_ui
-
-    settings = service.settings
-    demo = build_ui(service)
-    # Gradio counts only events not yet started, and refuses everything at max_size=0
-    demo.queue(max_size=max(1, settings.queue_size), default_concurrency_limit=settings.concurrency)
-    gr.mount_gradio_app(
-        app, demo, path="/", server_name=settings.host, server_port=settings.port,
-        auth=credentials or None, auth_message="Sign in with the credentials in RAG_AUTH.",
-        allowed_paths=[], blocked_paths=[str(Path(settings.index_dir).resolve())],
-        max_file_size=int(settings.max_upload_mb * 1024 * 1024), enable_monitoring=False, ssr_mode=False,
-        mcp_server=False, run_history=False, footer_links=["api", "gradio", "settings"], css=CSS,
-    )
+    for entry in entry_points(group=PAGES, name=name):
+        return entry.load()
+    raise ConfigError(f"no {name!r} page is registered under the {PAGES!r} entry point: "
+                      "reinstall the package with `pip install -e '.[ui]'`")
 
 
 # -- running ----------------------------------------------------------------------------------------------
@@ -398,14 +394,13 @@ class Running:
 
 def serve(settings: Settings) -> None:
     """`rag serve`: check the extras and the index and load the models, then serve until interrupted."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    with needs_extra("ui"):  # before the models load: a missing extra fails in a second, not after a minute
-        import gradio  # noqa: F401
+    page = installed_page()  # before the models load: a missing extra fails in a second, not after a minute
+    with needs_extra("ui"):
         import uvicorn
 
     service = Service(settings)
     service.warm()
-    app = create_app(settings, service)
+    app = create_app(settings, service, page)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.auth:
         print(f"warning: serving on {settings.host} without RAG_AUTH: anyone who can reach it can use it")
     info = service.index_info()

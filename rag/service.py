@@ -21,13 +21,15 @@ from rag.catalog import DocumentInfo, list_documents
 from rag.chain import RAG
 from rag.documents import SUPPORTED_SUFFIXES
 from rag.embedding import Embedder, embedder_for
-from rag.milvus_store import StoreOptions
 from rag.errors import IndexMissing, RagError
 from rag.indexer import Indexer, source_key
 from rag.llm import Backend, make_backend
+from rag.milvus_store import StoreOptions
 from rag.retrieval import Retriever
 from rag.settings import BACKENDS, Settings
 from rag.store import IndexStore
+
+__all__ = ["Busy", "LastDocument", "Limiter", "NotRemovable", "Service", "Ticket", "UnknownDocument", "UploadResult"]
 
 
 class Busy(RagError):

@@ -9,6 +9,11 @@ import bisect
 import hashlib
 from dataclasses import asdict, dataclass, field
 
+__all__ = [
+    "content_hash", "Location", "Document", "Chunk", "Hit", "Skipped", "IndexReport", "RemoveReport", "Citation",
+    "Answer",
+]
+
 
 def content_hash(*parts: str, length: int = 16) -> str:
     """A short, stable sha256 hex id of the given strings (joined with NUL)."""

@@ -51,7 +51,8 @@ def write_beir(root: Path, docs_per_topic: int = 12, seed: int = 7) -> Path:
     (root / "qrels").mkdir(parents=True)
     (root / "corpus.jsonl").write_text("\n".join(json.dumps(c) for c in corpus))
     (root / "queries.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
-    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "\n".join(f"{q}\t{d}\t{s}" for q, d, s in qrels))
+    rows = "\n".join(f"{q}\t{d}\t{s}" for q, d, s in qrels)
+    (root / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
     return root
 
 

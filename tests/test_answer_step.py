@@ -79,7 +79,8 @@ def test_extractive_answer_is_the_best_sentence_with_the_short_answer_as_a_docum
     assert answer.text.startswith("The details were disclosed on April 27, 2026, in a joint statement. [")
     doc = next(d for d in retriever.index.documents if d.source == "deal.txt")
     assert answer.short.quote == "April 27, 2026" == doc.text[answer.short.char_start:answer.short.char_end]
-    assert [c.quote for c in answer.citations] == ["The details were disclosed on April 27, 2026, in a joint statement."]
+    assert [c.quote for c in answer.citations] == [
+        "The details were disclosed on April 27, 2026, in a joint statement."]
     assert 0.3 <= answer.confidence <= 1.0
     assert answer.to_dict()["short"]["quote"] == "April 27, 2026" and answer.to_dict()["confidence"] > 0.3
 
@@ -117,7 +118,8 @@ def test_no_surviving_claim_falls_back_to_the_extractive_answer(retriever, setti
     answer = rag_with(retriever, settings, backend).ask("When were the details disclosed?")
     assert answer.fallback == "extractive" and answer.to_dict()["fallback"] == "extractive"
     assert answer.text == extractive.text and answer.citations == extractive.citations
-    assert answer.draft.startswith("Elon Musk") and answer.removed == ("Elon Musk bought Contoso for 42 billion dollars.",)
+    assert answer.draft.startswith("Elon Musk")
+    assert answer.removed == ("Elon Musk bought Contoso for 42 billion dollars.",)
     assert answer.backend == "scripted"
 
 
@@ -147,7 +149,8 @@ def test_until_repeated_passes_text_through_until_a_clause_repeats() -> None:
 
 def test_grounding_off_keeps_the_draft_as_said(retriever, settings) -> None:
     draft = "The details were disclosed on April 27, 2026 [1]. Elon Musk owns all dogs [2]."
-    answer = rag_with(retriever, settings, ScriptedBackend(draft), grounding=False).ask("When were the details disclosed?")
+    rag = rag_with(retriever, settings, ScriptedBackend(draft), grounding=False)
+    answer = rag.ask("When were the details disclosed?")
     assert "Elon Musk owns all dogs" in answer.text and answer.fallback is None
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from ranx import Qrels, Run, evaluate
 from typer.testing import CliRunner
 
@@ -55,5 +53,6 @@ def test_cli_rejects_a_folder_that_is_not_beir_and_says_where_scifact_goes(tmp_p
     result = CliRunner().invoke(app, ["eval-beir", str(tmp_path)], env={"RAG_EMBEDDING_MODEL": "hash"})
     assert result.exit_code == 2 and f"{tmp_path} is not a BEIR folder" in result.stderr
     result = CliRunner().invoke(app, ["eval-beir", str(tmp_path / "scifact")], env={"RAG_EMBEDDING_MODEL": "hash"})
-    assert result.exit_code == 2 and result.stderr.startswith(f"error: {tmp_path / 'scifact'} does not exist. For SciFact")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {tmp_path / 'scifact'} does not exist. For SciFact")
     assert "../shared/data/scifact" in result.stderr and "RAG_BENCH_DATA" in result.stderr

@@ -34,7 +34,8 @@ def test_synthetic_index_repeats_chunks_with_fresh_ids(corpus, settings) -> None
     data = _bench_module().synthetic_index(real.chunks, real.documents, real.vectors(), 11)
     assert len(data.chunks) == len(data.vectors) == 11
     assert len({c.id for c in data.chunks}) == 11  # perturbed ids: no collisions
-    assert data.chunks[:len(real.chunks)] == real.chunks and np.array_equal(data.vectors[:len(real.chunks)], real.vectors())
+    assert data.chunks[:len(real.chunks)] == real.chunks
+    assert np.array_equal(data.vectors[:len(real.chunks)], real.vectors())
     assert np.allclose(np.linalg.norm(data.vectors, axis=1), 1.0, atol=1e-5)
     docs = {d.id: d for d in data.documents}
     assert all(docs[c.doc_id].text[c.start:c.end] == c.text for c in data.chunks)  # spans still exact

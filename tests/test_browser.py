@@ -14,6 +14,7 @@ from rag.indexer import Indexer
 from rag.server import Running, create_app
 from rag.service import Service
 from rag.settings import Settings
+from ui.app import mount
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; `.ci/run` installs it (playwright cannot download here)
@@ -28,7 +29,7 @@ def url(tmp_path_factory, real_embedder):
     index_dir = tmp_path_factory.mktemp("browser") / "index"
     Indexer(Settings(index_dir=index_dir), real_embedder).index([SEEDS])
     settings = Settings(index_dir=index_dir, backend="extractive", k=3, max_tokens=64)
-    running = Running(create_app(settings, Service(settings, real_embedder)))
+    running = Running(create_app(settings, Service(settings, real_embedder), mount))
     yield running.url
     running.stop()
 
@@ -75,7 +76,8 @@ def test_ask_in_the_browser_and_read_the_sources(url, page: Page, tmp_path) -> N
 
     ask(page, "Who hosts the training and deployment workloads?", 1)
     expect(page.locator(BOT).nth(1)).to_contain_text("Azure")
-    expect(page.locator("#sources .rag-source > .text > mark").first).to_contain_text("hosting key training and deployment workloads")
+    expect(page.locator("#sources .rag-source > .text > mark").first).to_contain_text(
+        "hosting key training and deployment workloads")
     expect(page.locator("#sources .rag-short mark.short")).to_have_text("Azure")  # the short answer, highlighted
     shot = tmp_path / "chat.png"
     page.screenshot(path=str(shot), full_page=True)

@@ -14,6 +14,7 @@ from rag.service import Service
 from rag.settings import Settings
 from test_browser import BOT, CHROMIUM, FLAGS, SEED, ask
 from test_locations import make_pdf
+from ui.app import mount
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def served(tmp_path, real_embedder):
     service = Service(settings, real_embedder)
     [added] = service.add_documents([make_pdf(tmp_path / "report.pdf")])
     assert added.status == "added", added.detail
-    running = Running(create_app(settings, service))
+    running = Running(create_app(settings, service, mount))
     yield running.url, settings
     running.stop()
 

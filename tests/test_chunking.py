@@ -6,9 +6,9 @@ import pytest
 
 from conftest import ARTICLE
 from rag.chunking import Chunker
-from rag.text import paragraphs, sentences
 from rag.documents import normalize_text
 from rag.embedding import HashEmbedder
+from rag.text import paragraphs, sentences
 from rag.types import Document
 
 WORDS = HashEmbedder().token_offsets  # one token per whitespace-separated word

@@ -8,7 +8,8 @@ from rag.evidence import is_instruction
 from rag.text import content_words
 from rag.types import Chunk, Document, Hit
 
-DOC = Document.create("a.txt", "A", "Azure hosts the training workloads. Microsoft keeps priority access to new models.")
+DOC = Document.create("a.txt", "A",
+                      "Azure hosts the training workloads. Microsoft keeps priority access to new models.")
 
 
 def hits() -> list[Hit]:

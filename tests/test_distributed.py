@@ -14,7 +14,6 @@ from rag.settings import Settings
 from rag.store import IndexStore
 
 
-
 def test_ray_flag_takes_an_optional_address() -> None:
     from rag.cli import _optional_ray_address
 

@@ -342,7 +342,8 @@ def test_load_malformed_pdf_is_refused(tmp_path: Path) -> None:
 
 
 def test_load_docx_paragraphs_and_core_title(tmp_path: Path) -> None:
-    path = make_docx(tmp_path / "report.docx", ["First paragraph.", "", "Second\xa0paragraph. "], title="Quarterly Report")
+    path = make_docx(tmp_path / "report.docx", ["First paragraph.", "", "Second\xa0paragraph. "],
+                     title="Quarterly Report")
     doc = load_file(path)
     assert doc.title == "Quarterly Report"
     assert doc.text == "First paragraph.\n\nSecond paragraph."

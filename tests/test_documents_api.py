@@ -29,7 +29,7 @@ def server(tmp_path):
         service = Service(settings, embedder)
         [added] = service.add_documents([make_pdf(tmp_path / "report.pdf")])
         assert added.status == "added", added.detail
-        running = Running(create_app(settings, service, ui=False))
+        running = Running(create_app(settings, service))
         started.append(running)
         return running.url, service
 

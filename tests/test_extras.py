@@ -15,7 +15,8 @@ from rag.errors import MissingDependency, needs_extra
 
 
 def expected(module: str, extra: str) -> str:
-    return f"{module} is not installed; it comes with the `{extra}` extra: install it with `pip install -e '.[{extra}]'`"
+    return (f"{module} is not installed; it comes with the `{extra}` extra: "
+            f"install it with `pip install -e '.[{extra}]'`")
 
 
 def hide(monkeypatch, *modules: str) -> None:
@@ -53,6 +54,16 @@ def test_rag_serve_without_the_ui_extra_is_one_line_and_exit_1(settings, hidden)
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr == f"error: {expected(hidden, 'ui')}\n"
+
+
+def test_a_missing_page_registration_says_to_reinstall() -> None:
+    from rag.errors import ConfigError
+    from rag.server import installed_page
+
+    with pytest.raises(ConfigError) as caught:
+        installed_page("no-such-page")
+    assert str(caught.value) == ("no 'no-such-page' page is registered under the 'rag.pages' entry point: "
+                                 "reinstall the package with `pip install -e '.[ui]'`")
 
 
 def test_local_backend_needs_the_local_extra(monkeypatch) -> None:

@@ -10,8 +10,8 @@ from rag.embedding import HashEmbedder, compatible_backends
 from rag.errors import IndexMismatch
 from rag.indexer import Indexer
 from rag.retrieval import Retriever
-from rag.text import bm25_tokens, query_tokens
 from rag.store import IndexStore
+from rag.text import bm25_tokens, query_tokens
 
 QUERIES = ["Does Microsoft keep exclusive rights?", "", "a", "The THE the of", "running runs ran runner",
            "Héllo wörld ÉCOLE naïve café", "don't won't U.S.A. 3.5% co-operation", "日本語 テキスト",

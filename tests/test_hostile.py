@@ -44,7 +44,8 @@ def test_empty_question_abstains_without_searching(rag: RAG) -> None:
 
 
 def test_hostile_corpus_skips_each_bad_file_with_a_reason(tmp_path, settings, hash_embedder) -> None:
-    corpus = write_corpus(tmp_path / "corpus", {"good.txt": "Good text about rivers.", "naïve 文件 ü.md": "Unicode name ok."})
+    corpus = write_corpus(tmp_path / "corpus",
+                          {"good.txt": "Good text about rivers.", "naïve 文件 ü.md": "Unicode name ok."})
     outside = tmp_path / "secret.txt"
     outside.write_text("TOP SECRET outside the corpus")
     (corpus / "link.txt").symlink_to(outside)
@@ -84,7 +85,8 @@ def test_planted_key_never_reaches_logs_errors_or_output(corpus, settings, hash_
     env = {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_EMBEDDING_MODEL": "hash", "OPENAI_API_KEY": KEY,
            "OPENAI_BASE_URL": "http://127.0.0.1:9/v1", "RAG_MAX_RETRIES": "0", "RAG_TIMEOUT": "2",
            "RAG_MIN_CONFIDENCE": "0"}
-    for args in (["ask", "Do dogs bark?", "--backend", "openai"], ["ask", "Do dogs bark?", "--backend", "openai", "--json"]):
+    ask = ["ask", "Do dogs bark?", "--backend", "openai"]
+    for args in (ask, [*ask, "--json"]):
         result = CliRunner().invoke(app, args, env=env)
         assert result.exit_code == 1 and "cannot reach" in result.stderr
         assert KEY not in result.stdout + result.stderr

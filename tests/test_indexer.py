@@ -116,7 +116,8 @@ def test_model_change_needs_rebuild(corpus, settings, hash_embedder) -> None:
         Indexer(settings, other).index([corpus])
     report = Indexer(settings, other).index([corpus], rebuild=True)
     assert report.chunks_embedded == 4
-    assert IndexStore(settings.index_dir).load().manifest["embedding"] == {"model": "hash-32", "dim": 32, "backend": "hash"}
+    manifest = IndexStore(settings.index_dir).load().manifest
+    assert manifest["embedding"] == {"model": "hash-32", "dim": 32, "backend": "hash"}
 
 
 def test_whole_documents_makes_one_chunk_per_file(corpus, settings, hash_embedder) -> None:

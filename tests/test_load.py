@@ -65,7 +65,8 @@ def test_twenty_clients_for_a_minute(tmp_path) -> None:
                 i += 1
                 try:
                     if n % 2:
-                        reply = client.chat.completions.create(model="rag", messages=[{"role": "user", "content": question}])
+                        messages = [{"role": "user", "content": question}]
+                        reply = client.chat.completions.create(model="rag", messages=messages)
                         assert reply.choices[0].message.content
                     else:
                         chunks = list(client.chat.completions.create(
@@ -73,8 +74,8 @@ def test_twenty_clients_for_a_minute(tmp_path) -> None:
                         assert chunks
                     record("api", "ok", started)
                 except openai.APIStatusError as exc:
-                    record("api", "busy" if exc.status_code == 503 and "busy" in str(exc) else f"http {exc.status_code}",
-                           started)
+                    busy = exc.status_code == 503 and "busy" in str(exc)
+                    record("api", "busy" if busy else f"http {exc.status_code}", started)
                     time.sleep(0.2)
 
         def ui_client(n: int) -> None:

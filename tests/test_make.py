@@ -22,6 +22,7 @@ def test_make_test_installs_chromium_for_the_browser_tests_or_says_how() -> None
     assert "test -x /usr/bin/chromium" in plan and "apt-get install -y -qq chromium" in plan
     assert "install it with: sudo apt-get install chromium" in plan
     assert plan.index("chromium") < plan.index("-m pytest")  # before the tests run
+    assert plan.index("/ruff check .") < plan.index("-m pytest")  # the lint first: it takes a second
     present = make("browser", "CHROMIUM=/bin/sh")  # already there: nothing to do
     assert present.returncode == 0 and present.stdout == present.stderr == ""
 

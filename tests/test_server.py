@@ -30,10 +30,10 @@ def index_dir(tmp_path_factory, real_embedder):
     return path
 
 
-def start(index_dir, embedder, ui: bool = False, **overrides) -> tuple[Running, Service]:
+def start(index_dir, embedder, **overrides) -> tuple[Running, Service]:
     settings = Settings(index_dir=index_dir, **{"backend": "extractive", **overrides})
     service = Service(settings, embedder)
-    return Running(create_app(settings, service, ui=ui)), service
+    return Running(create_app(settings, service)), service
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +197,7 @@ def test_local_model_through_the_server_with_a_one_answer_queue(index_dir, real_
     running, service = start(index_dir, real_embedder, backend="local", concurrency=1, queue_size=1, k=2,
                              max_tokens=48)
     api = client(running.url)
-    ask = dict(model="rag", messages=[{"role": "user", "content": "What right to OpenAI's most advanced systems does Microsoft no longer hold?"}])
+    ask = dict(model="rag", messages=[{"role": "user", "content": QUESTION}])
     results: dict[str, object] = {}
 
     def streamed() -> None:

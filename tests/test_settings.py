@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from rag.errors import ConfigError
 from rag.settings import BACKENDS, MODES, Settings
@@ -72,7 +73,7 @@ def test_settings_are_frozen_hashable_values_and_overrides_skip_none() -> None:
     assert a.with_overrides(k=None, mode=None) is a
     c = a.with_overrides(k=3, mode="dense")
     assert (c.k, c.mode, c.chunk_size, a.k) == (3, "dense", 16, 5)
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError, match="frozen"):
         a.k = 9  # type: ignore[misc]
     assert a.uploads == Path("i/uploads") and a.with_overrides(upload_dir="/up").uploads == Path("/up")
 

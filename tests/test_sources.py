@@ -107,7 +107,8 @@ def test_rag_remove_drops_a_source_without_embedding_anything(project) -> None:
     calls = embedder.calls
     report = Indexer(settings, embedder).remove(["notes"])
     assert embedder.calls == calls  # nothing re-embedded
-    assert (report.sources_removed, report.files_removed, report.chunks_removed) == (["notes"], ["birds.txt", "deep/owls.txt"], 2)
+    removed = (report.sources_removed, report.files_removed, report.chunks_removed)
+    assert removed == (["notes"], ["birds.txt", "deep/owls.txt"], 2)
     assert (report.files_total, report.chunks_total, report.sources) == (2, 2, ["seeds"])
     after = IndexStore("index").load()
     assert after.manifest["sources"] == ["seeds"] and sorted(after.manifest["files"]) == ["cats.txt", "dogs.md"]
@@ -148,7 +149,8 @@ def test_rag_remove_never_leaves_an_empty_index(project) -> None:
     version = IndexStore("index").current()
     result = runner.invoke(app, ["remove", "seeds"], env=ENV)
     assert result.exit_code == 1
-    assert result.stderr == "error: removing seeds would leave the index at index empty: delete that folder to start over\n"
+    assert result.stderr == ("error: removing seeds would leave the index at index empty: "
+                             "delete that folder to start over\n")
     assert IndexStore("index").current() == version
 
 

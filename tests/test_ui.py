@@ -16,6 +16,7 @@ from rag.server import Running, create_app
 from rag.service import Service
 from rag.settings import Settings
 from rag.store import IndexStore
+from ui.app import mount
 
 pytestmark = pytest.mark.integration
 QUESTION = "What right to OpenAI's most advanced systems does Microsoft no longer hold?"
@@ -31,7 +32,7 @@ def build_index(path, embedder):
 def start(index_dir, embedder, **overrides) -> tuple[Running, Service]:
     settings = Settings(index_dir=index_dir, **{"backend": "extractive", **overrides})
     service = Service(settings, embedder)
-    return Running(create_app(settings, service)), service
+    return Running(create_app(settings, service, mount)), service
 
 
 @pytest.fixture(scope="module")
@@ -195,3 +196,9 @@ def test_sources_highlight_the_short_answer_inside_the_cited_sentence() -> None:
     assert "Short answer:" in page and "confidence 0.80" in page
     assert page.count("<mark>") == 1  # the cited sentence, the short answer marked inside it
     assert '<mark>The deal was disclosed on <mark class="short">April 27, 2026</mark>, in public.</mark>' in page
+
+
+def test_rag_serve_mounts_the_page_the_package_registers() -> None:
+    from rag.server import installed_page
+
+    assert installed_page() is mount  # pyproject.toml's `rag.pages` entry point: rag itself never names ui

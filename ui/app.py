@@ -4,8 +4,8 @@ A question streams the model's draft into the chat, then shows the grounded answ
 beside it, each cited passage with its file, page or section, and the cited span highlighted. A selector
 restricts a question to some documents; the Documents panel lists what is indexed and removes uploads after a
 confirmation. Settings choose the backend, top-k, retrieval mode and grounding; uploads and removals go
-through the service to the incremental indexer. Serving,
-the queue, auth and upload limits are configured by `rag.server.create_app`.
+through the service to the incremental indexer. `mount` puts the page on the server's app with the queue, auth
+and upload limits of the settings; pyproject.toml registers it as the page `rag serve` mounts (`rag.pages`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import glob
 import html
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import RagError, needs_extra
 
@@ -26,6 +27,11 @@ from rag.documents import SUPPORTED_SUFFIXES
 from rag.service import Busy, Service
 from rag.settings import MODES
 from rag.types import Answer
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["build_ui", "mount", "sources_html"]
 
 EXAMPLES = [
     "When were the details disclosed?",
@@ -70,7 +76,8 @@ def sources_html(answer: Answer) -> str:
             f'confidence {answer.confidence:.2f}{fallback} · {answer.timings.get("total", 0):.1f} s</div>')
     short = ""
     if answer.short and not answer.abstained:
-        short = f'<div class="rag-short">Short answer: <mark class="short">{html.escape(answer.short.quote)}</mark></div>'
+        quote = html.escape(answer.short.quote)
+        short = f'<div class="rag-short">Short answer: <mark class="short">{quote}</mark></div>'
 
     if answer.abstained:
         head = ('<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
@@ -136,7 +143,7 @@ def _marked(text: str, a: int, b: int, offset: int, inner: Sequence[tuple[int, i
 
 
 def build_ui(service: Service) -> gr.Blocks:
-    """The chat page for `service` (mount it with `gr.mount_gradio_app`; `rag.server.create_app` does)."""
+    """The chat page for `service` (`mount` puts it on the server's app)."""
     settings = service.settings
     backends = service.available_backends()
     allowed = sorted(SUPPORTED_SUFFIXES)
@@ -228,7 +235,9 @@ def build_ui(service: Service) -> gr.Blocks:
             return
         yield from respond(chat[last]["content"], chat[:last], backend, k, mode, grounding, only)
 
-    def add_documents(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[list[list[str]], str]:
+    # gradio's idiom: a gr.Progress() default asks it for a fresh tracker per event, so nothing is shared
+    def add_documents(files: list[str] | None,
+                      progress: gr.Progress = gr.Progress()) -> tuple[list[list[str]], str]:  # noqa: B008
         if not files:
             raise gr.Error("Choose one or more files first.")
 
@@ -309,3 +318,19 @@ def build_ui(service: Service) -> gr.Blocks:
                   concurrency_limit=1)
         demo.load(refresh_documents, None, listing, queue=False, api_visibility="private")
     return demo
+
+
+def mount(app: FastAPI, service: Service, credentials: list[tuple[str, str]]) -> None:
+    """Mount the chat page at `/` of the server's app (a `rag.server.Page`), with the login pairs of RAG_AUTH."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no version check
+    settings = service.settings
+    demo = build_ui(service)
+    # Gradio counts only events not yet started, and refuses everything at max_size=0
+    demo.queue(max_size=max(1, settings.queue_size), default_concurrency_limit=settings.concurrency)
+    gr.mount_gradio_app(
+        app, demo, path="/", server_name=settings.host, server_port=settings.port,
+        auth=credentials or None, auth_message="Sign in with the credentials in RAG_AUTH.",
+        allowed_paths=[], blocked_paths=[str(Path(settings.index_dir).resolve())],
+        max_file_size=int(settings.max_upload_mb * 1024 * 1024), enable_monitoring=False, ssr_mode=False,
+        mcp_server=False, run_history=False, footer_links=["api", "gradio", "settings"], css=CSS,
+    )
