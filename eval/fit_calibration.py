@@ -3,8 +3,9 @@
     python eval/fit_calibration.py [--squad ../shared/data/squad2] [--fit-article Normans]
 
 Calibration split: the SQuAD 2.0 questions on ONE article (`--fit-article`, answerable and unanswerable) plus
-eval/seed_questions.jsonl. Never used here, and left for reporting: the other SQuAD article and
-eval/seed_questions_heldout.jsonl. Retrieval runs as users get it (hybrid, k passages) over the whole corpus.
+eval/seed_questions.jsonl and eval/seed_questions_dev.jsonl. Never used here, and left for reporting: the other
+SQuAD article and eval/seed_questions_heldout.jsonl. Retrieval runs as users get it (hybrid, k passages) over the
+whole corpus.
 
 What is fitted, in order:
 1. the sentence model over rag.evidence.SENTENCE_FEATURES: a linear ranker fitted on pairs (a sentence of
@@ -13,7 +14,8 @@ What is fitted, in order:
 2. the second-sentence cut-off: the value that makes extractive answers contain a gold answer most often;
 3. the confidence calibrator: logistic regression over rag.evidence.CONFIDENCE_FEATURES, label "the extractive
    answer contains a gold answer" (always 0 for unanswerable questions); the two sources (SQuAD, seed) weigh
-   the same, however many questions each has;
+   the same, however many questions each has; then, per question kind, the ceiling for answers whose best
+   sentence lacks the kind of thing asked for: their share right, Laplace-smoothed ((right + 1) / (n + 2));
 4. the abstention threshold: the confidence that maximises balanced accuracy, the mean of the share of
    answerable questions answered right and the share of unanswerable questions abstained on, averaged over
    the two sources.
@@ -36,8 +38,15 @@ sys.path.insert(0, str(ROOT))
 from rag.calibration import PACKAGED, Calibration, Logistic  # noqa: E402
 from rag.embedding import embedder_for  # noqa: E402
 from rag.evaluate import by_source, load_questions  # noqa: E402
-from rag.evidence import CONFIDENCE_FEATURES, SENTENCE_FEATURES, EvidenceSelector, Idf, extract, \
-    passage_sentences, question_type  # noqa: E402
+from rag.evidence import (  # noqa: E402
+    CONFIDENCE_FEATURES,
+    SENTENCE_FEATURES,
+    EvidenceSelector,
+    Idf,
+    extract,
+    passage_sentences,
+    question_type,
+)
 from rag.indexer import Indexer  # noqa: E402
 from rag.metrics import contains_answer  # noqa: E402
 from rag.retrieval import Retriever  # noqa: E402
@@ -109,7 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD, help="SQuAD 2.0 folder (corpus/, questions.jsonl)")
     parser.add_argument("--fit-article", default="Normans", help="the SQuAD article to fit on (the other reports)")
-    parser.add_argument("--seed-questions", type=Path, default=ROOT / "eval" / "seed_questions.jsonl")
+    parser.add_argument("--seed-questions", type=Path, nargs="+",
+                        default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"])
     parser.add_argument("--k", type=int, default=Settings().k)
     parser.add_argument("--out", type=Path, default=PACKAGED)
     parser.add_argument("--cache", type=Path, default=ROOT / "eval" / ".cache")
@@ -123,7 +133,7 @@ def main() -> None:
         sys.exit(f"no article {args.fit_article!r} in {args.squad}: one of {', '.join(s[:-4] for s in squad)}")
     fit_questions = squad[f"{args.fit_article}.txt"]
     sets = [("squad", args.squad / "corpus", fit_questions),
-            ("seed", ROOT / "seeds", load_questions(args.seed_questions))]
+            ("seed", ROOT / "seeds", [q for path in args.seed_questions for q in load_questions(path)])]
     rows, selectors = [], []
     for name, corpus, questions in sets:
         got, selector = collect(settings, corpus, questions, args.k, args.cache)
@@ -165,7 +175,12 @@ def main() -> None:
     cy = np.array([correct(ev, provisional, r["q"]) for ev, r in usable])
     cw = np.array([len(rows) / (len(per_set) * per_set[r["set"]]) for _, r in usable])
     confidence = fit_logistic(cx, cy, CONFIDENCE_FEATURES, cw)
-    provisional = replace(provisional, confidence=confidence)
+    untyped = {}
+    for (ev, _), ok in zip(usable, cy, strict=True):
+        if ev.kind and ev.features["type_mismatch"]:
+            untyped.setdefault(ev.kind, []).append(bool(ok))
+    ceiling = {kind: (sum(oks) + 1) / (len(oks) + 2) for kind, oks in sorted(untyped.items())}
+    provisional = replace(provisional, confidence=confidence, untyped_ceiling=ceiling)
     evidences = evidence_of(provisional)
 
     # 4. the abstention threshold
@@ -174,8 +189,9 @@ def main() -> None:
     def balanced(t: float) -> float:
         means = []
         for name in per_set:
-            right = [c >= t and ok for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name and r["q"].answerable]
-            refused = [c < t for (c, _), r in zip(scored, rows, strict=True) if r["set"] == name and not r["q"].answerable]
+            mine = [(c, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name]
+            right = [c >= t and ok for c, ok, answerable in mine if answerable]
+            refused = [c < t for c, _, answerable in mine if not answerable]
             means.append((sum(right) / max(1, len(right)) + sum(refused) / max(1, len(refused))) / 2)
         return sum(means) / len(means)
 
@@ -193,6 +209,7 @@ def main() -> None:
         figures[f"{name}_unanswerable_abstained"] = round(sum(not d for d, _, a in answered if not a) /
                                                           max(1, len(answered) - n_ans), 4)
     figures.update({
+        "untyped_answers": {kind: f"{sum(oks)} of {len(oks)} right" for kind, oks in sorted(untyped.items())},
         "sentence_positive_rate": round(float(y.mean()), 4),
         "confidence_auc": round(float(roc_auc_score([ok for _, ok in scored], [c for c, _ in scored])), 4),
         "second_sentence_grid": {str(v): hits_at[v] for v in grid},
@@ -203,7 +220,7 @@ def main() -> None:
         "calibration_split": {
             "squad2": f"{args.squad.name}: article {args.fit_article} ({len(fit_questions)} questions, "
                       f"{sum(q.answerable for q in fit_questions)} answerable)",
-            "seed": f"{args.seed_questions.name} ({per_set['seed']} questions)",
+            "seed": f"{' + '.join(p.name for p in args.seed_questions)} ({per_set['seed']} questions)",
         },
         "held_out": "the other SQuAD 2.0 article; eval/seed_questions_heldout.jsonl",
         "retrieval": {"k": args.k, "mode": settings.mode, "embedding": f"{settings.embedding_model} "

@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.errors import ConfigError
 
-FORMAT = 1
+FORMAT = 2
 PACKAGED = Path(__file__).with_name("calibration.json")
 
 
@@ -57,6 +57,14 @@ class Calibration:
     support: float  # support a claim needs from a passage sentence to be kept (verification)
     prompt_sentences: int  # evidence sentences given to an LLM
     meta: dict  # data, split, command, figures on the calibration split
+    # per question kind ("date", "number", "name"): how often an answer whose best sentence lacks the kind of thing
+    # asked for was right on the calibration split; its confidence is never higher
+    untyped_ceiling: dict = field(default_factory=dict)
+
+    def answer_confidence(self, kind: str, features: dict[str, float]) -> float:
+        """The calibrated confidence, capped for an answer that lacks what the question asks for."""
+        p = self.confidence.probability(features)
+        return min(p, self.untyped_ceiling.get(kind, 1.0)) if features.get("type_mismatch") else p
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
@@ -66,7 +74,8 @@ class Calibration:
         try:
             return cls(Logistic.from_dict(data["sentence"]), Logistic.from_dict(data["confidence"]),
                        float(data["min_confidence"]), float(data["second_sentence"]), int(data["max_words"]),
-                       float(data["support"]), int(data["prompt_sentences"]), data.get("meta", {}))
+                       float(data["support"]), int(data["prompt_sentences"]), data.get("meta", {}),
+                       {str(k): float(v) for k, v in data["untyped_ceiling"].items()})
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"calibration file is incomplete ({exc}): refit it with "
                               "`python eval/fit_calibration.py`") from None
@@ -75,7 +84,7 @@ class Calibration:
         return {"format": FORMAT, "sentence": self.sentence.to_dict(), "confidence": self.confidence.to_dict(),
                 "min_confidence": self.min_confidence, "second_sentence": self.second_sentence,
                 "max_words": self.max_words, "support": self.support, "prompt_sentences": self.prompt_sentences,
-                "meta": self.meta}
+                "untyped_ceiling": self.untyped_ceiling, "meta": self.meta}
 
 
 @functools.cache

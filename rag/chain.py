@@ -22,7 +22,7 @@ from typing import Any
 
 from rag import calibration as fitted
 from rag.calibration import Calibration
-from rag.citations import Verifier, cite, citations_for
+from rag.citations import Verifier, citations_for, cite
 from rag.embedding import embedder_for
 from rag.evidence import Evidence, EvidenceSelector, Extract, Idf, extract
 from rag.llm import Backend, complete, make_backend, until_repeated
@@ -101,8 +101,10 @@ class RAG:
         timings["evidence"] = _since(started)
         base = dict(query=question, standalone_query=standalone, backend=self.backend_name, model=self.model_name,
                     passages=tuple(hits), confidence=evidence.confidence)
-        if chosen is None:
-            answer = Answer(text=ABSTAIN, abstained=True, citations=(), **base)
+        if chosen is None:  # the draft keeps what the extractive answer would have been, for evaluation
+            withheld = extract(evidence, self.calibration)
+            answer = Answer(text=ABSTAIN, abstained=True, citations=(), **base,
+                            draft=self._extractive(withheld, base).text if withheld else "")
         elif self.backend is None:
             answer = self._extractive(chosen, base)
             timings["first_text"] = _since(started)

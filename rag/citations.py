@@ -17,11 +17,10 @@ import numpy as np
 
 from rag.embedding import Embedder
 from rag.evidence import PassageSentence, passage_sentences
-from rag.text import CLAUSE_BREAK, content_words, sentences, stopwords
+from rag.text import CLAUSE_BREAK, content_words, entities, sentences, stopwords, words
 from rag.types import Citation, Document, Hit
 
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_ENTITY = re.compile(r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][\w’'-]+|\d[\d,.%]*)")
 _SOURCE_ECHO = re.compile(r"\(source:[^)]*\)", re.I)
 
 
@@ -57,7 +56,8 @@ def clause_prefixes(sentence: str) -> list[str]:
     """The sentence's leading runs of whole clauses, longest first, the whole sentence excluded."""
     cuts = [m.start() for m in CLAUSE_BREAK.finditer(sentence)]
     prefixes = [sentence[:cut].rstrip(" ,;:—–-") for cut in reversed(cuts)]
-    return [p + "." for p in prefixes if len(content_words(p)) >= 2]
+    # a head that ends on a function word ("This will allow OpenAI to") breaks off mid-thought
+    return [p + "." for p in prefixes if len(content_words(p)) >= 2 and words(p)[-1] not in stopwords()]
 
 
 def support_scores(embedder: Embedder, claims: Sequence[str], candidates: Sequence[str]) -> np.ndarray:
@@ -89,7 +89,7 @@ class Verifier:
         claims = split_claims(draft, len(hits))
         if not claims or not pool:
             return [Claim(t, c, 0.0, False, ()) for t, c in claims]
-        known = {e.lower() for h in hits for e in _entities(h.chunk.text)}
+        known = {e.lower() for h in hits for e in entities(h.chunk.text)}
         heads = [(i, p) for i, (text, _) in enumerate(claims) for p in clause_prefixes(text)]
         texts = [t for t, _ in claims] + [p for _, p in heads]
         matrix = support_scores(self.embedder, texts, [p.text for p in pool])
@@ -114,19 +114,9 @@ class Verifier:
             return Claim(text, cited, 0.0, False, ())
         best = max(allowed, key=lambda i: row[i])
         cited = cited or (pool[best].n,)
-        invented = {e.lower() for e in _entities(text)} - known
+        invented = {e.lower() for e in entities(text)} - known
         support = float(row[best])
         return Claim(text, cited, support, support >= self.threshold and not invented, _evidence(pool, row, cited))
-
-
-def _entities(text: str) -> set[str]:
-    """Numbers and capitalised words not at a sentence start: what a model tends to invent."""
-    found = set()
-    for span in sentences(text):
-        sentence = text[span.start:span.end]
-        found.update(re.sub(r"[’']s$", "", m.group(0).rstrip(".,%")) for m in _ENTITY.finditer(sentence)
-                     if m.start() > 0)
-    return {f for f in found if f and f.lower() not in stopwords()}
 
 
 def _evidence(pool: list[PassageSentence], row: np.ndarray, cited: tuple[int, ...]) -> tuple[PassageSentence, ...]:

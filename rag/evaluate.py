@@ -15,9 +15,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import RagError
+from rag.metrics import (
+    accuracy_at_coverage,
+    area_under_risk_coverage,
+    contains_answer,
+    exact_match,
+    expected_calibration_error,
+    mrr_at_k,
+    ndcg_at_k,
+    percentile,
+    risk_coverage,
+    spans_overlap,
+    token_f1,
+)
 from rag.settings import Settings
-from rag.metrics import accuracy_at_coverage, area_under_risk_coverage, contains_answer, exact_match, \
-    expected_calibration_error, mrr_at_k, ndcg_at_k, percentile, risk_coverage, spans_overlap, token_f1
 from rag.types import Answer, Chunk, Hit
 
 DEPTH = 10  # retrieval depth for MRR@10 and nDCG@10
@@ -193,16 +204,14 @@ def run_eval(rag, questions: list[Question], k: int,
         started = time.perf_counter()
         answer = rag.ask(q.question, k=k)
         latency = time.perf_counter() - started
-        # what it would have answered without the abstention threshold, for the risk-coverage curve
-        would_be = rag.ask(q.question, k=k, min_confidence=0.0) if answer.abstained and answer.passages else answer
+        would_be = _would_be(rag, q.question, k, answer)
         ranked = rag.retriever.search(answer.standalone_query, k=max(DEPTH, k), mode=rag.settings.mode)
         qrels = relevant_chunks(rag.retriever.index.chunks, gold)
         record = score_question(q, answer, ranked, gold, qrels, k, latency)
         record.update({
             "confidence": round(answer.confidence, 4), "fallback": answer.fallback,
             "short": answer.short.quote if answer.short else None,
-            "would_be_correct": bool(q.answerable and not would_be.abstained
-                                     and contains_answer(would_be.text, q.answers) == 1.0),
+            "would_be_correct": bool(q.answerable and would_be and contains_answer(would_be, q.answers) == 1.0),
             "backend": rag.backend_name, "question": q.question, "answer": answer.text, "draft": answer.draft,
             "gold_answers": list(q.answers), "citations": [c.to_dict() for c in answer.citations],
             "retrieved": [{"chunk_id": h.chunk.id, "source": h.chunk.source, "char_start": h.chunk.start,
@@ -212,3 +221,14 @@ def run_eval(rag, questions: list[Question], k: int,
         })
         records.append(record)
     return records, summarise(records, rag.backend_name, rag.model_name)
+
+
+def _would_be(rag, question: str, k: int, answer: Answer) -> str:
+    """What `rag` would have answered without the abstention threshold, for the risk-coverage curve: the answer
+    itself, the withheld extractive answer an abstention carries, or (LLM backends) a second ask."""
+    if not answer.abstained:
+        return answer.text
+    if rag.backend is None or not answer.passages:
+        return answer.draft
+    again = rag.ask(question, k=k, min_confidence=0.0)
+    return "" if again.abstained else again.text

@@ -11,6 +11,7 @@ contain, and its passage's rank. Weights, the confidence calibrator and the cut-
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -20,12 +21,14 @@ import numpy as np
 
 from rag.calibration import Calibration
 from rag.embedding import Embedder
-from rag.text import clauses, content_tokens, content_words, sentences, stem, stopwords, words
+from rag.text import clauses, content_tokens, content_words, entities, sentences, stem, stopwords, words
 from rag.types import Hit
 
-SENTENCE_FEATURES = ("cosine", "clause_cosine", "bm25", "overlap", "type_match", "rank", "novel", "length")
+SENTENCE_FEATURES = ("cosine", "clause_cosine", "bm25", "overlap", "type_match", "rank", "novel", "length",
+                     "weighted_overlap", "context_overlap", "bigrams", "proximity", "lead")
 CONFIDENCE_FEATURES = ("best", "margin", "cosine", "bm25", "overlap", "typed", "type_match", "missing",
-                       "missing_passages", "coverage", "missing_name", "negation", "type_mismatch", "unknown")
+                       "missing_passages", "coverage", "missing_name", "negation", "type_mismatch", "unknown",
+                       "weighted_overlap", "context_overlap", "proximity", "best_weighted_overlap")
 _BM25_K1, _BM25_B = 1.5, 0.75  # bm25s's defaults, so sentence BM25 agrees with the index's
 
 _INSTRUCTION = re.compile(
@@ -56,7 +59,6 @@ _HOLDS = {
 }
 
 
-_NAME_OR_NUMBER = re.compile(r"(?<!^)(?<![.?!] )\b(?:[A-Z][\w’'-]+|\d[\d,.]*)")
 _NEGATION = re.compile(r"\b(not|no|never|none|nor|without|n't|cannot)\b|n’t\b|n't\b", re.I)
 
 
@@ -181,7 +183,7 @@ class EvidenceSelector:
         scored = [ScoredSentence(p, model.probability(f), f) for p, f in zip(pool, rows, strict=True)]
         ranked = tuple(sorted(scored, key=lambda s: (-s.probability, s.sentence.n, s.sentence.start)))
         features = self.confidence_features(question, kind, ranked, hits)
-        return Evidence(question, kind, ranked, self.calibration.confidence.probability(features), features)
+        return Evidence(question, kind, ranked, self.calibration.answer_confidence(kind, features), features)
 
     def features(self, question: str, kind: str, pool: Sequence[PassageSentence]) -> list[dict[str, float]]:
         """The sentence model's inputs for every sentence of `pool`."""
@@ -195,11 +197,17 @@ class EvidenceSelector:
                          for c, ps in zip(cosine, parts, strict=True)]
         q_words = content_words(question)
         q_idf = {t: self.idf(t) for t in sorted(q_words)}
+        idf_total = sum(q_idf.values()) or 1.0
+        q_tokens = content_tokens(question)
+        q_bigrams = set(itertools.pairwise(q_tokens))
         tokens = [content_tokens(p.text) for p in pool]
         avg_len = max(1.0, sum(len(t) for t in tokens) / len(tokens))
         rows = []
-        for p, cos, clause_cos, toks in zip(pool, cosine, clause_cosine, tokens, strict=True):
-            s_words = content_words(p.text)
+        for i, (p, cos, clause_cos, toks) in enumerate(zip(pool, cosine, clause_cosine, tokens, strict=True)):
+            s_words = set(toks)
+            # the sentence before, in the same passage, often names what this one calls "it" or "the company"
+            lead = not (i and pool[i - 1].n == p.n)
+            before = set() if lead else set(tokens[i - 1])
             rows.append({
                 "cosine": float(cos),
                 "clause_cosine": clause_cos,
@@ -209,6 +217,11 @@ class EvidenceSelector:
                 "rank": 1.0 / p.n,
                 "novel": min(len(s_words - q_words), 10) / 10,
                 "length": math.log(1 + len(words(p.text))),
+                "weighted_overlap": sum(v for t, v in q_idf.items() if t in s_words) / idf_total,
+                "context_overlap": sum(v for t, v in q_idf.items() if t in s_words | before) / idf_total,
+                "bigrams": len(q_bigrams & set(itertools.pairwise(toks))) / len(q_bigrams) if q_bigrams else 0.0,
+                "proximity": _proximity(p.text, answer_candidates(p.text, kind, question), q_words),
+                "lead": float(lead),
             })
         return rows
 
@@ -236,13 +249,33 @@ class EvidenceSelector:
             "missing_passages": sum(weights[w] for w in q_words if w not in passage_words) / total,
             "coverage": 1.0 - sum(missing) / total,
             # a name or number the question gives that no passage holds, and negation in one but not the other
-            "missing_name": float(any(m.group(0).lower().rstrip(".,") not in passage_text
-                                      for m in _NAME_OR_NUMBER.finditer(question))),
+            "missing_name": float(any(e.lower() not in passage_text for e in entities(question))),
             "negation": float(bool(_NEGATION.search(question)) != bool(_NEGATION.search(best.sentence.text))),
             "type_mismatch": float(bool(kind) and not best.features["type_match"]),
             # the share of the question's words the whole corpus never uses
             "unknown": _share(sorted(q_words), lambda t: not self.idf.known(t)),
+            "weighted_overlap": best.features["weighted_overlap"],
+            "context_overlap": best.features["context_overlap"],
+            "proximity": best.features["proximity"],
+            # how much of the question any one sentence holds, the best sentence or not
+            "best_weighted_overlap": max(s.features["weighted_overlap"] for s in ranked),
         }
+
+
+def _anchors(text: str, asked: set[str]) -> list[int]:
+    """Offsets in `text` of the words whose stems are in `asked`."""
+    found = list(re.finditer(r"\w+", text))
+    stems = stem([m.group(0).lower() for m in found])
+    return [m.start() for m, s in zip(found, stems, strict=True) if s in asked]
+
+
+def _proximity(text: str, spans: Sequence[tuple[int, int]], asked: set[str]) -> float:
+    """How close the nearest candidate answer lies to a question word: 1 adjacent, towards 0 far or none."""
+    anchors = _anchors(text, asked)
+    if not spans or not anchors:
+        return 0.0
+    gap = min(min(abs(a - start), abs(a - end)) for start, end in spans for a in anchors)
+    return 1.0 / (1.0 + gap / 20)
 
 
 def _share(items: Sequence[str], test: Callable[[str], bool]) -> float:
@@ -297,12 +330,12 @@ def extract(evidence: Evidence, calibration: Calibration) -> Extract | None:
 
 def short_answer(question: str, kind: str, parts: Sequence[PassageSentence]) -> tuple[PassageSentence, int, int] | None:
     """The answer phrase: the candidate of the asked-for kind nearest the question's words in the sentence."""
-    asked = set(stem([w for w in words(question)]))
+    asked = set(stem(words(question)))
     for part in parts:
         spans = answer_candidates(part.text, kind, question)
         if not spans:
             continue
-        anchors = [m.start() for m in re.finditer(r"\w+", part.text) if stem([m.group(0).lower()])[0] in asked]
+        anchors = _anchors(part.text, asked)
         start, end = min(spans, key=lambda s: (min((abs(s[0] - a) for a in anchors), default=0), s[0]))
         return part, part.start + start, part.start + end
     return None

@@ -144,3 +144,17 @@ def bm25_tokens(texts: list[str], return_ids: bool = True):
 
     return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
                           return_ids=return_ids, show_progress=False)
+
+
+_ENTITY = re.compile(r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][\w’'-]+|\d[\d,.%]*)")
+
+
+def entities(text: str) -> set[str]:
+    """Numbers and capitalised words not at a sentence start, possessive 's dropped: the names and figures a
+    question asks about, and what a model tends to invent."""
+    found = set()
+    for span in sentences(text):
+        sentence = text[span.start:span.end]
+        found.update(re.sub(r"[’']s$", "", m.group(0).rstrip(".,%")) for m in _ENTITY.finditer(sentence)
+                     if m.start() > 0)
+    return {f for f in found if f and f.lower() not in stopwords()}

@@ -235,7 +235,8 @@ class Answer:
     standalone_query: str  # what retrieval searched for (condensed with the history)
     backend: str
     model: str
-    draft: str = ""  # the generator's raw output, before citation mapping and grounding
+    draft: str = ""  # the generator's raw output, before citation mapping and grounding; on abstention, the
+    # extractive answer that fell below the confidence threshold
     removed: tuple[str, ...] = ()  # draft sentences (or sentence tails) dropped as unsupported
     timings: dict = field(default_factory=dict)
     confidence: float = 0.0  # calibrated probability that the answer is right (0-1)

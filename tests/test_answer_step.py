@@ -93,6 +93,21 @@ def test_below_the_confidence_threshold_it_abstains_and_says_how_sure_it_was(ret
     assert rag_with(retriever, settings).ask("Why do penguins migrate south?").abstained
 
 
+def test_an_abstention_keeps_the_withheld_extractive_answer_as_its_draft(retriever, settings) -> None:
+    strict = rag_with(retriever, settings, min_confidence=1.0).ask("When were the details disclosed?")
+    assert strict.abstained and strict.draft.startswith("The details were disclosed on April 27, 2026")
+
+
+def test_an_answer_lacking_what_the_question_asks_for_is_capped_at_the_fitted_ceiling(retriever, settings) -> None:
+    capped = replace(CALIBRATION, untyped_ceiling={"number": 0.05})
+    rag = RAG(settings, retriever, None, capped)
+    answer = rag.ask("How many clouds host the training workloads?")  # the best sentence holds no number
+    assert answer.confidence <= 0.05 and answer.abstained
+    dated = rag.ask("When were the details disclosed?")  # a date question whose sentence has one: not capped
+    assert dated.confidence == pytest.approx(rag_with(retriever, settings).ask(dated.query).confidence)
+    assert not dated.abstained
+
+
 def test_llm_answer_is_written_from_evidence_sentences_not_whole_chunks(retriever, settings) -> None:
     backend = ScriptedBackend("Azure hosts the training workloads [1].")
     rag = RAG(settings, retriever, backend, replace(CALIBRATION, prompt_sentences=2))

@@ -54,6 +54,11 @@ def test_clause_prefixes_keep_numbers_whole_and_go_longest_first() -> None:
     ]
 
 
+def test_a_head_that_breaks_off_on_a_function_word_is_not_a_claim() -> None:
+    sentence = "Microsoft keeps priority access, which will allow OpenAI to — run its own cloud."
+    assert clause_prefixes(sentence) == ["Microsoft keeps priority access."]
+
+
 def test_a_correct_clause_survives_an_invented_tail() -> None:
     doc = Document.create("d.txt", "D", "According to details disclosed on April 27, 2026, Microsoft will no longer "
                                         "hold exclusive rights.")
