@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from rag.calibration import PACKAGED, Calibration, Logistic  # noqa: E402
 from rag.embedding import embedder_for  # noqa: E402
-from rag.evaluate import by_source, load_questions  # noqa: E402
+from rag.evaluate import by_source, eval_index_dir, load_questions  # noqa: E402
 from rag.evidence import (  # noqa: E402
     CONFIDENCE_FEATURES,
     SENTENCE_FEATURES,
@@ -62,7 +62,7 @@ SUPPORT = 0.55
 
 def collect(settings: Settings, corpus: Path, questions, k: int, cache: Path) -> list[dict]:
     """Per question: its sentences' features and labels, from the same retrieval users get."""
-    index_dir = cache / f"fit-{corpus.name}"
+    index_dir = eval_index_dir(corpus, settings, cache)
     embedder = embedder_for(settings)
     Indexer(settings.with_overrides(index_dir=index_dir), embedder).index([corpus])
     retriever = Retriever.open(index_dir, embedder)

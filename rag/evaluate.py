@@ -52,8 +52,10 @@ class Question:
 
 def eval_index_dir(corpus: Path, settings: Settings, cache: Path) -> Path:
     """Where `rag eval` indexes `corpus`: a folder under `cache` keyed by everything that changes the vectors
-    (every file's name and bytes, the chunking, the embedding model and backend), never the live index."""
+    (every file's name and bytes, the chunking, the embedding model and backend, the index format), never the
+    live index."""
     from rag.documents import discover
+    from rag.store import FORMAT_VERSION
 
     digest = hashlib.sha256()
     for file in discover([corpus])[0]:
@@ -63,7 +65,7 @@ def eval_index_dir(corpus: Path, settings: Settings, cache: Path) -> Path:
             content = "unreadable"  # the indexer skips it and says why
         digest.update(f"{file.source}\0{content}\n".encode())
     digest.update(f"{settings.chunk_size}|{settings.chunk_overlap}|{settings.embedding_model}|"
-                  f"{settings.embedding_backend}".encode())
+                  f"{settings.embedding_backend}|{FORMAT_VERSION}".encode())
     return cache / f"corpus-{corpus.resolve().name}-{digest.hexdigest()[:12]}"
 
 

@@ -79,3 +79,16 @@ def test_bad_question_files_say_where(tmp_path) -> None:
     path.write_text('{"id": "a", "question": "?", "answerable": true}\n' * 2)
     with pytest.raises(RagError, match="q.jsonl:2: duplicate id 'a'"):
         load_questions(path)
+
+
+def test_the_eval_cache_is_keyed_by_the_index_format(tmp_path, monkeypatch) -> None:
+    """An upgrade that changes the index format gets a fresh evaluation index instead of failing on the old one."""
+    import rag.store
+    from rag.evaluate import eval_index_dir
+    from rag.settings import Settings
+
+    corpus = write_corpus(tmp_path / "corpus", {"a.txt": "Azure hosts the training workloads."})
+    before = eval_index_dir(corpus, Settings(), tmp_path / "cache")
+    assert eval_index_dir(corpus, Settings(), tmp_path / "cache") == before
+    monkeypatch.setattr(rag.store, "FORMAT_VERSION", rag.store.FORMAT_VERSION + 1)
+    assert eval_index_dir(corpus, Settings(), tmp_path / "cache") != before
