@@ -1,7 +1,8 @@
 """Source-filter latency at 100k chunks: `Retriever.search(..., sources=GLOBS)` against the same search unfiltered.
 
-A synthetic in-memory index (no disk, no model): `--chunks` chunks spread over `--sources` documents, random
-unit vectors of `--dim` dimensions in an exact FAISS index (as built by rag.store) and BM25 over random words.
+A synthetic index written by rag.store to a temporary folder (no model): `--chunks` chunks spread over `--sources`
+documents, random unit vectors of `--dim` dimensions in the `--dense-index` kind (flat: exact) and BM25 over random
+words.
 The filter is one glob matching 1% of the sources. Query vectors come from the hashing embedder, so the
 timing is the search alone (dense, BM25, hybrid), k=5, one thread per query as in `rag serve`. Prints p50/p95 in
 ms and a JSON line. A benchmark: it asserts nothing about speed. `python eval/bench_filter.py`.
@@ -13,6 +14,7 @@ import argparse
 import json
 import random
 import statistics
+import tempfile
 import time
 from functools import partial
 from pathlib import Path
@@ -20,9 +22,11 @@ from pathlib import Path
 import numpy as np
 
 
-def synthetic(chunks: int, sources: int, dim: int, seed: int = 7):
+def synthetic(chunks: int, sources: int, dim: int, folder: Path, dense_index: str = "flat", seed: int = 7):
+    """Write the synthetic index to `folder` (rag.store, as `rag index` would) and open it."""
     from rag.embedding import HashEmbedder
-    from rag.store import LoadedIndex, build_bm25, build_dense
+    from rag.milvus_store import StoreOptions
+    from rag.store import IndexData, IndexStore
     from rag.types import Chunk, Document
 
     rng = random.Random(seed)
@@ -39,8 +43,10 @@ def synthetic(chunks: int, sources: int, dim: int, seed: int = 7):
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     embedder = HashEmbedder(dim=dim)
     manifest = {"embedding": {"model": "hash", "dim": dim, "backend": embedder.backend}}
-    index = LoadedIndex(Path("."), documents, rows, manifest, build_dense(vectors), build_bm25([c.text for c in rows]))
-    return index, embedder, words
+    store = IndexStore(folder, StoreOptions(dense_index=dense_index))
+    with store.writer_lock():
+        store.write(IndexData(documents, rows, vectors, manifest))
+    return store.load(), embedder, words
 
 
 def timed(fn, queries: list[str]) -> tuple[float, float]:
@@ -59,14 +65,17 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=1_000)
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--dense-index", default="flat", help="flat, hnsw or ivf-pq (default flat)")
     args = parser.parse_args()
     from rag.retrieval import Retriever
 
     started = time.perf_counter()
-    index, embedder, words = synthetic(args.chunks, args.sources, args.dim)
+    work = tempfile.TemporaryDirectory(prefix="bench-filter-")
+    index, embedder, words = synthetic(args.chunks, args.sources, args.dim, Path(work.name), args.dense_index)
     built = time.perf_counter() - started
-    started = time.perf_counter()
     retriever = Retriever(index, embedder)
+    started = time.perf_counter()
+    index.source_rows()  # the per-source table, read from the chunk store on the first filtered search
     load = time.perf_counter() - started
     glob = "docs/d0000[0-9].txt"  # ten sources: 1% of the default 1,000
     matched = retriever.matching_sources([glob])
@@ -74,8 +83,8 @@ def main() -> None:
     queries = [" ".join(rng.choices(words, k=6)) for _ in range(args.queries)]
     for q in queries[:5]:
         retriever.search(q, k=5, sources=[glob])  # warm up (and build the selection once)
-    result = {"chunks": len(index.chunks), "sources": args.sources, "filter": glob, "sources_matched": len(matched),
-              "rows_matched": int(len(retriever.select([glob]).rows)), "build_s": round(built, 1),
+    result = {"chunks": index.n_chunks, "dense_index": args.dense_index, "sources": args.sources, "filter": glob,
+              "sources_matched": len(matched), "rows_matched": int(len(retriever.select([glob]).rows)), "build_s": round(built, 1),
               "per_source_table_ms": round(load * 1000, 1)}
     for mode in ("dense", "bm25", "hybrid"):
         for name, sources in (("unfiltered", None), ("filtered", [glob])):

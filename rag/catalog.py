@@ -4,7 +4,6 @@ panel and `GET /v1/documents`. Reads a loaded index and its manifest; removing d
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ class DocumentInfo:
 def list_documents(index: LoadedIndex, uploads: Path | str) -> list[DocumentInfo]:
     """Every document of `index`, sorted by source; `uploads` is the upload area (`Settings.uploads`)."""
     files = {f["doc_id"]: f for f in index.manifest.get("files", {}).values()}
-    counts = Counter(c.doc_id for c in index.chunks)
+    counts = index.chunk_counts()
     area = Path(uploads).resolve()
     rows = []
     for doc in index.documents:
@@ -43,6 +42,6 @@ def list_documents(index: LoadedIndex, uploads: Path | str) -> list[DocumentInfo
         path = f.get("path", "")
         rows.append(DocumentInfo(
             doc_id=doc.id, source=doc.source, title=doc.title, path=path,
-            pages=len(doc.pages) or None, sections=len(doc.headings), chunks=counts[doc.id], size=f.get("size"),
+            pages=len(doc.pages) or None, sections=len(doc.headings), chunks=counts.get(doc.id, 0), size=f.get("size"),
             added_at=f.get("added_at"), upload=bool(path) and Path(path).resolve().is_relative_to(area)))
     return sorted(rows, key=lambda d: d.source)

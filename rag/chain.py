@@ -49,8 +49,9 @@ class RAG:
         self.selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), self.calibration)
         support = self.calibration.support if settings.grounding_threshold is None else settings.grounding_threshold
         self.verifier = Verifier(retriever.embedder, support)
-        self.docs = {d.id: d for d in retriever.index.documents}  # with their page and heading markers
-        self.documents = {d.id: d.text for d in retriever.index.documents}
+        # read from disk on demand: documents with their page and heading markers, and their texts
+        self.docs = retriever.index.documents_by_id
+        self.documents = retriever.index.document_texts
         self._prompt_secret = secrets.token_bytes(16)  # keys the passage delimiters (see prompting.delimiters)
 
     @classmethod

@@ -51,6 +51,10 @@ StoreFlag = Annotated[Optional[Literal["faiss", "milvus"]], setting(
 MilvusUri = Annotated[str, setting("milvus_uri", "--milvus-uri", help="Milvus: a local Milvus Lite folder or "
                                    "http://HOST:19530 (a token goes in RAG_MILVUS_TOKEN).",
                                    shown_default="INDEX_DIR/milvus.db")]
+DenseIndexFlag = Annotated[str, setting(
+    "dense_index", "--dense-index", metavar="KIND[@CHUNKS]", help="FAISS index: flat (exact), hnsw or ivf-pq "
+    "(approximate), or e.g. ivf-pq@200000 (flat below 200,000 chunks).",
+    shown_default="what the index uses; flat for a new one")]
 K = Annotated[int, setting("k", "--k", help="Number of passages.", min=1)]
 ModeOption = Annotated[Mode, setting("mode", "--mode", help="Retrieval: dense and BM25 fused, or one of them.")]
 BackendOption = Annotated[Backend, setting("backend", "--backend", help="What writes the answer.")]
@@ -101,7 +105,7 @@ def _where(source: str, location) -> str:
 def _check_sources(retriever, globs: list[str] | None) -> None:
     """A --source that matches no indexed document is a mistake worth saying, not an empty answer."""
     if globs and not retriever.matching_sources(globs):
-        names = sorted(d.source for d in retriever.index.documents)
+        names = sorted(retriever.index.source_rows())
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
         raise RagError(f"no indexed document matches --source {' '.join(globs)} (documents: {shown}; "
                        "`rag documents` lists them)")
@@ -123,6 +127,7 @@ def index(
     chunk_overlap: Annotated[int, setting("chunk_overlap", "--chunk-overlap", help="Overlap in tokens.")] = Settings.default("chunk_overlap"),
     store: StoreFlag = None,
     milvus_uri: MilvusUri = Settings.default("milvus_uri"),
+    dense_index: DenseIndexFlag = Settings.default("dense_index"),
     ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Embed as a Ray Data job: on the "
                    "cluster at ADDRESS (ray://HOST:10001, HOST:6379 or auto), or alone for a local Ray instance.")] = None,
     ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray.", min=1,
@@ -138,7 +143,7 @@ def index(
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
     settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
-                         milvus_uri=milvus_uri)
+                         milvus_uri=milvus_uri, dense_index=dense_index)
     from rag.embedding import embedder_for
     from rag.indexer import Indexer
 
@@ -234,6 +239,23 @@ def documents(
                    f"{d.added_at or '-':<20}  {'upload  ' if d.upload else ''}{d.title}")
     typer.echo(f"{_count(len(rows), 'document')}, {_count(sum(d.chunks for d in rows), 'chunk')} "
                f"in {settings.index_dir}")
+
+
+@app.command()
+def verify(ctx: typer.Context, index_dir: IndexDir = Settings.default("index_dir"), as_json: JsonFlag = False) -> None:
+    """Check every byte of the index against its recorded sha256 (opening checks large files only by sample)."""
+    settings = _settings(ctx, index_dir=index_dir)
+    from rag.store import IndexStore
+
+    try:
+        report = IndexStore(settings.index_dir).verify()
+    except RagError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report)
+    else:
+        typer.echo(f"index {report['version']} at {settings.index_dir} is intact: {report['artifacts']} files, "
+                   f"{report['bytes'] / 1e6:.1f} MB checked in {report['seconds']:.1f}s")
 
 
 @app.command()

@@ -122,11 +122,12 @@ class Indexer:
             old_ids = {c.id for c in old.chunks} if old else set()
             new_ids = [c.id for c in chunks]
             removed = len(old_ids - set(new_ids))
-            changed = old is None or [c.id for c in old.chunks] != new_ids or \
+            changed = old is None or old_ids != set(new_ids) or \
                 old.manifest.get("files") != self._files_manifest(entries) or \
                 old.manifest.get("sources") != sources or \
                 old.manifest.get("embedding", {}).get("backend", self.backend) != self.backend or \
-                moves_vectors(self.store.options, self.store.root, old.manifest)
+                moves_vectors(self.store.options, self.store.root, old.manifest) or \
+                self.store.changes_dense_index(old.manifest)
             if changed:
                 self.store.write(IndexData([e.doc for e in entries], chunks, vectors, self._manifest(entries, sources)))
         return IndexReport(

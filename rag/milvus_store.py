@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
+from rag.dense import Choice
 from rag.errors import ConfigError, IndexCorrupt, IndexMismatch, MissingDependency, StoreError, needs_extra
 
 STORES = ("faiss", "milvus")
@@ -42,8 +43,9 @@ class StoreOptions:
 
     `store` "" keeps whatever the index already uses (FAISS for a new one). `milvus_uri` "" means a Milvus Lite
     folder inside the index; on reads a non-empty `milvus_uri` overrides the address recorded in the index.
-    `full_text` is "english" (BM25 in Milvus where the server has that analyzer), "" (always local bm25s), or
-    analyzer params as JSON.
+    `full_text` is "english" (BM25 in Milvus where the server has that analyzer), "" (always local BM25), or
+    analyzer params as JSON. `dense_index` is the FAISS index to build (rag.dense.Choice: flat, hnsw, ivf-pq,
+    kind@chunks); "" keeps the index's own, flat for a new one.
     """
 
     store: str = ""
@@ -51,8 +53,11 @@ class StoreOptions:
     milvus_token: str = field(default="", repr=False)
     index_type: str = "FLAT"
     full_text: str = "english"
+    dense_index: str = ""
 
     def __post_init__(self) -> None:
+        if self.dense_index:
+            Choice.parse(self.dense_index)
         if self.store not in ("", *STORES):
             raise ConfigError(f"store must be one of {', '.join(STORES)}, got {self.store!r}")
         if self.index_type not in INDEX_TYPES:
@@ -61,7 +66,7 @@ class StoreOptions:
     @classmethod
     def from_settings(cls, settings) -> StoreOptions:
         return cls(store=settings.store, milvus_uri=settings.milvus_uri, milvus_token=settings.milvus_token,
-                   index_type=settings.milvus_index)
+                   index_type=settings.milvus_index, dense_index=settings.dense_index)
 
     def analyzer(self) -> dict | None:
         if not self.full_text:
@@ -331,9 +336,10 @@ class MilvusDense(_RowMapped):
         self.index_type = index_type
         self._ids = list(ids)
 
-    def search(self, queries: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """Like faiss: (scores, rows), each (len(queries), n); -1 rows where fewer than n exist."""
-        return self.search_sources(queries, n, None)
+    def search(self, queries: np.ndarray, n: int, selection=None) -> tuple[np.ndarray, np.ndarray]:
+        """Like faiss: (scores, rows), each (len(queries), n); -1 rows where fewer than n exist. With a
+        `selection` (rag.retrieval.Selection), only chunks of its sources."""
+        return self.search_sources(queries, n, selection.sources if selection is not None else None)
 
     def search_sources(self, queries: np.ndarray, n: int,
                        sources: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,10 @@
-"""Hybrid retrieval: dense (FAISS inner product on unit vectors) and BM25, fused by reciprocal rank.
+"""Hybrid retrieval: dense (FAISS: exact, hnsw or ivf-pq) and BM25, fused by reciprocal rank.
 
 `Retriever.open(index_dir)` loads a verified index once and serves any number of queries; the
 embedding model is the one the index was built with. A search may be restricted to sources matching globs:
-the allowed rows come from a per-source table built once at load, FAISS skips the other rows itself (an ID
-selector), BM25 scores are masked with numpy, and Milvus filters on its `source` field. Answer generation
-lives elsewhere.
+the allowed rows come from a per-source table read once from the chunk store, the dense store skips the other
+rows itself (rag.dense; Milvus filters on its `source` field) and BM25 scores only the allowed rows. Answer
+generation lives elsewhere.
 """
 
 from __future__ import annotations
@@ -38,25 +38,12 @@ class Ranked:
 
 @dataclass(frozen=True)
 class Selection:
-    """The part of the index a filtered search may return: the matching sources and their rows (sorted)."""
+    """The part of the index a filtered search may return: the matching sources and their rows (sorted).
+
+    Dense stores take it as it is: FAISS (rag.dense) skips every row not in `rows`, Milvus filters on `sources`."""
 
     sources: tuple[str, ...]
     rows: np.ndarray  # int64
-
-    def faiss_params(self, index):
-        """Search parameters that make FAISS skip every other row (flat, IVF and HNSW indexes alike)."""
-        import faiss
-
-        selector = faiss.IDSelectorBatch(self.rows)
-        ivf = faiss.try_extract_index_ivf(index) if hasattr(faiss, "try_extract_index_ivf") else None
-        if ivf is not None:
-            params = faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe)
-        elif isinstance(index, faiss.IndexHNSW):
-            params = faiss.SearchParametersHNSW(sel=selector, efSearch=index.hnsw.efSearch)
-        else:
-            params = faiss.SearchParameters(sel=selector)
-        params._selector = selector  # the SWIG object does not own it: keep it alive with the params
-        return params
 
 
 @functools.cache
@@ -92,9 +79,9 @@ class Retriever:
         self.index = index
         self.embedder = embedder
         self.rrf_k = rrf_k
-        self._rows_of = _rows_by_source([c.source for c in index.chunks])
         self._selections: dict[tuple[str, ...], Selection] = {}
         _one_thread_per_query()
+        index.dense  # noqa: B018  (read the dense index now: the first query should not pay for it)
 
     @classmethod
     def open(cls, index_dir: Path | str, embedder: Embedder | None = None, rrf_k: int = 60,
@@ -110,19 +97,20 @@ class Retriever:
         return cls(store.load(expected_model=embedder.name), embedder, rrf_k)
 
     def __len__(self) -> int:
-        return len(self.index.chunks)
+        return self.index.n_chunks
 
     def matching_sources(self, globs: Sequence[str]) -> list[str]:
         """The indexed sources (names as search shows them) that match any of `globs` (fnmatch, case-sensitive;
         a name without wildcards matches itself)."""
-        return [s for s in self._rows_of if any(fnmatch.fnmatchcase(s, g) for g in globs)]
+        return [s for s in self.index.source_rows() if any(fnmatch.fnmatchcase(s, g) for g in globs)]
 
     def select(self, globs: Sequence[str]) -> Selection:
         """The sources and rows `globs` allow; cached, so a repeated filter costs nothing to build."""
         key = tuple(sorted(set(globs)))
         if key not in self._selections:
             sources = self.matching_sources(key)
-            rows = np.sort(np.concatenate([self._rows_of[s] for s in sources])) if sources else np.zeros(0, np.int64)
+            table = self.index.source_rows()
+            rows = np.sort(np.concatenate([table[s] for s in sources])) if sources else np.zeros(0, np.int64)
             if len(self._selections) > 64:
                 self._selections.clear()
             self._selections[key] = Selection(tuple(sources), rows.astype(np.int64))
@@ -132,14 +120,7 @@ class Retriever:
         n = min(n, len(self) if selection is None else len(selection.rows))
         if n == 0:
             return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
-        vector = self.embedder.embed([query])
-        store = self.index.dense
-        if selection is None:
-            scores, rows = store.search(vector, n)
-        elif hasattr(store, "search_sources"):  # a store that filters by source itself (Milvus)
-            scores, rows = store.search_sources(vector, n, selection.sources)
-        else:
-            scores, rows = store.search(vector, n, params=selection.faiss_params(store))
+        scores, rows = self.index.dense.search(self.embedder.embed([query]), n, selection)
         keep = rows[0] >= 0
         rows, scores = rows[0][keep], scores[0][keep]
         order = np.lexsort((rows, -scores))  # equal scores by row, whichever store found them
@@ -151,17 +132,7 @@ class Retriever:
             return Ranked(np.zeros(0, np.int64), np.zeros(0, np.float32))
         if self.index.full_text is not None:  # BM25 computed by the vector store (Milvus full-text search)
             return Ranked(*self.index.full_text.search(query, n, selection.sources if selection else None))
-        scores = self.index.bm25.get_scores(tokens)
-        if selection is None:
-            rows = np.flatnonzero(scores > 0)  # usually a small part of a large index: rank only those
-        else:
-            rows = selection.rows[scores[selection.rows] > 0]
-        values = scores[rows]
-        if len(rows) > n:
-            part = np.argpartition(-values, n - 1)[:n]
-            rows, values = rows[part], values[part]
-        order = np.lexsort((rows, -values))  # by score, then row: deterministic ties
-        return Ranked(rows[order], values[order])
+        return Ranked(*self.index.bm25.top(tokens, n, selection.rows if selection is not None else None))
 
     def search(self, query: str, k: int = 5, mode: str = "hybrid", sources: Sequence[str] | None = None) -> list[Hit]:
         """The top `k` chunks for `query` by `mode` (hybrid, dense or bm25); with `sources` (globs), only chunks
@@ -183,17 +154,9 @@ class Retriever:
         else:
             ranked = dense if mode == "dense" else bm25
             scored = list(zip(ranked.rows.tolist(), ranked.scores.tolist(), strict=True))
+        chunks = self.index.chunks_by_rows([row for row, _ in scored[:k]])
         return [
-            Hit(self.index.chunks[row], float(score), dense_rank.get(row), bm25_rank.get(row))
-            for row, score in scored[:k]
+            Hit(chunk, float(score), dense_rank.get(row), bm25_rank.get(row))
+            for chunk, (row, score) in zip(chunks, scored[:k], strict=True)
         ]
 
-
-def _rows_by_source(sources: list[str]) -> dict[str, np.ndarray]:
-    """Each source's chunk rows, built once per loaded index with one stable sort (no per-query work)."""
-    if not sources:
-        return {}
-    names, inverse = np.unique(np.asarray(sources, dtype=object), return_inverse=True)
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(len(names) + 1))
-    return {str(name): order[bounds[i]:bounds[i + 1]].astype(np.int64) for i, name in enumerate(names)}

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     milvus_uri: str = ""  # a Milvus Lite folder (default <index_dir>/milvus.db) or http://host:19530
     milvus_token: str = secret()  # "user:password" or an API key, for a secured server
     milvus_index: str = "FLAT"  # exact search, as FAISS here; HNSW or IVF_FLAT for very large collections
+    # the FAISS index: flat (exact), hnsw or ivf-pq (approximate), or e.g. hnsw@200000 (flat below 200,000 chunks);
+    # "" keeps the index's own, flat for a new one
+    dense_index: str = ""
     # answering
     backend: Literal[BACKENDS] = "extractive"  # README "Backends": the held-out table that chose it
     llm_model_path: str = ""  # a GGUF file for `local`; empty = the bundled SmolLM2-135M-Instruct
@@ -105,6 +108,18 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigError(_message(exc, values, labels)) from None
+
+    @field_validator("dense_index")
+    @classmethod
+    def _dense_index_choice(cls, value: str) -> str:
+        if value:
+            from rag.dense import Choice
+
+            try:
+                Choice.parse(value)
+            except ConfigError as exc:
+                raise PydanticCustomError("dense_index", str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _overlap_below_half_a_chunk(self) -> Settings:

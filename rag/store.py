@@ -1,12 +1,16 @@
-"""The on-disk index: versioned directories swapped in atomically, verified on load. No pickle.
+"""The on-disk index: versioned directories swapped in atomically, verified on load, read on demand. No pickle.
 
 Layout of an index dir:
-    CURRENT                 name of the live version (replaced with an atomic rename)
-    versions/<name>/        manifest.json, dense.faiss, bm25/*, chunks.jsonl, documents.jsonl
-A build writes a temp dir beside the versions, fsyncs it, renames it into place, then flips CURRENT.
-A process killed at any point leaves CURRENT naming a whole, verified version. Chunking and
-embedding happen elsewhere; this module only persists and loads. With the Milvus store the vectors live in
-a collection instead of dense.faiss (rag.milvus_store), written around the same atomic swap.
+    CURRENT                          name of the live version (replaced with an atomic rename)
+    versions/<name>/manifest.json    format, embedding, chunking, files, segments, dense index, artifact checksums
+    versions/<name>/dense.faiss      FAISS's own file: flat, hnsw or ivf-pq over the first `dense.rows` rows
+    versions/<name>/segments/<seg>/  chunks.sqlite (chunks + documents), vectors.npy, bm25/ (postings)
+A write builds a temp dir beside the versions, fsyncs it, renames it into place, then flips CURRENT; a process
+killed at any point leaves CURRENT naming a whole version. Files are never changed once written, so a version
+that only adds rows hard-links the previous version's segments and writes one new segment (small indexes are
+always rewritten whole instead). Loading opens files without reading them whole: small artifacts are sha256-checked
+in full, large ones by size and a sampled digest (`verify()` checks every byte). Chunking and embedding happen
+elsewhere. With the Milvus store the vectors are searched in a collection (rag.milvus_store) instead of dense.faiss.
 """
 
 from __future__ import annotations
@@ -18,20 +22,28 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from rag import bm25 as bm25_segments
+from rag import chunkstore, dense as dense_index
+from rag.chunkstore import ChunkStore, ChunkView, DocumentsById, DocumentTexts, DocumentView
+from rag.dense import Choice, DenseIndex, VectorFiles
 from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing, RagError
 from rag.milvus_store import StoreOptions, begin_write, drop_collection, open_dense
-from rag.text import bm25_tokens
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 2  # 2: documents carry page and heading markers, chunks their page and section
+FORMAT_VERSION = 3  # 2: JSONL chunks and documents with pages and headings; 3: SQLite chunk store, segments, dense kinds
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
+APPEND_MIN_ROWS = 20_000  # smaller indexes are rewritten whole on every change (row order as a fresh build)
+FULL_CHECK_BYTES = 64 << 20  # artifacts up to this size are sha256-checked in full on every load
+SAMPLE_EDGE, SAMPLE_BLOCKS, SAMPLE_BYTES = 1 << 20, 32, 64 << 10  # a sampled digest reads head, tail and blocks
+_CORE_KEYS = ("format_version", "artifacts", "counts", "segments", "dense")  # what the store owns in a manifest
 
 
 @dataclass
@@ -46,21 +58,96 @@ class IndexData:
 
 @dataclass
 class LoadedIndex:
-    """An index version opened for search: documents, chunks, manifest, and the FAISS and BM25 structures."""
+    """An open index version. Chunks and documents stay on disk and are fetched by row or id:
+    `chunk(row)`, `chunks_by_rows(rows)`, `document(doc_id)`, `document_text(doc_id)`; `chunks`, `documents` and
+    `document_texts` are read-only views (sequence / mapping) over the same store."""
 
     path: Path
-    documents: list[Document]
-    chunks: list[Chunk]
     manifest: dict
-    dense: object  # faiss.Index, or rag.milvus_store.MilvusDense (same search/ntotal/d/reconstruct_n)
-    bm25: object  # bm25s.BM25
+    store: ChunkStore
+    bm25: object  # rag.bm25.Bm25Index
+    vector_files: VectorFiles
     full_text: object = None  # rag.milvus_store.MilvusFullText where BM25 runs in Milvus, else None
+    _dense: object = None  # DenseIndex or rag.milvus_store.MilvusDense; the FAISS file is read on first use
+    _dense_file: object = field(default=None, repr=False)  # held open from load, so a pruned version still reads
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _source_rows: dict | None = field(default=None, repr=False)
+
+    @property
+    def dense(self):
+        """The dense index (search/ntotal/d/reconstruct_n); read from dense.faiss on first use."""
+        if self._dense is None:
+            with self._lock:
+                if self._dense is None:
+                    record = self.manifest.get("dense") or {}
+                    main = dense_index.read_file(self._dense_file, self.path / dense_index.FILE)
+                    self._dense = DenseIndex(record.get("index", "flat"), main, self.vector_files, record.get("params"))
+                    if self._dense.main_rows != record.get("rows", self._dense.main_rows):
+                        raise IndexCorrupt(f"{self.path}/dense.faiss holds {self._dense.main_rows} rows, the manifest "
+                                           f"says {record.get('rows')}: {REBUILD_HINT}")
+                    self._dense_file.close()
+        return self._dense
+
+    @property
+    def n_chunks(self) -> int:
+        return self.store.n_chunks
+
+    @property
+    def n_documents(self) -> int:
+        return self.store.n_documents
+
+    @property
+    def chunks(self) -> ChunkView:
+        return ChunkView(self.store)
+
+    @property
+    def documents(self) -> DocumentView:
+        return DocumentView(self.store)
+
+    @property
+    def document_texts(self) -> DocumentTexts:
+        return DocumentTexts(self.store)
+
+    @property
+    def documents_by_id(self) -> DocumentsById:
+        return DocumentsById(self.store)
+
+    def source_rows(self) -> dict[str, np.ndarray]:
+        """Each source's chunk rows (sorted int64), read once from the chunk store's runs (no chunk is read)."""
+        if self._source_rows is None:
+            with self._lock:
+                if self._source_rows is None:
+                    parts: dict[str, list[np.ndarray]] = {}
+                    for start, stop, _, source in self.store.runs():
+                        parts.setdefault(source, []).append(np.arange(start, stop, dtype=np.int64))
+                    self._source_rows = {s: np.concatenate(p) for s, p in parts.items()}
+        return self._source_rows
+
+    def chunk_counts(self) -> dict[str, int]:
+        """doc_id -> how many chunks it has (from the chunk store's runs)."""
+        counts: dict[str, int] = {}
+        for start, stop, doc_id, _ in self.store.runs():
+            counts[doc_id] = counts.get(doc_id, 0) + stop - start
+        return counts
+
+    def chunk(self, row: int) -> Chunk:
+        return self.store.chunk(row)
+
+    def chunks_by_rows(self, rows: Sequence[int]) -> list[Chunk]:
+        return self.store.chunks_by_rows(rows)
+
+    def document(self, doc_id: str) -> Document | None:
+        return self.store.document(doc_id)
+
+    def document_text(self, doc_id: str) -> str:
+        return self.document_texts[doc_id]
+
+    def chunk_ids(self) -> list[str]:
+        return self.store.chunk_ids()
 
     def vectors(self) -> np.ndarray:
-        """All chunk vectors, row i for chunks[i] (copied out of the flat FAISS index, or fetched from Milvus)."""
-        if not self.dense.ntotal:
-            return np.zeros((0, self.dense.d), dtype=np.float32)
-        return self.dense.reconstruct_n(0, self.dense.ntotal)
+        """All chunk vectors, row i for chunk i (the exact float32 vectors, whatever the dense index)."""
+        return self.vector_files.range(0, self.vector_files.ntotal)
 
 
 def sha256_file(path: Path) -> str:
@@ -71,6 +158,25 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def sampled_sha256(path: Path, size: int) -> str:
+    """sha256 of the size, the first and last MiB and SAMPLE_BLOCKS blocks spread evenly between (~4 MB read)."""
+    digest = hashlib.sha256(size.to_bytes(8, "little"))
+    offsets = [0, max(0, size - SAMPLE_EDGE)] + [size * i // (SAMPLE_BLOCKS + 1) for i in range(1, SAMPLE_BLOCKS + 1)]
+    with open(path, "rb") as f:
+        for i, offset in enumerate(offsets):
+            f.seek(offset)
+            digest.update(f.read(SAMPLE_EDGE if i < 2 else SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def artifact_record(path: Path) -> dict:
+    size = path.stat().st_size
+    record = {"sha256": sha256_file(path), "bytes": size}
+    if size > FULL_CHECK_BYTES:
+        record["sampled_sha256"] = sampled_sha256(path, size)
+    return record
+
+
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -79,27 +185,26 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def _link(src: Path, dst: Path) -> None:
+    """Share an immutable file with the previous version (a copy where hard links are not possible)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 class IndexStore:
     """Reads and writes the versioned index directory at `root`.
 
-    `options` say where dense vectors go on write (FAISS file or Milvus collection) and how to reach Milvus on
-    read; without them a write keeps the store the index already uses and a read follows the manifest.
+    `options` say where dense vectors go on write (FAISS file or Milvus collection), which dense index to build
+    and how to reach Milvus on read; without them a write keeps what the index already uses.
     """
 
-    def __init__(self, root: Path | str, options: StoreOptions | None = None):
+    def __init__(self, root: Path | str, options: StoreOptions | None = None, append_min_rows: int | None = None):
         self.root = Path(root)
         self.options = options or StoreOptions()
+        self.append_min_rows = APPEND_MIN_ROWS if append_min_rows is None else append_min_rows
 
     @property
     def versions(self) -> Path:
@@ -127,42 +232,105 @@ class IndexStore:
     # -- writing -------------------------------------------------------------------------------
 
     def write(self, data: IndexData) -> Path:
-        """Persist `data` as a new version and make it current, atomically. Call under writer_lock."""
-        import faiss
+        """Persist `data` as a new version and make it current, atomically. Call under writer_lock.
 
+        When `data` only adds chunks to a large index, the new version shares the old files and adds a segment.
+        """
         self.versions.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
-        previous, milvus = self._previous_manifest(), None
+        previous = self._previous_manifest()
         store = self.options.store or (previous or {}).get("dense", {}).get("store", "faiss")
+        if store == "faiss" and previous is not None and self._appendable(previous, data.manifest):
+            added = self._added(data, previous)
+            if added is not None:
+                return self._write_append(previous, *added, manifest=data.manifest)
+        return self._write_whole(data, previous, store)
+
+    def append(self, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
+               manifest: dict | None = None) -> Path:
+        """Add chunks (and their new documents) to the live version as a new version. Call under writer_lock.
+
+        `manifest` replaces the non-store manifest entries (files, chunking, ...); by default they are kept.
+        A large index gets a new segment; a small one is rewritten whole, the new rows after the old ones.
+        """
+        self.versions.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temps()
+        previous = self._previous_manifest()
+        base = {k: v for k, v in (previous or {}).items() if k not in _CORE_KEYS}
+        manifest = {**base, **(manifest or {})}
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if previous is None:
+            return self._write_whole(IndexData(list(documents), list(chunks), vectors, manifest), None,
+                                     self.options.store or "faiss")
+        old = self._open_store(self.current(), previous)
+        try:
+            clash = old.rows_of([c.id for c in chunks])
+            known_docs = {d.id for d in documents if old.document(d.id) is not None}
+        finally:
+            old.close()
+        if clash:
+            raise ValueError(f"{len(clash)} of the chunks to append are already in the index (e.g. {next(iter(clash))})")
+        documents = [d for d in documents if d.id not in known_docs]
+        store = self.options.store or previous.get("dense", {}).get("store", "faiss")
+        if store == "faiss" and self._appendable(previous, manifest):
+            return self._write_append(previous, list(documents), list(chunks), vectors, manifest=manifest)
+        loaded = self.load()
+        data = IndexData([*loaded.documents, *documents], [*loaded.chunks, *chunks],
+                         np.concatenate([loaded.vectors(), vectors]) if len(chunks) else loaded.vectors(), manifest)
+        return self._write_whole(data, previous, store)
+
+    def _appendable(self, previous: dict, manifest: dict) -> bool:
+        """A large FAISS index whose embedding and chunking stay as they are."""
+        return previous.get("counts", {}).get("chunks", 0) >= self.append_min_rows \
+            and previous.get("embedding") == manifest.get("embedding") \
+            and previous.get("chunking") == manifest.get("chunking")
+
+    def _added(self, data: IndexData, previous: dict) -> tuple[list[Document], list[Chunk], np.ndarray] | None:
+        """The documents, chunks and vectors `data` adds to the live version, or None if it also removes some."""
+        old = self._open_store(self.current(), previous)
+        try:
+            old_chunks, old_docs = set(old.chunk_ids()), set(old.document_ids())
+        finally:
+            old.close()
+        ids = {c.id for c in data.chunks}
+        if not old_chunks <= ids or not old_docs <= {d.id for d in data.documents}:
+            return None
+        rows = [i for i, c in enumerate(data.chunks) if c.id not in old_chunks]
+        return ([d for d in data.documents if d.id not in old_docs], [data.chunks[i] for i in rows],
+                np.asarray(data.vectors, dtype=np.float32)[rows])
+
+    def changes_dense_index(self, manifest: dict) -> bool:
+        """Whether the options ask for another dense index than the one the index with `manifest` records."""
+        recorded = (manifest.get("dense") or {}).get("choice", "flat")
+        return bool(self.options.dense_index) and Choice.parse(self.options.dense_index) != Choice.parse(recorded)
+
+    def _choice(self, previous: dict | None) -> Choice:
+        requested = self.options.dense_index or ((previous or {}).get("dense") or {}).get("choice") or "flat"
+        return Choice.parse(requested)
+
+    def _write_whole(self, data: IndexData, previous: dict | None, store: str) -> Path:
+        milvus = None
         if store == "milvus":  # the collection gets this version's vectors before the version exists
             milvus = begin_write(self.root, self.options, data.chunks, data.vectors, data.manifest["embedding"],
                                  previous, self._current_chunk_ids() if previous else [])
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
         try:
-            _write_jsonl(tmp / "documents.jsonl", [d.to_dict() for d in data.documents])
-            _write_jsonl(tmp / "chunks.jsonl", [c.to_dict() for c in data.chunks])
+            vectors = np.asarray(data.vectors, dtype=np.float32).reshape(len(data.chunks), -1)
+            segment = _write_segment(tmp, data.documents, data.chunks, vectors)
             if milvus is None:
-                faiss.write_index(build_dense(data.vectors), str(tmp / "dense.faiss"))
-            build_bm25([c.text for c in data.chunks]).save(str(tmp / "bm25"), show_progress=False)
-            artifacts = {}
-            for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
-                _fsync(path)
-                artifacts[path.relative_to(tmp).as_posix()] = sha256_file(path)
-            manifest = {**data.manifest, "format_version": FORMAT_VERSION, "artifacts": artifacts,
-                        "counts": {"documents": len(data.documents), "chunks": len(data.chunks)}}
-            if milvus is not None:
-                manifest["dense"] = milvus.record
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-            _fsync(tmp / "manifest.json")
-            _fsync(tmp / "bm25")
-            _fsync(tmp)
-            name = f"v{time.time_ns()}-{sha256_file(tmp / 'manifest.json')[:8]}"
-            os.rename(tmp, self.versions / name)
-            _fsync(self.versions)
+                choice = self._choice(previous)
+                kind = choice.kind_for(len(data.chunks))
+                like, like_params = self._previous_dense(previous, kind)
+                index, params = dense_index.build(kind, vectors, like, like_params)
+                dense_index.write(index, tmp / dense_index.FILE)
+                record = {"store": "faiss", "index": kind, "choice": str(choice), "rows": len(data.chunks),
+                          "params": params}
+            else:
+                record = milvus.record
+            name = self._commit(tmp, data.manifest, [segment], record, {})
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._point_current_at(name)
         if milvus is not None:  # rows the new version dropped go only now that it is live
             milvus.finish(self.root, self.options)
         elif (previous or {}).get("dense", {}).get("store") == "milvus":  # moved back to FAISS
@@ -170,17 +338,135 @@ class IndexStore:
         self._remove_old_versions(keep=name)
         return self.versions / name
 
+    def _previous_dense(self, previous: dict | None, kind: str):
+        """The live IVF-PQ index, when the new one may reuse its training."""
+        record = (previous or {}).get("dense") or {}
+        if kind != "ivf-pq" or record.get("index") != "ivf-pq":
+            return None, None
+        try:
+            return dense_index.read(self.current() / dense_index.FILE), record.get("params")
+        except (RagError, OSError):
+            return None, None
+
+    def _write_append(self, previous: dict, documents: list[Document], chunks: list[Chunk], vectors: np.ndarray,
+                      manifest: dict) -> Path:
+        """A version made of the live one's files (hard links) plus one segment with the new rows."""
+        live = self.current()
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
+        try:
+            segments = list(previous["segments"])
+            artifacts = {k: v for k, v in previous["artifacts"].items() if k.startswith("segments/")}
+            sources = {s["name"]: live for s in segments}
+            if chunks or documents:
+                segments.append(_write_segment(tmp, documents, chunks, vectors.reshape(len(chunks), -1)))
+                sources[segments[-1]["name"]] = tmp
+            segments = self._merge_small(tmp, segments, sources, artifacts)
+            for seg in segments:  # share the untouched segments' files with the live version
+                if sources[seg["name"]] is live:
+                    for rel in (k for k in previous["artifacts"] if k.startswith(f"segments/{seg['name']}/")):
+                        _link(live / rel, tmp / rel)
+            artifacts = {k: v for k, v in artifacts.items() if k.split("/")[1] in {s["name"] for s in segments}}
+            record = self._append_dense(tmp, live, previous, segments, artifacts)
+            name = self._commit(tmp, manifest, segments, record, artifacts)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._remove_old_versions(keep=name)
+        return self.versions / name
+
+    def _merge_small(self, tmp: Path, segments: list[dict], sources: dict[str, Path], artifacts: dict) -> list[dict]:
+        """Keep segment sizes geometric: while a segment is at most twice the next one, merge the two.
+
+        So n appends leave O(log n) segments, and a merged row is rewritten O(log n) times.
+        """
+        while len(segments) >= 2 and segments[-2]["chunks"] <= 2 * segments[-1]["chunks"]:
+            a, b = segments[-2], segments[-1]
+            store = ChunkStore.open([(sources[s["name"]] / "segments" / s["name"], s["chunks"], s["documents"])
+                                     for s in (a, b)])
+            files = VectorFiles([(sources[s["name"]] / "segments" / s["name"] / dense_index.VECTORS, s["chunks"])
+                                 for s in (a, b)], a["dim"])
+            try:
+                merged = _write_segment(tmp, list(store.iter_documents()), list(store.iter_chunks()),
+                                        files.range(0, files.ntotal))
+            finally:
+                store.close()
+                files.close()
+            for s in (a, b):
+                if sources[s["name"]] is tmp:
+                    shutil.rmtree(tmp / "segments" / s["name"])
+            segments[-2:] = [merged]
+            sources[merged["name"]] = tmp
+        return segments
+
+    def _append_dense(self, tmp: Path, live: Path, previous: dict, segments: list[dict], artifacts: dict) -> dict:
+        """Keep dense.faiss while the exact tail is short; fold the tail in with `add`, or rebuild on a kind change."""
+        record = dict(previous["dense"])
+        total = sum(s["chunks"] for s in segments)
+        choice = self._choice(previous)
+        kind = choice.kind_for(total)
+        files = VectorFiles([(tmp / "segments" / s["name"] / dense_index.VECTORS, s["chunks"]) for s in segments],
+                            segments[0]["dim"])
+        try:
+            if kind != record["index"]:  # e.g. past the size the choice names: build the new kind from all vectors
+                like, like_params = self._previous_dense(previous, kind)
+                index, params = dense_index.build(kind, files.range(0, total), like, like_params)
+            elif total - record["rows"] > dense_index.TAIL_MAX_ROWS:
+                params = record.get("params", {})
+                if kind == "ivf-pq" and total > dense_index.RETRAIN_GROWTH * params.get("trained_rows", total):
+                    index, params = dense_index.build(kind, files.range(0, total))
+                else:
+                    index = dense_index.read(live / dense_index.FILE)
+                    dense_index.extend(index, files.range(record["rows"], total))
+            else:
+                _link(live / dense_index.FILE, tmp / dense_index.FILE)
+                artifacts[dense_index.FILE] = previous["artifacts"][dense_index.FILE]
+                return {**record, "choice": str(choice)}
+        finally:
+            files.close()
+        dense_index.write(index, tmp / dense_index.FILE)
+        return {"store": "faiss", "index": kind, "choice": str(choice), "rows": total, "params": params}
+
+    def _commit(self, tmp: Path, manifest: dict, segments: list[dict], dense: dict, artifacts: dict) -> str:
+        """Checksum what is new in `tmp`, write the manifest, fsync, rename into versions/, flip CURRENT."""
+        artifacts = dict(artifacts)
+        for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
+            rel = path.relative_to(tmp).as_posix()
+            if rel not in artifacts:  # written by this version (linked files keep their recorded digests)
+                _fsync(path)
+                artifacts[rel] = artifact_record(path)
+        base = {k: v for k, v in manifest.items() if k not in _CORE_KEYS}
+        full = {**base, "format_version": FORMAT_VERSION, "artifacts": dict(sorted(artifacts.items())),
+                "counts": {"documents": sum(s["documents"] for s in segments),
+                           "chunks": sum(s["chunks"] for s in segments)},
+                "segments": segments, "dense": dense}
+        (tmp / "manifest.json").write_text(json.dumps(full, indent=2, ensure_ascii=False), encoding="utf-8")
+        _fsync(tmp / "manifest.json")
+        for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            _fsync(folder)
+        _fsync(tmp)
+        name = f"v{time.time_ns()}-{sha256_file(tmp / 'manifest.json')[:8]}"
+        os.rename(tmp, self.versions / name)
+        _fsync(self.versions)
+        self._point_current_at(name)
+        return name
+
     def _previous_manifest(self) -> dict | None:
         try:
             return self.read_manifest() if self.current() is not None else None
-        except RagError:  # a damaged live version is being replaced: nothing to carry over
+        except RagError:  # a damaged or old-format live version is being replaced: nothing to carry over
             return None
 
     def _current_chunk_ids(self) -> list[str]:
         try:
-            return [row["id"] for row in _read_jsonl(self.current() / "chunks.jsonl")]
-        except (OSError, ValueError, KeyError):
+            store = self._open_store(self.current(), self.read_manifest())
+        except (RagError, OSError, KeyError):
             return []
+        try:
+            return store.chunk_ids()
+        except RagError:
+            return []
+        finally:
+            store.close()
 
     def _point_current_at(self, name: str) -> None:
         pointer = self.root / "CURRENT.tmp"
@@ -196,7 +482,9 @@ class IndexStore:
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _remove_old_versions(self, keep: str) -> None:
-        """Keep the live version and the one before it (a reader may still be opening it)."""
+        """Keep the live version and the one before it (a reader may still be opening it).
+
+        Files shared by hard links live on while any version still names them."""
         old = sorted((p for p in self.versions.iterdir() if p.name.startswith("v") and p.name != keep),
                      key=lambda p: p.stat().st_mtime)
         for path in old[:-1]:
@@ -214,15 +502,15 @@ class IndexStore:
             raise IndexCorrupt(f"{version} has no manifest.json: {REBUILD_HINT}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise IndexCorrupt(f"{version}/manifest.json is not valid JSON ({exc}): {REBUILD_HINT}") from None
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise IndexMismatch(
-                f"index format {manifest.get('format_version')} at {version}, this version reads "
-                f"{FORMAT_VERSION}: {REBUILD_HINT}"
-            )
+        found = manifest.get("format_version")
+        if found != FORMAT_VERSION:
+            why = " (chunks and documents in JSONL files read whole at open)" if found in (1, 2) else ""
+            raise IndexMismatch(f"index format {found} at {version}{why}, this version reads format "
+                                f"{FORMAT_VERSION} (chunks on disk, segments, choice of dense index): {REBUILD_HINT}")
         return manifest
 
     def load(self, expected_model: str | None = None) -> LoadedIndex:
-        """Open the live version, verifying every artifact's checksum and the embedding model.
+        """Open the live version, checking the artifacts' checksums and the embedding model.
 
         A writer may swap in a new version and prune old ones while we read; if the version we started
         on vanished under us, we start over on the new one (a few times) instead of reporting corruption.
@@ -236,10 +524,23 @@ class IndexStore:
                     raise
         return self._load_version(self.current(), expected_model)
 
-    def _load_version(self, version: Path | None, expected_model: str | None) -> LoadedIndex:
-        import bm25s
-        import faiss
+    def verify(self) -> dict:
+        """Check every byte of every artifact of the live version against its sha256 (what `rag verify` runs)."""
+        version = self.current()
+        manifest = self.read_manifest(version)
+        started = time.perf_counter()
+        total = 0
+        for name, record in manifest["artifacts"].items():
+            _check_artifact(version / name, record, full=True)
+            total += record["bytes"]
+        return {"version": version.name, "artifacts": len(manifest["artifacts"]), "bytes": total,
+                "seconds": round(time.perf_counter() - started, 2)}
 
+    def _open_store(self, version: Path, manifest: dict) -> ChunkStore:
+        return ChunkStore.open([(version / "segments" / s["name"], s["chunks"], s["documents"])
+                                for s in manifest["segments"]])
+
+    def _load_version(self, version: Path | None, expected_model: str | None) -> LoadedIndex:
         manifest = self.read_manifest(version)
         model = manifest.get("embedding", {}).get("model")
         if expected_model is not None and model != expected_model:
@@ -247,41 +548,59 @@ class IndexStore:
                 f"index was built with embedding model {model!r}, settings say {expected_model!r}: "
                 f"{REBUILD_HINT} (or set RAG_EMBEDDING_MODEL={model})"
             )
-        for name, digest in manifest.get("artifacts", {}).items():
-            path = version / name
-            if not path.is_file():
-                raise IndexCorrupt(f"{path} is missing: {REBUILD_HINT}")
-            if sha256_file(path) != digest:
-                raise IndexCorrupt(f"{path} fails its checksum (altered or truncated): {REBUILD_HINT}")
+        for name, record in manifest.get("artifacts", {}).items():
+            _check_artifact(version / name, record, full=False)
+        segments = manifest["segments"]
+        store = self._open_store(version, manifest)
         try:
-            documents = [Document.from_dict(row) for row in _read_jsonl(version / "documents.jsonl")]
-            chunks = [Chunk(**row) for row in _read_jsonl(version / "chunks.jsonl")]
-            full_text = None
+            folders = [version / "segments" / s["name"] for s in segments]
+            dim = segments[0]["dim"] if segments else int(manifest.get("embedding", {}).get("dim", 0))
+            vectors = VectorFiles([(f / dense_index.VECTORS, s["chunks"]) for f, s in zip(folders, segments, strict=True)],
+                                  dim)
+            starts = np.cumsum([0] + [s["chunks"] for s in segments])[:-1].tolist()
+            bm25 = bm25_segments.Bm25Index.open(list(zip((f / "bm25" for f in folders), starts, strict=True)))
+            dense = full_text = dense_file = None
             if manifest.get("dense", {}).get("store") == "milvus":
-                dense, full_text = open_dense(self.root, self.options, manifest, [c.id for c in chunks])
+                dense, full_text = open_dense(self.root, self.options, manifest, store.chunk_ids())
             else:
-                dense = faiss.read_index(str(version / "dense.faiss"))
-            bm25 = bm25s.BM25.load(str(version / "bm25"), mmap=False, allow_pickle=False)
+                dense_file = open(version / dense_index.FILE, "rb")  # noqa: SIM115 (read on first search)
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+            store.close()
             raise IndexCorrupt(f"cannot read the index at {version} ({exc}): {REBUILD_HINT}") from None
-        if dense.ntotal != len(chunks) or manifest.get("counts", {}).get("chunks") != len(chunks):
-            raise IndexCorrupt(f"{version}: {dense.ntotal} vectors for {len(chunks)} chunks: {REBUILD_HINT}")
-        return LoadedIndex(version, documents, chunks, manifest, dense, bm25, full_text)
+        counts = manifest.get("counts", {})
+        if store.n_chunks != counts.get("chunks") or vectors.ntotal != store.n_chunks \
+                or bm25.num_docs != store.n_chunks or (dense is not None and dense.ntotal != store.n_chunks):
+            store.close()
+            raise IndexCorrupt(f"{version}: {vectors.ntotal} vectors and {bm25.num_docs} BM25 rows for "
+                               f"{store.n_chunks} chunks: {REBUILD_HINT}")
+        return LoadedIndex(version, manifest, store, bm25, vectors, full_text, dense, dense_file)
 
 
-def build_dense(vectors: np.ndarray):
-    """An exact inner-product FAISS index over unit vectors (cosine similarity)."""
-    import faiss
+def _check_artifact(path: Path, record: dict, full: bool) -> None:
+    """Size always; then the full sha256 (small files, or `full`) or the sampled digest (large files at open)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise IndexCorrupt(f"{path} is missing: {REBUILD_HINT}") from None
+    if size != record["bytes"]:
+        raise IndexCorrupt(f"{path} fails its checksum ({size} bytes, {record['bytes']} recorded: truncated or "
+                           f"altered): {REBUILD_HINT}")
+    if full or "sampled_sha256" not in record:
+        ok = sha256_file(path) == record["sha256"]
+    else:
+        ok = sampled_sha256(path, size) == record["sampled_sha256"]
+    if not ok:
+        raise IndexCorrupt(f"{path} fails its checksum (altered): {REBUILD_HINT}")
 
-    index = faiss.IndexFlatIP(vectors.shape[1])
-    if len(vectors):
-        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    return index
 
-
-def build_bm25(texts: list[str]):
-    import bm25s
-
-    retriever = bm25s.BM25()
-    retriever.index(bm25_tokens(texts or [""]), show_progress=False)
-    return retriever
+def _write_segment(version_dir: Path, documents: Sequence[Document], chunks: Sequence[Chunk],
+                   vectors: np.ndarray) -> dict:
+    """One new segment folder under `version_dir`/segments: chunk store, vectors, BM25 postings."""
+    name = f"s{time.time_ns()}-{os.urandom(3).hex()}"
+    folder = version_dir / "segments" / name
+    folder.mkdir(parents=True)
+    n_docs, n_chunks = chunkstore.write_segment(folder / chunkstore.FILE, documents, chunks)
+    np.save(folder / dense_index.VECTORS, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
+    stats = bm25_segments.write_segment(folder / "bm25", (c.text for c in chunks))
+    return {"name": name, "chunks": n_chunks, "documents": n_docs, "dim": int(vectors.shape[1]),
+            "bm25": stats.to_dict()}

@@ -111,3 +111,22 @@ def test_help_is_fast_and_imports_no_model_libraries() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_dense_index_option_and_verify(corpus, settings) -> None:
+    result = runner.invoke(app, ["index", str(corpus), "--dense-index", "hnsw", "--json"], env=env_for(settings))
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["verify", "--json"], env=env_for(settings))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["artifacts"] == 7
+    from rag.store import IndexStore
+
+    assert IndexStore(settings.index_dir).load().manifest["dense"]["index"] == "hnsw"
+    result = runner.invoke(app, ["index", str(corpus), "--dense-index", "flat", "--json"], env=env_for(settings))
+    assert result.exit_code == 0 and IndexStore(settings.index_dir).load().manifest["dense"]["index"] == "flat"
+    assert json.loads(result.stdout)["chunks_embedded"] == 0  # the vectors on disk are re-indexed, not re-embedded
+    result = runner.invoke(app, ["index", str(corpus), "--dense-index", "annoy"], env=env_for(settings))
+    assert result.exit_code == 2 and "dense index must be one of flat, hnsw, ivf-pq" in result.output
+    (IndexStore(settings.index_dir).current() / "dense.faiss").write_bytes(b"broken")
+    result = runner.invoke(app, ["verify"], env=env_for(settings))
+    assert result.exit_code == 1 and "fails its checksum" in result.output

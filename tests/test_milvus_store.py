@@ -165,7 +165,7 @@ def test_switching_stores_moves_vectors_without_reembedding(corpus, settings) ->
     back = Indexer(settings.with_overrides(store="faiss"), embedder).index([corpus])
     assert (back.changed, back.chunks_embedded) == (True, 0)
     loaded = IndexStore(settings.index_dir).load()
-    assert "dense" not in loaded.manifest and (loaded.path / "dense.faiss").is_file()
+    assert loaded.manifest["dense"]["store"] == "faiss" and (loaded.path / "dense.faiss").is_file()
     assert connect(str(settings.index_dir / "milvus.db")).list_collections() == []  # the collection was dropped
 
 

@@ -112,31 +112,3 @@ def test_faiss_and_milvus_give_the_same_filtered_results(corpus, settings, hash_
                         for q in ("dogs bark", "parrots and cats") for m in ("hybrid", "dense", "bm25")
                         for g in (["sub/*"], ["cats.txt", "*.md"])])
     assert results[0] == results[1] and any(results[0])
-
-
-@pytest.mark.parametrize("kind", ["flat", "ivf", "hnsw"])
-def test_the_faiss_selector_works_on_flat_ivf_and_hnsw_indexes(kind) -> None:
-    import faiss
-
-    from rag.retrieval import Selection
-
-    rng = np.random.default_rng(3)
-    vectors = rng.standard_normal((2000, 16)).astype(np.float32)
-    if kind == "flat":
-        index = faiss.IndexFlatIP(16)
-    elif kind == "ivf":
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(16), 16, 8, faiss.METRIC_INNER_PRODUCT)
-        index.train(vectors)
-        index.nprobe = 8  # every list: exact, so the filtered result is checkable
-    else:
-        index = faiss.IndexHNSWFlat(16, 16, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efSearch = 256
-    index.add(vectors)
-    allowed = np.arange(0, 2000, 50, dtype=np.int64)  # 2% of the rows
-    scores, rows = index.search(vectors[:1], 5, params=Selection(("x",), allowed).faiss_params(index))
-    assert set(rows[0].tolist()) <= set(allowed.tolist())
-    expected = allowed[np.argsort(-(vectors[allowed] @ vectors[0]))[:5]]
-    if kind == "hnsw":  # approximate: most of the true top 5, and nothing outside the filter
-        assert len(set(rows[0].tolist()) & set(expected.tolist())) >= 3
-    else:
-        assert rows[0].tolist() == expected.tolist()

@@ -1,0 +1,286 @@
+"""Dense search over a version's vectors: exact (flat) or approximate (hnsw, ivf-pq), in FAISS's own index types.
+
+The float32 vectors themselves live in each segment's `vectors.npy` and are the source of truth; `dense.faiss`
+is a FAISS index over the first `rows` of them (FAISS's own file format). Rows appended since then (the tail,
+at most TAIL_MAX_ROWS) are searched exactly beside it until a write folds them in with FAISS's `add`.
+- flat: IndexFlatIP, exact; its results are FAISS's, unchanged.
+- hnsw: IndexHNSWSQ (graph of 8-bit scalar-quantised vectors, M=32), candidates re-scored exactly.
+- ivf-pq: IndexIVFPQ (inverted lists of product-quantised codes), candidates re-scored exactly.
+Exact re-scoring reads the candidates' float32 vectors with pread, so the full-precision vectors never have
+to sit in memory. Choosing, building and updating the index is here; where files go is rag.store's business.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag.errors import ConfigError, IndexCorrupt
+from rag.npyio import layout
+
+KINDS = ("flat", "hnsw", "ivf-pq")
+FILE = "dense.faiss"
+VECTORS = "vectors.npy"
+TAIL_MAX_ROWS = 20_000  # appended rows searched exactly beside the index before a write folds them in
+IVF_MIN_ROWS = 1_000  # fewer vectors than this make no useful IVF-PQ: flat instead
+RETRAIN_GROWTH = 4  # an IVF-PQ index is retrained once it holds this many times the rows it was trained on
+HNSW = {"M": 32, "efConstruction": 40, "efSearch": 128}
+REBUILD_HINT = "rebuild it with `rag index --rebuild`"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A `--dense-index` value: `kind`, used from `min_rows` chunks on (flat below)."""
+
+    kind: str
+    min_rows: int = 0
+
+    @classmethod
+    def parse(cls, value: str) -> Choice:
+        """`flat`, `hnsw`, `ivf-pq`, or `hnsw@200000` (flat until the index holds 200,000 chunks, then hnsw)."""
+        kind, _, rows = value.strip().partition("@")
+        try:
+            choice = cls(kind, int(rows.replace("_", "").replace(",", "")) if rows else 0)
+        except ValueError:
+            choice = None
+        if choice is None or kind not in KINDS or choice.min_rows < 0:
+            raise ConfigError(f"dense index must be one of {', '.join(KINDS)}, optionally with @CHUNKS "
+                              f"(e.g. hnsw@200000: flat below 200,000 chunks), got {value!r}")
+        return choice
+
+    def kind_for(self, rows: int) -> str:
+        if rows < self.min_rows or (self.kind == "ivf-pq" and rows < IVF_MIN_ROWS):
+            return "flat"
+        return self.kind
+
+    def __str__(self) -> str:
+        return f"{self.kind}@{self.min_rows}" if self.min_rows else self.kind
+
+
+@contextlib.contextmanager
+def all_cores() -> Iterator[None]:
+    """Builds use every core (the retriever pins searches to one thread per query)."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+# -- building -----------------------------------------------------------------------------------------------
+
+
+def _ivf_shape(rows: int, dim: int) -> dict:
+    """nlist about 2*sqrt(rows) (a power of two, at least 39 training points per list), 8 dims per PQ code byte."""
+    nlist = 1 << max(0, round(math.log2(max(2 * math.sqrt(rows), 1))))
+    nlist = max(1, min(nlist, rows // 39, 65536))
+    m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
+    nbits = 8 if rows >= 4096 else max(1, int(math.log2(rows)) - 4)
+    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(nlist, 32), "refine": 4}
+
+
+def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = None):
+    """A FAISS index of `kind` over `vectors` (rows 0..n-1) and the parameters to record.
+
+    `like`: an IVF-PQ index of the previous version whose training may be reused (rows grew less than
+    RETRAIN_GROWTH-fold since it was trained): only the vectors are re-added.
+    """
+    import faiss
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    rows, dim = vectors.shape
+    with all_cores():
+        if kind == "flat":
+            index, params = faiss.IndexFlatIP(dim), {}
+        elif kind == "hnsw":
+            index = faiss.index_factory(dim, f"HNSW{HNSW['M']},SQ8", faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = HNSW["efConstruction"]
+            index.train(_sample(vectors, 100_000))
+            params = {**HNSW, "storage": "SQ8", "trained_rows": rows}
+        elif kind == "ivf-pq":
+            if like is not None and like_params and like.d == dim and rows <= RETRAIN_GROWTH * like_params["trained_rows"]:
+                index, params = faiss.clone_index(like), dict(like_params)
+                index.reset()  # keeps the coarse quantizer and the PQ codebooks
+            else:
+                params = {**_ivf_shape(rows, dim), "trained_rows": rows}
+                index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, params["nlist"], params["m"], params["nbits"],
+                                         faiss.METRIC_INNER_PRODUCT)
+                index.cp.min_points_per_centroid = index.pq.cp.min_points_per_centroid = 1  # no warnings on small sets
+                index.train(_sample(vectors, max(params["nlist"] * 64, 1 << params["nbits"]) * 4))
+        else:
+            raise ConfigError(f"unknown dense index {kind!r}")
+        for start in range(0, rows, 100_000):
+            index.add(vectors[start:start + 100_000])
+    return index, params
+
+
+def extend(index, vectors: np.ndarray) -> None:
+    """Add rows at the end (FAISS's `add`: every kind here takes it without a rebuild)."""
+    with all_cores():
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+
+def _sample(vectors: np.ndarray, n: int) -> np.ndarray:
+    if len(vectors) <= n:
+        return vectors
+    rows = np.sort(np.random.default_rng(0).choice(len(vectors), n, replace=False))
+    return vectors[rows]
+
+
+def write(index, path: Path) -> None:
+    import faiss
+
+    faiss.write_index(index, str(path))
+
+
+def read(path: Path):
+    with open(path, "rb") as f:
+        return read_file(f, path)
+
+
+def read_file(f, path: Path):
+    """Read a FAISS index from an open file (held open since load, so a version pruned meanwhile still reads)."""
+    import faiss
+
+    try:
+        return faiss.read_index(faiss.PyCallbackIOReader(f.read))
+    except RuntimeError as exc:
+        raise IndexCorrupt(f"cannot read {path} ({str(exc).splitlines()[0]}): {REBUILD_HINT}") from None
+
+
+# -- the vectors on disk -----------------------------------------------------------------------------------
+
+
+class VectorFiles:
+    """The float32 vectors of a version, one .npy per segment: single rows by pread, ranges by mapping."""
+
+    def __init__(self, files: Sequence[tuple[Path, int]], dim: int):
+        self.dim = dim
+        self.files, self.starts, self.offsets, self.fds = [], [], [], []
+        first = 0
+        for path, rows in files:
+            shape, dtype, offset = layout(path)
+            if shape != (rows, dim) or dtype != np.float32:
+                raise IndexCorrupt(f"{path} holds {shape} {dtype} vectors, the index says ({rows}, {dim}) float32: "
+                                   f"{REBUILD_HINT}")
+            self.files.append((path, rows))
+            self.starts.append(first)
+            self.offsets.append(offset)
+            self.fds.append(open(path, "rb", buffering=0))  # noqa: SIM115 (closed with this object)
+            first += rows
+        self.ntotal = first
+
+    def close(self) -> None:
+        for f in self.fds:
+            f.close()
+        self.fds = []
+
+    def _locate(self, row: int) -> tuple[int, int]:
+        i = int(np.searchsorted(self.starts, row, side="right")) - 1
+        return i, row - self.starts[i]
+
+    def rows(self, rows: Sequence[int]) -> np.ndarray:
+        """The vectors of `rows` (any order), read with pread: the process maps nothing."""
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        size = 4 * self.dim
+        for i, row in enumerate(rows):
+            f, local = self._locate(int(row))
+            data = os.pread(self.fds[f].fileno(), size, self.offsets[f] + local * size)
+            if len(data) != size:
+                raise IndexCorrupt(f"{self.files[f][0]} is truncated: {REBUILD_HINT}")
+            out[i] = np.frombuffer(data, dtype=np.float32)
+        return out
+
+    def range(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop-1 as one array (a copy; the mapping is dropped at once)."""
+        stop = min(stop, self.ntotal)
+        parts = []
+        for (path, rows), first in zip(self.files, self.starts, strict=True):
+            lo, hi = max(start - first, 0), min(stop - first, rows)
+            if lo < hi:
+                mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+                parts.append(np.array(mapped[lo:hi]))
+                del mapped
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), dtype=np.float32)
+
+
+# -- searching ------------------------------------------------------------------------------------------------
+
+
+class DenseIndex:
+    """FAISS-shaped search (`search`, `ntotal`, `d`, `reconstruct_n`) over the main index plus the exact tail."""
+
+    def __init__(self, kind: str, main, vectors: VectorFiles, params: dict | None = None):
+        import faiss
+
+        self.kind, self.main, self.vectors, self.params = kind, main, vectors, params or {}
+        self.d = vectors.dim
+        self.ntotal = vectors.ntotal
+        self.main_rows = main.ntotal
+        if main.d != self.d or self.main_rows > self.ntotal:
+            raise IndexCorrupt(f"dense index of {self.main_rows} × {main.d} for {self.ntotal} × {self.d} vectors: "
+                               f"{REBUILD_HINT}")
+        self.tail = faiss.IndexFlatIP(self.d)
+        if self.ntotal > self.main_rows:
+            self.tail.add(vectors.range(self.main_rows, self.ntotal))
+        self._search_params = None
+        if kind == "hnsw":
+            self._search_params = faiss.SearchParametersHNSW(efSearch=int(self.params.get("efSearch", HNSW["efSearch"])))
+        elif kind == "ivf-pq":
+            self._search_params = faiss.SearchParametersIVF(nprobe=int(self.params.get("nprobe", 32)))
+
+    def _candidates(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The main index's best rows for one query, with exact scores."""
+        if self.main_rows == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if self.kind == "flat":
+            scores, rows = self.main.search(query, min(n, self.main_rows))
+            keep = rows[0] >= 0
+            return scores[0][keep], rows[0][keep]
+        wanted = n * (2 if self.kind == "hnsw" else int(self.params.get("refine", 4)))
+        _, rows = self.main.search(query, min(max(wanted, 100), self.main_rows), params=self._search_params)
+        rows = rows[0][rows[0] >= 0]
+        return self.vectors.rows(rows) @ query[0], rows
+
+    def search(self, queries: np.ndarray, n: int, selection=None) -> tuple[np.ndarray, np.ndarray]:
+        """Top `n` rows of each query by inner product: (scores, rows), each (len(queries), <= n). With a
+        `selection` (rag.retrieval.Selection), only its rows."""
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if len(queries) != 1:  # one query at a time is what retrieval does; keep batches simple
+            results = [self.search(q[None, :], n, selection) for q in queries]
+            width = max((len(r[1][0]) for r in results), default=0)
+            scores = np.full((len(queries), width), -np.inf, np.float32)
+            rows = np.full((len(queries), width), -1, np.int64)
+            for i, (s, r) in enumerate(results):
+                scores[i, :len(s[0])], rows[i, :len(r[0])] = s[0], r[0]
+            return scores, rows
+        if selection is not None:
+            return self._search_rows(queries, n, selection.rows)
+        scores, rows = self._candidates(queries, n)
+        if self.kind == "flat" and self.tail.ntotal == 0:  # the exact index alone: FAISS's order, untouched
+            return scores[None, :n], rows[None, :n]
+        if self.tail.ntotal:
+            tail_scores, tail_rows = self.tail.search(queries, min(n, self.tail.ntotal))
+            scores = np.concatenate([scores, tail_scores[0]])
+            rows = np.concatenate([rows, tail_rows[0] + self.main_rows])
+        order = np.lexsort((rows, -scores))[:n]  # by score, then row
+        return scores[order][None, :].astype(np.float32), rows[order][None, :].astype(np.int64)
+
+    def _search_rows(self, query: np.ndarray, n: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The top `n` of `rows` by exact inner product."""
+        scores = self.vectors.rows(rows) @ query[0]
+        order = np.lexsort((rows, -scores))[:n]
+        return scores[order][None, :].astype(np.float32), np.asarray(rows)[order][None, :].astype(np.int64)
+
+    def reconstruct_n(self, start: int, count: int) -> np.ndarray:
+        """The exact float32 vectors of rows start..start+count-1 (from the vector files, whatever the kind)."""
+        return self.vectors.range(start, start + count)

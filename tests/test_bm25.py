@@ -1,0 +1,72 @@
+"""BM25 on segments scores exactly as bm25s over the same texts, however the rows are split into segments."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.bm25 import Bm25Index, tokenize_many, write_segment
+from rag.text import bm25_tokens, query_tokens
+
+TEXTS = [
+    "Cats purr when they are content. A cat sleeps sixteen hours a day.",
+    "Kittens open their eyes after about ten days; kittens sleep too.",
+    "Dogs bark at strangers. A dog can learn over a hundred words.",
+    "Parrots can mimic human speech. Crows solve puzzles with tools.",
+    "",
+    "the of and",  # stopwords only: a chunk with no tokens
+    "Running runners ran; the runner runs. Cats and dogs run, cats run faster than dogs.",
+    "Sleep sleep sleep: the cat sleeps, the dog sleeps, the parrot sleeps.",
+]
+QUERIES = ["cats sleep", "dogs bark strangers", "run runner", "sleep sleep cat", "zzz nothing", "parrots crows tools"]
+
+
+def bm25s_scores(texts: list[str], query: str) -> np.ndarray:
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokens(texts), show_progress=False)
+    tokens = query_tokens(query)
+    known = [t for t in tokens if t in retriever.vocab_dict]
+    return retriever.get_scores(known) if known else np.zeros(len(texts), np.float32)
+
+
+def open_split(tmp_path, texts: list[str], cuts: list[int]) -> Bm25Index:
+    folders, start = [], 0
+    for i, stop in enumerate([*cuts, len(texts)]):
+        write_segment(tmp_path / f"seg{i}", texts[start:stop])
+        folders.append((tmp_path / f"seg{i}", start))
+        start = stop
+    return Bm25Index.open(folders)
+
+
+@pytest.mark.parametrize("cuts", [[], [3], [1, 2, 6]])
+def test_scores_equal_bm25s_exactly_whatever_the_segments(tmp_path, cuts) -> None:
+    index = open_split(tmp_path, TEXTS, cuts)
+    assert index.num_docs == len(TEXTS)
+    for query in QUERIES:
+        ours = index.get_scores(query_tokens(query))
+        assert ours.dtype == np.float32
+        np.testing.assert_array_equal(ours, bm25s_scores(TEXTS, query))  # bit for bit
+
+
+def test_top_ranks_positive_scores_by_score_then_row(tmp_path) -> None:
+    index = open_split(tmp_path, TEXTS * 3, [8, 16])  # every text three times: exact ties across segments
+    scores = index.get_scores(query_tokens("cats sleep"))
+    expected = sorted((r for r in range(len(scores)) if scores[r] > 0), key=lambda r: (-scores[r], r))
+    for n in (1, 4, 100):
+        rows, values = index.top(query_tokens("cats sleep"), n)
+        assert rows.tolist() == expected[:n]
+        assert values.tolist() == [scores[r] for r in expected[:n]]
+    assert index.top([], 5)[0].tolist() == [] and index.top(["zzz"], 5)[0].tolist() == []
+
+
+def test_tokenize_many_is_query_tokens_per_text() -> None:
+    texts = TEXTS * 2 + ["Héllo wörld ÉCOLE naïve café", "don't won't U.S.A. 3.5% co-operation"]
+    assert list(tokenize_many(texts)) == [query_tokens(t) for t in texts]
+
+
+def test_segment_files_hold_no_pickle(tmp_path) -> None:
+    write_segment(tmp_path / "seg", TEXTS)
+    for name in ("rows.npy", "tf.npy", "doclen.npy"):
+        np.load(tmp_path / "seg" / name, allow_pickle=False)

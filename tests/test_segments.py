@@ -1,0 +1,150 @@
+"""Appending to a large index: a new segment beside hard-linked old files, results as a fresh build's."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import write_corpus
+from rag import dense
+from rag.embedding import HashEmbedder
+from rag.indexer import Indexer
+from rag.milvus_store import StoreOptions
+from rag.retrieval import Retriever
+from rag.store import IndexData, IndexStore
+from test_dense import synthetic
+
+
+def write(store: IndexStore, data: IndexData):
+    with store.writer_lock():
+        return store.write(data)
+
+
+def concat(a: IndexData, b: IndexData) -> IndexData:
+    return IndexData(a.documents + b.documents, a.chunks + b.chunks, np.concatenate([a.vectors, b.vectors]), a.manifest)
+
+
+def by_id(loaded) -> dict:
+    """chunk id -> (chunk, vector, BM25 score of a fixed query): what a fresh build must match, row order aside."""
+    vectors = loaded.vectors()
+    scores = loaded.bm25.get_scores(["topic", "chunk", "7"])
+    return {c.id: (c, vectors[row].tolist(), float(scores[row])) for row, c in enumerate(loaded.chunks)}
+
+
+def test_adding_chunks_appends_a_segment_and_shares_the_old_files(tmp_path) -> None:
+    base, more = synthetic(400), synthetic(100, start=400, seed=5)
+    store = IndexStore(tmp_path / "idx", append_min_rows=0)
+    first = write(store, base)
+    second = write(store, concat(base, more))  # the indexer's way: the whole corpus, of which some is new
+    manifest = json.loads((second / "manifest.json").read_text())
+    assert [s["chunks"] for s in manifest["segments"]] == [400, 100]
+    old_seg = manifest["segments"][0]["name"]
+    for name in ("chunks.sqlite", "vectors.npy", "bm25/rows.npy"):  # the same inode: nothing copied
+        assert os.stat(first / "segments" / old_seg / name).st_ino == os.stat(second / "segments" / old_seg / name).st_ino
+    assert os.stat(first / "dense.faiss").st_ino == os.stat(second / "dense.faiss").st_ino  # tail searched exactly
+    assert manifest["dense"]["rows"] == 400 and manifest["counts"] == {"documents": 500, "chunks": 500}
+    loaded = store.load()
+    assert [c.id for c in loaded.chunks] == [c.id for c in base.chunks + more.chunks]
+    fresh = write(IndexStore(tmp_path / "fresh"), concat(base, more))
+    assert by_id(loaded) == by_id(IndexStore(fresh.parent.parent).load())  # BM25 statistics are corpus-wide
+    for q in synthetic(5, start=900, seed=9).vectors:
+        got = loaded.dense.search(q[None, :], 20)
+        want = IndexStore(tmp_path / "fresh").load().dense.search(q[None, :], 20)
+        assert got[1].tolist() == want[1].tolist()
+
+
+def test_removing_chunks_rewrites_the_index_whole(tmp_path) -> None:
+    base = synthetic(400)
+    store = IndexStore(tmp_path / "idx", append_min_rows=0)
+    write(store, base)
+    fewer = IndexData(base.documents[1:], base.chunks[1:], base.vectors[1:], base.manifest)
+    version = write(store, fewer)
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert [s["chunks"] for s in manifest["segments"]] == [399] and manifest["dense"]["rows"] == 399
+    assert store.load().chunks == base.chunks[1:]
+
+
+def test_small_indexes_are_always_rewritten_in_fresh_order(tmp_path) -> None:
+    base, more = synthetic(50), synthetic(10, start=50)
+    store = IndexStore(tmp_path / "idx")  # the default threshold: far above 60 rows
+    write(store, base)
+    version = write(store, IndexData(more.documents + base.documents, more.chunks + base.chunks,
+                                     np.concatenate([more.vectors, base.vectors]), base.manifest))
+    assert len(json.loads((version / "manifest.json").read_text())["segments"]) == 1
+    assert store.load().chunks == more.chunks + base.chunks  # the order given, as before segments existed
+
+
+def test_explicit_append_refuses_known_chunks_and_keeps_the_manifest(tmp_path) -> None:
+    base = synthetic(300)
+    base.manifest["files"] = {"x": 1}
+    store = IndexStore(tmp_path / "idx", append_min_rows=0)
+    write(store, base)
+    more = synthetic(30, start=300)
+    with store.writer_lock():
+        store.append(more.documents, more.chunks, more.vectors)
+        with pytest.raises(ValueError, match="already in the index"):
+            store.append(more.documents[:1], more.chunks[:1], more.vectors[:1])
+    loaded = store.load()
+    assert loaded.n_chunks == 330 and loaded.manifest["files"] == {"x": 1}
+    assert loaded.chunk(329) == more.chunks[-1] and loaded.document_text(more.documents[0].id) == more.documents[0].text
+
+
+def test_many_appends_keep_few_segments(tmp_path) -> None:
+    store = IndexStore(tmp_path / "idx", append_min_rows=0)
+    write(store, synthetic(1000))
+    for i in range(12):
+        more = synthetic(20, start=1000 + 20 * i, seed=i)
+        with store.writer_lock():
+            store.append(more.documents, more.chunks, more.vectors)
+    loaded = store.load()
+    sizes = [s["chunks"] for s in loaded.manifest["segments"]]
+    assert sum(sizes) == loaded.n_chunks == 1240 and len(sizes) <= 5
+    assert all(a > 2 * b for a, b in zip(sizes, sizes[1:]))  # geometric: O(log n) segments
+    assert [c.id for c in loaded.chunks][1000:1020] == [c.id for c in synthetic(20, start=1000, seed=0).chunks]
+    assert len(list(store.versions.iterdir())) == 2  # old versions pruned; shared files survive in the live one
+    np.testing.assert_array_equal(loaded.vectors()[1000:1020], synthetic(20, start=1000, seed=0).vectors)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-pq"])
+def test_a_long_tail_is_folded_into_the_index_with_add(tmp_path, monkeypatch, kind: str) -> None:
+    monkeypatch.setattr(dense, "TAIL_MAX_ROWS", 50)
+    store = IndexStore(tmp_path / "idx", StoreOptions(dense_index=kind), append_min_rows=0)
+    write(store, synthetic(2000))
+    params = store.load().manifest["dense"]["params"]
+    more = synthetic(60, start=2000, seed=7)
+    with store.writer_lock():
+        store.append(more.documents, more.chunks, more.vectors)
+    loaded = store.load()
+    assert loaded.manifest["dense"] == {"store": "faiss", "index": kind, "choice": kind, "rows": 2060, "params": params}
+    assert loaded.dense.main_rows == 2060 and loaded.dense.tail.ntotal == 0  # no retraining: the same parameters
+    scores, rows = loaded.dense.search(more.vectors[:1], 1)
+    assert rows[0].tolist() == [2000]  # a new vector finds itself
+
+
+def test_ivf_pq_is_retrained_once_it_has_grown(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(dense, "TAIL_MAX_ROWS", 10)
+    store = IndexStore(tmp_path / "idx", StoreOptions(dense_index="ivf-pq"), append_min_rows=0)
+    write(store, synthetic(1000))
+    more = synthetic(3500, start=1000, seed=8)
+    with store.writer_lock():
+        store.append(more.documents, more.chunks, more.vectors)
+    assert store.load().manifest["dense"]["params"]["trained_rows"] == 4500
+
+
+def test_indexer_add_mode_appends_to_a_large_index(tmp_path, monkeypatch, settings) -> None:
+    import rag.store
+
+    monkeypatch.setattr(rag.store, "APPEND_MIN_ROWS", 0)
+    corpus = write_corpus(tmp_path / "c", {f"f{i}.txt": f"File {i} talks about subject {i}." for i in range(30)})
+    Indexer(settings, HashEmbedder()).index([corpus])
+    extra = write_corpus(tmp_path / "new", {"fish.txt": "Salmon swim upstream to spawn."})
+    report = Indexer(settings, HashEmbedder()).index([extra], prune=False)
+    assert (report.chunks_embedded, report.chunks_total, report.changed) == (1, 31, True)
+    loaded = IndexStore(settings.index_dir).load()
+    assert [s["chunks"] for s in loaded.manifest["segments"]] == [30, 1]
+    assert not Indexer(settings, HashEmbedder()).index([corpus, extra]).changed  # row order is not a change
+    hits = Retriever.open(settings.index_dir, HashEmbedder()).search("salmon spawn", k=1)
+    assert hits[0].chunk.source == "fish.txt"
