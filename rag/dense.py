@@ -30,7 +30,9 @@ VECTORS = "vectors.npy"
 TAIL_MAX_ROWS = 20_000  # appended rows searched exactly beside the index before a write folds them in
 IVF_MIN_ROWS = 1_000  # fewer vectors than this make no useful IVF-PQ: flat instead
 RETRAIN_GROWTH = 4  # an IVF-PQ index is retrained once it holds this many times the rows it was trained on
-HNSW = {"M": 32, "efConstruction": 40, "efSearch": 128}
+# efSearch 1024: synthetic near-duplicate clusters (eval/bench_scale.py) need it for recall@10 >= 0.95 at 300k
+HNSW = {"M": 32, "efConstruction": 64, "efSearch": 1024}
+BUILD_THREADS = 1  # OpenMP's spinning team made a 2-thread IVF-PQ build 3.5x slower on 2 busy cores than 1 thread
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 
 
@@ -64,12 +66,12 @@ class Choice:
 
 
 @contextlib.contextmanager
-def all_cores() -> Iterator[None]:
-    """Builds use every core (the retriever pins searches to one thread per query)."""
+def build_threads() -> Iterator[None]:
+    """FAISS builds on BUILD_THREADS threads, whatever the process set for searching."""
     import faiss
 
     before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(os.cpu_count() or 1)
+    faiss.omp_set_num_threads(BUILD_THREADS)
     try:
         yield
     finally:
@@ -80,8 +82,8 @@ def all_cores() -> Iterator[None]:
 
 
 def _ivf_shape(rows: int, dim: int) -> dict:
-    """nlist about 2*sqrt(rows) (a power of two, at least 39 training points per list), 8 dims per PQ code byte."""
-    nlist = 1 << max(0, round(math.log2(max(2 * math.sqrt(rows), 1))))
+    """nlist about sqrt(rows) (a power of two, at least 39 rows per list), 8 dims per PQ code byte."""
+    nlist = 1 << max(0, round(math.log2(max(math.sqrt(rows), 1))))
     nlist = max(1, min(nlist, rows // 39, 65536))
     m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
     nbits = 8 if rows >= 4096 else max(1, int(math.log2(rows)) - 4)
@@ -98,7 +100,7 @@ def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = 
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     rows, dim = vectors.shape
-    with all_cores():
+    with build_threads():
         if kind == "flat":
             index, params = faiss.IndexFlatIP(dim), {}
         elif kind == "hnsw":
@@ -115,7 +117,7 @@ def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = 
                 index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, params["nlist"], params["m"], params["nbits"],
                                          faiss.METRIC_INNER_PRODUCT)
                 index.cp.min_points_per_centroid = index.pq.cp.min_points_per_centroid = 1  # no warnings on small sets
-                index.train(_sample(vectors, max(params["nlist"] * 64, 1 << params["nbits"]) * 4))
+                index.train(_sample(vectors, max(params["nlist"] * 40, (1 << params["nbits"]) * 64)))
         else:
             raise ConfigError(f"unknown dense index {kind!r}")
         for start in range(0, rows, 100_000):
@@ -125,7 +127,7 @@ def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = 
 
 def extend(index, vectors: np.ndarray) -> None:
     """Add rows at the end (FAISS's `add`: every kind here takes it without a rebuild)."""
-    with all_cores():
+    with build_threads():
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
 
 

@@ -62,3 +62,33 @@ def test_backend_change_reembeds_and_mismatch_is_refused(corpus, settings) -> No
     assert Indexer(settings, _Int8Hash()).index([corpus]).changed is False  # same backend: nothing to do
     assert len(Retriever.open(settings.index_dir, int8).search("cats", k=2)) == 2
     assert np.isfinite(Retriever.open(settings.index_dir, int8).search("cats", k=1)[0].score)
+
+
+def test_hybrid_results_equal_the_previous_implementation(corpus, settings, hash_embedder) -> None:
+    """bm25s + an exact FAISS index + RRF over the same chunks (what format 1 did) gives the same hits and scores."""
+    import bm25s
+    import faiss
+
+    from rag.retrieval import rrf, Ranked
+
+    Indexer(settings, hash_embedder).index([corpus])
+    retriever = Retriever.open(settings.index_dir, hash_embedder)
+    chunks = list(retriever.index.chunks)
+    vectors = hash_embedder.embed([c.text for c in chunks])
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    old_bm25 = bm25s.BM25()
+    old_bm25.index(bm25_tokens([c.text for c in chunks]), show_progress=False)
+    for query in ("cats sleep", "Do dogs bark at strangers?", "parrots crows tools speech", "kittens eyes days"):
+        scores, rows = flat.search(hash_embedder.embed([query]), len(chunks))
+        dense = Ranked(rows[0], scores[0])
+        tokens = [t for t in query_tokens(query) if t in old_bm25.vocab_dict]
+        s = old_bm25.get_scores(tokens) if tokens else np.zeros(len(chunks), np.float32)
+        order = sorted((r for r in range(len(s)) if s[r] > 0), key=lambda r: (-s[r], r))
+        bm25 = Ranked(np.array(order, dtype=np.int64), s[order])
+        for mode, expected in (("dense", list(zip(dense.rows.tolist(), dense.scores.tolist()))),
+                               ("bm25", list(zip(bm25.rows.tolist(), bm25.scores.tolist()))),
+                               ("hybrid", rrf([dense, bm25]))):
+            hits = retriever.search(query, k=3, mode=mode)
+            assert [h.chunk for h in hits] == [chunks[r] for r, _ in expected[:3]]
+            assert [h.score for h in hits] == pytest.approx([score for _, score in expected[:3]])
