@@ -159,6 +159,7 @@ def synthetic_index(chunks, documents, vectors, size: int, seed: int = 0):
     from rag.types import Chunk, Document, content_hash
 
     rng = np.random.default_rng(seed)
+    chunks, documents = list(chunks), list(documents)  # an index's views read from disk: one pass each
     docs = {d.id: d for d in documents}
     out_chunks, out_docs, rows = [], {}, []
     for i in range(size):
@@ -191,10 +192,11 @@ def stage_queries(spec: dict) -> dict:
     embedder, _ = _warm_embedder(spec, backend)
     real = IndexStore(spec["index_dir"]).load()
     vectors = real.vectors()
+    chunks, documents = list(real.chunks), list(real.documents)
     queries = json.loads(Path(spec["queries"]).read_text(encoding="utf-8"))
     out = {}
     for size in spec["sizes"]:
-        data = synthetic_index(real.chunks, real.documents, vectors, size)
+        data = synthetic_index(chunks, documents, vectors, size)
         data.manifest = {**real.manifest, "created_at": "synthetic"}
         store = IndexStore(Path(spec["work"]) / f"synthetic-{size}")
         started = time.perf_counter()
@@ -458,6 +460,10 @@ def run(args: argparse.Namespace) -> Path:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["summary"] = summarize(result, default_backend)
+    if "kinds" in result.get("scale_out", {}):
+        import bench_scale
+
+        bench_scale.plot(result["scale_out"], out / "scale.png")
     (out / "bench.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     (out / "bench.md").write_text(markdown(result, default_backend), encoding="utf-8")
     say(f"wrote {out / 'bench.json'} and {out / 'bench.md'}")
