@@ -315,7 +315,7 @@ class IndexStore:
                                  previous, self._current_chunk_ids() if previous else [])
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
         try:
-            vectors = np.asarray(data.vectors, dtype=np.float32).reshape(len(data.chunks), -1)
+            vectors = _matrix(data.vectors, len(data.chunks), data.manifest.get("embedding", {}).get("dim"))
             segment = _write_segment(tmp, data.documents, data.chunks, vectors)
             if milvus is None:
                 choice = self._choice(previous)
@@ -358,7 +358,7 @@ class IndexStore:
             artifacts = {k: v for k, v in previous["artifacts"].items() if k.startswith("segments/")}
             sources = {s["name"]: live for s in segments}
             if chunks or documents:
-                segments.append(_write_segment(tmp, documents, chunks, vectors.reshape(len(chunks), -1)))
+                segments.append(_write_segment(tmp, documents, chunks, _matrix(vectors, len(chunks), segments[0]["dim"])))
                 sources[segments[-1]["name"]] = tmp
             segments = self._merge_small(tmp, segments, sources, artifacts)
             for seg in segments:  # share the untouched segments' files with the live version
@@ -574,6 +574,16 @@ class IndexStore:
             raise IndexCorrupt(f"{version}: {vectors.ntotal} vectors and {bm25.num_docs} BM25 rows for "
                                f"{store.n_chunks} chunks: {REBUILD_HINT}")
         return LoadedIndex(version, manifest, store, bm25, vectors, full_text, dense, dense_file)
+
+
+def _matrix(vectors, rows: int, dim: int | None) -> np.ndarray:
+    """`vectors` as a (rows, dim) float32 array (an empty list of chunks may come with an empty array of any shape)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim == 2 and len(vectors) == rows:
+        return vectors
+    if rows == 0:
+        return np.zeros((0, int(dim or 0)), dtype=np.float32)
+    return vectors.reshape(rows, -1)
 
 
 def _check_artifact(path: Path, record: dict, full: bool) -> None:

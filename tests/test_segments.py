@@ -148,3 +148,12 @@ def test_indexer_add_mode_appends_to_a_large_index(tmp_path, monkeypatch, settin
     assert not Indexer(settings, HashEmbedder()).index([corpus, extra]).changed  # row order is not a change
     hits = Retriever.open(settings.index_dir, HashEmbedder()).search("salmon spawn", k=1)
     assert hits[0].chunk.source == "fish.txt"
+
+
+def test_an_index_of_no_chunks_round_trips(tmp_path) -> None:
+    data = synthetic(0)
+    store = IndexStore(tmp_path / "idx")
+    write(store, IndexData([], [], np.zeros((0, 32), np.float32), data.manifest))
+    loaded = store.load()
+    assert loaded.n_chunks == 0 and loaded.dense.search(np.ones((1, 32), np.float32), 5)[1].shape == (1, 0)
+    assert loaded.bm25.top(["chunk"], 5)[0].tolist() == []
