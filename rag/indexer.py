@@ -129,7 +129,8 @@ class Indexer:
                 moves_vectors(self.store.options, self.store.root, old.manifest) or \
                 self.store.changes_dense_index(old.manifest)
             if changed:
-                self.store.write(IndexData([e.doc for e in entries], chunks, vectors, self._manifest(entries, sources)))
+                self.store.write(IndexData([e.doc for e in entries], chunks, vectors, self._manifest(entries, sources)),
+                                 fresh=rebuild)
         return IndexReport(
             files_indexed=len(entries), files_updated=sum(not e.reused for e in entries), files_skipped=skipped,
             chunks_embedded=embedded, chunks_removed=removed, chunks_total=len(chunks),

@@ -231,17 +231,21 @@ class IndexStore:
 
     # -- writing -------------------------------------------------------------------------------
 
-    def write(self, data: IndexData) -> Path:
+    def write(self, data: IndexData, fresh: bool = False) -> Path:
         """Persist `data` as a new version and make it current, atomically. Call under writer_lock.
 
-        When `data` only adds chunks to a large index, the new version shares the old files and adds a segment.
+        When `data` only adds chunks to a large index, the new version shares the old files and adds a segment;
+        `fresh` writes every file anew (a rebuild shares nothing with the version it replaces).
         """
         self.versions.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         previous = self._previous_manifest()
         store = self.options.store or (previous or {}).get("dense", {}).get("store", "faiss")
-        if store == "faiss" and previous is not None and self._appendable(previous, data.manifest):
-            added = self._added(data, previous)
+        if not fresh and store == "faiss" and previous is not None and self._appendable(previous, data.manifest):
+            try:
+                added = self._added(data, previous)
+            except RagError:  # the live version is damaged: write everything anew
+                added = None
             if added is not None:
                 return self._write_append(previous, *added, manifest=data.manifest)
         return self._write_whole(data, previous, store)
@@ -282,11 +286,14 @@ class IndexStore:
     def _appendable(self, previous: dict, manifest: dict) -> bool:
         """A large FAISS index whose embedding and chunking stay as they are."""
         return previous.get("counts", {}).get("chunks", 0) >= self.append_min_rows \
+            and (previous.get("dense") or {}).get("store") == "faiss" \
             and previous.get("embedding") == manifest.get("embedding") \
             and previous.get("chunking") == manifest.get("chunking")
 
     def _added(self, data: IndexData, previous: dict) -> tuple[list[Document], list[Chunk], np.ndarray] | None:
         """The documents, chunks and vectors `data` adds to the live version, or None if it also removes some."""
+        for name, record in previous["artifacts"].items():  # never share a damaged file (the cheap check)
+            _check_artifact(self.current() / name, record, full=False)
         old = self._open_store(self.current(), previous)
         try:
             old_chunks, old_docs = set(old.chunk_ids()), set(old.document_ids())

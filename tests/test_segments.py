@@ -157,3 +157,17 @@ def test_an_index_of_no_chunks_round_trips(tmp_path) -> None:
     loaded = store.load()
     assert loaded.n_chunks == 0 and loaded.dense.search(np.ones((1, 32), np.float32), 5)[1].shape == (1, 0)
     assert loaded.bm25.top(["chunk"], 5)[0].tolist() == []
+
+
+def test_a_rebuild_or_a_damaged_live_version_shares_no_files(tmp_path) -> None:
+    base, more = synthetic(300), synthetic(10, start=300)
+    store = IndexStore(tmp_path / "idx", append_min_rows=0)
+    first = write(store, base)
+    with store.writer_lock():
+        second = store.write(concat(base, more), fresh=True)
+    assert len(json.loads((second / "manifest.json").read_text())["segments"]) == 1
+    seg = json.loads((second / "manifest.json").read_text())["segments"][0]["name"]
+    (second / "segments" / seg / "vectors.npy").write_bytes(b"damaged")
+    third = write(store, concat(base, synthetic(20, start=300)))  # not an append onto a damaged file
+    assert [s["chunks"] for s in json.loads((third / "manifest.json").read_text())["segments"]] == [320]
+    assert store.load().n_chunks == 320 and first.name != third.name
