@@ -15,7 +15,7 @@ import math
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,33 +168,27 @@ class Bm25Index:
         except (OSError, ValueError) as exc:
             raise IndexCorrupt(f"cannot read the BM25 postings ({exc}): {REBUILD_HINT}") from None
 
-    def _weights(self, tokens: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Per query token in order (tokens the index lacks dropped): the rows it occurs in and their scores."""
+    def _weights(self, tokens: Sequence[str]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """Per query token in order (tokens the index lacks dropped), per segment holding it: the segment's first
+        row, the local rows the token occurs in, and their float32 scores, computed in bm25s's steps."""
         distinct = list(dict.fromkeys(tokens))
         found = [seg.lookup(distinct) for seg in self.segments] if distinct else []
-        per_token = []
         for token in tokens:
             where = [(seg, hit[token]) for seg, hit in zip(self.segments, found, strict=True) if token in hit]
-            if not where:
-                continue
             df = sum(d for _, (_, d) in where)
-            idf = np.float32(math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5)))
-            rows, values = [], []
+            idf = np.float64(np.float32(math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))))
             for seg, (start, d) in where:
                 local, tf = seg.postings(start, d)
-                row = local.astype(np.int64) + seg.first_row
-                tf64 = tf.astype(np.float32).astype(np.float64)
-                tfc = tf64 / (self._norm[row] + tf64)
-                rows.append(row)
-                values.append((np.float64(idf) * tfc).astype(np.float32))
-            per_token.append((np.concatenate(rows), np.concatenate(values)))
-        return per_token
+                tf64 = tf.astype(np.float64)
+                weights = tf64 / (self._norm[seg.first_row:seg.first_row + len(seg.doclen)][local] + tf64)
+                weights *= idf
+                yield seg.first_row, local, weights.astype(np.float32)
 
     def get_scores(self, tokens: Sequence[str]) -> np.ndarray:
         """Every row's BM25 score for the query tokens (float32, as bm25s's `get_scores`)."""
         scores = np.zeros(self.num_docs, dtype=np.float32)
-        for rows, values in self._weights(tokens):
-            scores[rows] += values  # a row occurs once per token: no repeated indices
+        for first, local, weights in self._weights(tokens):
+            scores[first:][local] += weights  # a row occurs once per token: no repeated indices
         return scores
 
     def top(self, tokens: Sequence[str], n: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
