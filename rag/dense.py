@@ -5,7 +5,8 @@ is a FAISS index over the first `rows` of them (FAISS's own file format). Rows a
 at most TAIL_MAX_ROWS) are searched exactly beside it until a write folds them in with FAISS's `add`.
 - flat: IndexFlatIP, exact; its results are FAISS's, unchanged.
 - hnsw: IndexHNSWSQ (graph of 8-bit scalar-quantised vectors, M=32), candidates re-scored exactly.
-- ivf-pq: IndexIVFPQ (inverted lists of product-quantised codes), candidates re-scored exactly.
+- ivf-pq: IndexIVFPQ (inverted lists of product-quantised codes) inside an IndexRefine that re-ranks its
+  candidates with 8-bit scalar-quantised vectors; the best of those re-scored exactly.
 Exact re-scoring reads the candidates' float32 vectors with pread, so the full-precision vectors never have
 to sit in memory. Choosing, building and updating the index is here; where files go is rag.store's business.
 """
@@ -33,8 +34,9 @@ RETRAIN_GROWTH = 4  # an IVF-PQ index is retrained once it holds this many times
 # On eval/bench_scale.py's near-duplicate clusters at 100k, M=32/efConstruction=64 reached recall@10 0.85 even at
 # efSearch 2048; M=64/efConstruction=128 reaches 0.97 at efSearch 256 and 0.997 at 1024 (2.3x the build time).
 HNSW = {"M": 64, "efConstruction": 128, "efSearch": 1024}
-# IVF-PQ: nprobe 64 and 40 x n candidates re-scored exactly: recall@10 0.993 at 300k (nprobe 32 capped it at 0.978)
-IVF = {"nprobe": 64, "refine": 40}
+# IVF-PQ: nprobe 64 (32 capped recall@10 at 0.978 at 300k); k_factor x 2n PQ candidates re-ranked with 8-bit
+# scalar-quantised vectors in memory (FAISS's IndexRefine), the best 2n of those re-scored exactly from disk.
+IVF = {"nprobe": 64, "k_factor": 20}
 BUILD_THREADS = 1  # OpenMP's spinning team made a 2-thread IVF-PQ build 3.5x slower on 2 busy cores than 1 thread
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 
@@ -90,7 +92,8 @@ def _ivf_shape(rows: int, dim: int) -> dict:
     nlist = max(1, min(nlist, rows // 39, 65536))
     m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
     nbits = 8 if rows >= 4096 else max(1, int(math.log2(rows)) - 4)
-    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(nlist, IVF["nprobe"]), "refine": IVF["refine"]}
+    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(nlist, IVF["nprobe"]), "k_factor": IVF["k_factor"],
+            "refine": "SQ8"}
 
 
 def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = None):
@@ -117,9 +120,14 @@ def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = 
                 index.reset()  # keeps the coarse quantizer and the PQ codebooks
             else:
                 params = {**_ivf_shape(rows, dim), "trained_rows": rows}
-                index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, params["nlist"], params["m"], params["nbits"],
-                                         faiss.METRIC_INNER_PRODUCT)
-                index.cp.min_points_per_centroid = index.pq.cp.min_points_per_centroid = 1  # no warnings on small sets
+                ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, params["nlist"], params["m"], params["nbits"],
+                                       faiss.METRIC_INNER_PRODUCT)
+                ivf.cp.min_points_per_centroid = ivf.pq.cp.min_points_per_centroid = 1  # no warnings on small sets
+                sq8 = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+                index = faiss.IndexRefine(ivf, sq8)
+                index.own_fields = True  # the C++ index owns both parts from here
+                ivf.this.disown()
+                sq8.this.disown()
                 index.train(_sample(vectors, max(params["nlist"] * 40, (1 << params["nbits"]) * 64)))
         else:
             raise ConfigError(f"unknown dense index {kind!r}")
@@ -241,7 +249,9 @@ class DenseIndex:
         if kind == "hnsw":
             self._search_params = faiss.SearchParametersHNSW(efSearch=int(self.params.get("efSearch", HNSW["efSearch"])))
         elif kind == "ivf-pq":
-            self._search_params = faiss.SearchParametersIVF(nprobe=int(self.params.get("nprobe", IVF["nprobe"])))
+            self._search_params = faiss.IndexRefineSearchParameters(
+                k_factor=float(self.params.get("k_factor", IVF["k_factor"])),
+                base_index_params=faiss.SearchParametersIVF(nprobe=int(self.params.get("nprobe", IVF["nprobe"]))))
 
     def _candidates(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The main index's best rows for one query, with exact scores."""
@@ -251,8 +261,7 @@ class DenseIndex:
             scores, rows = self.main.search(query, min(n, self.main_rows))
             keep = rows[0] >= 0
             return scores[0][keep], rows[0][keep]
-        wanted = n * (2 if self.kind == "hnsw" else int(self.params.get("refine", IVF["refine"])))
-        _, rows = self.main.search(query, min(max(wanted, 100), self.main_rows), params=self._search_params)
+        _, rows = self.main.search(query, min(max(2 * n, 100), self.main_rows), params=self._search_params)
         rows = rows[0][rows[0] >= 0]
         return self.vectors.rows(rows) @ query[0], rows
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import fnmatch
 import functools
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +82,7 @@ class Retriever:
         self.embedder = embedder
         self.rrf_k = rrf_k
         self._selections: dict[tuple[str, ...], Selection] = {}
+        self._bm25_threads: ThreadPoolExecutor | None = None
         _one_thread_per_query()
         index.dense  # noqa: B018  (read the dense index now: the first query should not pay for it)
 
@@ -116,6 +119,11 @@ class Retriever:
             self._selections[key] = Selection(tuple(sources), rows.astype(np.int64))
         return self._selections[key]
 
+    def _threads(self) -> ThreadPoolExecutor:
+        if self._bm25_threads is None:
+            self._bm25_threads = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="bm25")
+        return self._bm25_threads
+
     def dense(self, query: str, n: int, selection: Selection | None = None) -> Ranked:
         n = min(n, len(self) if selection is None else len(selection.rows))
         if n == 0:
@@ -145,8 +153,13 @@ class Retriever:
         if selection is not None and not len(selection.rows):
             return []
         n = max(k, CANDIDATES)
-        dense = self.dense(query, n, selection) if mode in ("hybrid", "dense") else None
-        bm25 = self.bm25(query, n, selection) if mode in ("hybrid", "bm25") else None
+        if mode == "hybrid":  # BM25 (numpy, SQLite, pread: all release the GIL) beside the embedding and dense search
+            pending = self._threads().submit(self.bm25, query, n, selection)
+            dense = self.dense(query, n, selection)
+            bm25 = pending.result()
+        else:
+            dense = self.dense(query, n, selection) if mode == "dense" else None
+            bm25 = self.bm25(query, n, selection) if mode == "bm25" else None
         dense_rank = {row: r for r, row in enumerate(dense.rows.tolist(), 1)} if dense else {}
         bm25_rank = {row: r for r, row in enumerate(bm25.rows.tolist(), 1)} if bm25 else {}
         if mode == "hybrid":
