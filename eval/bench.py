@@ -455,7 +455,8 @@ def run(args: argparse.Namespace) -> Path:
                                              args.server_local_questions)
             say("server: done")
         if not args.skip_scale:  # eval/bench_scale.py, in its own process: Milvus Lite vs FAISS, Ray vs one process
-            result["scale_out"] = _run_json([sys.executable, str(ROOT / "eval" / "bench_scale.py"), "--json"])
+            result["scale_out"] = _run_json([sys.executable, str(ROOT / "eval" / "bench_scale.py"), "--json"],
+                                            timeout=4 * 3600)  # the dense index kinds up to 1M chunks take ~40 min
             say("scale-out: done")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -588,7 +589,8 @@ def main() -> None:
                         help="of those, how many the server answers with the local model (all go to extractive)")
     parser.add_argument("--skip-langchain", action="store_true", help="skip the stock LangChain pipeline (.venv-bench)")
     parser.add_argument("--skip-answers", action="store_true", help="skip answer latency and server memory")
-    parser.add_argument("--skip-scale", action="store_true", help="skip Milvus Lite vs FAISS and Ray vs one process")
+    parser.add_argument("--skip-scale", action="store_true",
+                        help="skip eval/bench_scale.py (dense index kinds to 1M chunks, Milvus Lite vs FAISS, Ray)")
     parser.add_argument("--out", help="report folder (default eval/reports/bench-<run>)")
     parser.add_argument("--data", help=f"the BEIR SciFact folder (default: $RAG_BENCH_DATA, else {DEFAULT_SCIFACT})")
     parser.add_argument("--worker", nargs=2, metavar=("STAGE", "SPEC"), help=argparse.SUPPRESS)
