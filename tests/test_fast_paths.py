@@ -81,7 +81,8 @@ def test_hybrid_results_equal_the_previous_implementation(corpus, settings, hash
     old_bm25.index(bm25_tokens([c.text for c in chunks]), show_progress=False)
     for query in ("cats sleep", "Do dogs bark at strangers?", "parrots crows tools speech", "kittens eyes days"):
         scores, rows = flat.search(hash_embedder.embed([query]), len(chunks))
-        dense = Ranked(rows[0], scores[0])
+        order = np.lexsort((rows[0], -scores[0]))  # equal scores by row, as retrieval ranks them
+        dense = Ranked(rows[0][order], scores[0][order])
         tokens = [t for t in query_tokens(query) if t in old_bm25.vocab_dict]
         s = old_bm25.get_scores(tokens) if tokens else np.zeros(len(chunks), np.float32)
         order = sorted((r for r in range(len(s)) if s[r] > 0), key=lambda r: (-s[r], r))
