@@ -4,11 +4,12 @@ The float32 vectors themselves live in each segment's `vectors.npy` and are the 
 is a FAISS index over the first `rows` of them (FAISS's own file format). Rows appended since then (the tail,
 at most TAIL_MAX_ROWS) are searched exactly beside it until a write folds them in with FAISS's `add`.
 - flat: IndexFlatIP, exact; its results are FAISS's, unchanged.
-- hnsw: IndexHNSWSQ (graph of 8-bit scalar-quantised vectors, M=32), candidates re-scored exactly.
+- hnsw: IndexHNSWSQ (graph of 8-bit scalar-quantised vectors, M=64), candidates re-scored exactly.
 - ivf-pq: IndexIVFPQ (inverted lists of product-quantised codes) inside an IndexRefine that re-ranks its
   candidates with 8-bit scalar-quantised vectors; the best of those re-scored exactly.
 Exact re-scoring reads the candidates' float32 vectors with pread, so the full-precision vectors never have
-to sit in memory. Choosing, building and updating the index is here; where files go is rag.store's business.
+to sit in memory. A source filter is FAISS's own ID selector on every kind (IVF probing more lists the narrower
+it is); a filter narrow enough (EXACT_SELECTION_ROWS) is scored exactly from the vectors instead. Choosing, building and updating the index is here; where files go is rag.store's business.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ KINDS = ("flat", "hnsw", "ivf-pq")
 FILE = "dense.faiss"
 VECTORS = "vectors.npy"
 TAIL_MAX_ROWS = 20_000  # appended rows searched exactly beside the index before a write folds them in
+EXACT_SELECTION_ROWS = 20_000  # a source filter allowing at most this many rows is searched exactly (hnsw, ivf-pq)
 IVF_MIN_ROWS = 1_000  # fewer vectors than this make no useful IVF-PQ: flat instead
 RETRAIN_GROWTH = 4  # an IVF-PQ index is retrained once it holds this many times the rows it was trained on
 # On eval/bench_scale.py's near-duplicate clusters at 100k, M=32/efConstruction=64 reached recall@10 0.85 even at
@@ -198,20 +200,30 @@ class VectorFiles:
         self.fds = []
 
     def rows(self, rows: Sequence[int]) -> np.ndarray:
-        """The vectors of `rows` (any order), read with pread: the process maps nothing (RSS stays flat)."""
+        """The vectors of `rows` (any order), read with pread, one read per stretch of consecutive rows: the
+        process maps nothing (RSS stays flat)."""
         rows = np.asarray(rows, dtype=np.int64)
         size = 4 * self.dim
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.ntotal):
+        if not len(rows):
+            return np.zeros((0, self.dim), dtype=np.float32)
+        if rows.min() < 0 or rows.max() >= self.ntotal:
             raise IndexError(f"vector rows out of range 0..{self.ntotal - 1}")
-        which = np.searchsorted(self.starts, rows, side="right") - 1
-        offsets = (np.asarray(self.offsets)[which] + (rows - np.asarray(self.starts)[which]) * size).tolist()
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        which = np.searchsorted(self.starts, ordered, side="right") - 1
+        cuts = np.flatnonzero((np.diff(ordered) != 1) | (np.diff(which) != 0)) + 1
+        firsts, lasts = np.concatenate([[0], cuts]).tolist(), np.concatenate([cuts, [len(rows)]]).tolist()
         fds = [f.fileno() for f in self.fds]
         buf = bytearray(len(rows) * size)
         view = memoryview(buf)
-        for i, (f, offset) in enumerate(zip(which.tolist(), offsets, strict=True)):
-            if os.preadv(fds[f], [view[i * size:(i + 1) * size]], offset) != size:
+        for a, b in zip(firsts, lasts, strict=True):
+            f = int(which[a])
+            offset = self.offsets[f] + (int(ordered[a]) - self.starts[f]) * size
+            if os.preadv(fds[f], [view[a * size:b * size]], offset) != (b - a) * size:
                 raise IndexCorrupt(f"{self.files[f][0]} is truncated: {REBUILD_HINT}")
-        return np.frombuffer(buf, dtype=np.float32).reshape(len(rows), self.dim)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        out[order] = np.frombuffer(buf, dtype=np.float32).reshape(len(rows), self.dim)
+        return out
 
     def range(self, start: int, stop: int) -> np.ndarray:
         """Rows start..stop-1 as one array (a copy; the mapping is dropped at once)."""
@@ -245,25 +257,71 @@ class DenseIndex:
         self.tail = faiss.IndexFlatIP(self.d)
         if self.ntotal > self.main_rows:
             self.tail.add(vectors.range(self.main_rows, self.ntotal))
-        self._search_params = None
-        if kind == "hnsw":
-            self._search_params = faiss.SearchParametersHNSW(efSearch=int(self.params.get("efSearch", HNSW["efSearch"])))
-        elif kind == "ivf-pq":
-            self._search_params = faiss.IndexRefineSearchParameters(
-                k_factor=float(self.params.get("k_factor", IVF["k_factor"])),
-                base_index_params=faiss.SearchParametersIVF(nprobe=int(self.params.get("nprobe", IVF["nprobe"]))))
 
-    def _candidates(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-        """The main index's best rows for one query, with exact scores."""
-        if self.main_rows == 0:
-            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+    def _params(self, selector=None, share: float = 1.0):
+        """This kind's search parameters, skipping every id `selector` rejects. With a filter that allows `share`
+        of the rows, IVF probes 1/share times the lists (at most all), so about as many allowed rows are scanned
+        as without a filter."""
+        import faiss
+
         if self.kind == "flat":
-            scores, rows = self.main.search(query, min(n, self.main_rows))
+            params = faiss.SearchParameters() if selector is not None else None
+        elif self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=int(self.params.get("efSearch", HNSW["efSearch"])))
+        else:
+            nprobe = int(self.params.get("nprobe", IVF["nprobe"]))
+            nlist = int(self.params.get("nlist", nprobe))
+            base = faiss.SearchParametersIVF(nprobe=min(nlist, math.ceil(nprobe / max(share, 1e-9))))
+            params = faiss.IndexRefineSearchParameters(k_factor=float(self.params.get("k_factor", IVF["k_factor"])),
+                                                       base_index_params=base)
+            params._base = base  # the SWIG object does not own it: keep it alive with the params
+            if selector is not None:
+                base.sel = selector
+                params._selector = selector
+            return params
+        if selector is not None:
+            params.sel = selector
+            params._selector = selector
+        return params
+
+    def _candidates(self, query: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The main index's best rows for one query (among `allowed`, sorted, when given), with exact scores."""
+        import faiss
+
+        if allowed is not None:
+            allowed = allowed[allowed < self.main_rows]
+        limit = self.main_rows if allowed is None else len(allowed)
+        if limit == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.int64)
+        if allowed is not None and self.kind != "flat" and len(allowed) <= EXACT_SELECTION_ROWS:
+            return self.vectors.rows(allowed) @ query[0], allowed  # a narrow filter: every allowed row, exactly
+        selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
+        if self.kind == "flat":
+            scores, rows = self.main.search(query, min(n, limit), params=self._params(selector))
             keep = rows[0] >= 0
             return scores[0][keep], rows[0][keep]
-        _, rows = self.main.search(query, min(max(2 * n, 100), self.main_rows), params=self._search_params)
+        params = self._params(selector, limit / self.main_rows)
+        _, rows = self.main.search(query, min(max(2 * n, 100), limit), params=params)
         rows = rows[0][rows[0] >= 0]
+        if len(rows) < min(n, limit):  # the approximate search missed allowed rows (a wide but scattered filter)
+            rows = allowed
         return self.vectors.rows(rows) @ query[0], rows
+
+    def _tail(self, query: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """The best rows among those appended since the main index was written, exactly."""
+        import faiss
+
+        params = None
+        if allowed is not None:
+            local = allowed[allowed >= self.main_rows] - self.main_rows
+            if not len(local):
+                return np.zeros(0, np.float32), np.zeros(0, np.int64)
+            params = faiss.SearchParameters()
+            params.sel = selector = faiss.IDSelectorBatch(local)
+            params._selector = selector
+        scores, rows = self.tail.search(query, min(n, self.tail.ntotal), params=params)
+        keep = rows[0] >= 0
+        return scores[0][keep], rows[0][keep] + self.main_rows
 
     def search(self, queries: np.ndarray, n: int, selection=None) -> tuple[np.ndarray, np.ndarray]:
         """Top `n` rows of each query by inner product: (scores, rows), each (len(queries), <= n). With a
@@ -277,23 +335,16 @@ class DenseIndex:
             for i, (s, r) in enumerate(results):
                 scores[i, :len(s[0])], rows[i, :len(r[0])] = s[0], r[0]
             return scores, rows
-        if selection is not None:
-            return self._search_rows(queries, n, selection.rows)
-        scores, rows = self._candidates(queries, n)
-        if self.kind == "flat" and self.tail.ntotal == 0:  # the exact index alone: FAISS's order, untouched
-            return scores[None, :n], rows[None, :n]
+        allowed = None if selection is None else np.asarray(selection.rows, dtype=np.int64)
+        scores, rows = self._candidates(queries, n, allowed)
+        if self.kind == "flat" and self.tail.ntotal == 0 and allowed is None:  # the exact index alone: FAISS's
+            return scores[None, :n], rows[None, :n]  # order, untouched
         if self.tail.ntotal:
-            tail_scores, tail_rows = self.tail.search(queries, min(n, self.tail.ntotal))
-            scores = np.concatenate([scores, tail_scores[0]])
-            rows = np.concatenate([rows, tail_rows[0] + self.main_rows])
+            tail_scores, tail_rows = self._tail(queries, n, allowed)
+            scores = np.concatenate([scores, tail_scores])
+            rows = np.concatenate([rows, tail_rows])
         order = np.lexsort((rows, -scores))[:n]  # by score, then row
         return scores[order][None, :].astype(np.float32), rows[order][None, :].astype(np.int64)
-
-    def _search_rows(self, query: np.ndarray, n: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The top `n` of `rows` by exact inner product."""
-        scores = self.vectors.rows(rows) @ query[0]
-        order = np.lexsort((rows, -scores))[:n]
-        return scores[order][None, :].astype(np.float32), np.asarray(rows)[order][None, :].astype(np.int64)
 
     def reconstruct_n(self, start: int, count: int) -> np.ndarray:
         """The exact float32 vectors of rows start..start+count-1 (from the vector files, whatever the kind)."""

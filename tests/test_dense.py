@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from rag import dense
 from rag.dense import Choice, DenseIndex, VectorFiles
 from rag.errors import ConfigError
 from rag.milvus_store import StoreOptions
@@ -117,17 +118,49 @@ def test_dense_index_with_an_exact_tail_merges_by_score_then_row(tmp_path) -> No
     np.testing.assert_array_equal(split.reconstruct_n(0, 300), data.vectors)
 
 
+@pytest.mark.parametrize("exact_rows", [20_000, 0])  # a narrow filter scored exactly / FAISS's ID selector
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-pq"])
-def test_a_selection_restricts_every_kind_to_its_rows(tmp_path, kind) -> None:
+def test_a_selection_restricts_every_kind_to_its_rows(tmp_path, monkeypatch, kind, exact_rows) -> None:
     from rag.retrieval import Selection
 
+    monkeypatch.setattr(dense, "EXACT_SELECTION_ROWS", exact_rows)
+    base, more = synthetic(3000), synthetic(40, start=3000, seed=4)
+    store = IndexStore(tmp_path / kind, StoreOptions(dense_index=kind), append_min_rows=0)
+    with store.writer_lock():
+        store.write(base)
+        store.append(more.documents, more.chunks, more.vectors)  # 40 rows in the exact tail
+    loaded = store.load()
+    assert loaded.manifest["dense"]["index"] == kind and loaded.dense.tail.ntotal == 40
+    vectors = np.concatenate([base.vectors, more.vectors])
+    for allowed in (np.arange(0, 3040, 50), np.arange(2990, 3020), np.arange(0, 3040, 2)):  # 2%, straddling, 50%
+        for q in (7, 1234, 3010):
+            scores, rows = loaded.dense.search(vectors[q:q + 1], 5, Selection(("x",), allowed))
+            exact = vectors[allowed] @ vectors[q]
+            assert rows[0].tolist() == allowed[np.lexsort((allowed, -exact))[:5]].tolist()
+            assert scores[0] == pytest.approx(np.sort(exact)[::-1][:5], abs=1e-5)
+
+
+def test_vector_rows_come_back_in_the_order_asked_across_files(tmp_path) -> None:
+    a, b = clustered(50, seed=1), clustered(30, seed=2)
+    np.save(tmp_path / "a.npy", a, allow_pickle=False)
+    np.save(tmp_path / "b.npy", b, allow_pickle=False)
+    files = VectorFiles([(tmp_path / "a.npy", 50), (tmp_path / "b.npy", 30)], DIM)
+    rows = [79, 3, 4, 5, 49, 50, 51, 5, 0, 60]  # runs, a run across the two files, a repeat, any order
+    np.testing.assert_array_equal(files.rows(rows), np.concatenate([a, b])[rows])
+    assert files.rows([]).shape == (0, DIM)
+
+
+@pytest.mark.parametrize("kind", ["hnsw", "ivf-pq"])
+def test_source_filters_on_an_approximate_index_give_the_exact_filtered_hits(tmp_path, kind) -> None:
+    from rag.embedding import HashEmbedder
+    from rag.retrieval import Retriever
+
     data = synthetic(3000)
-    loaded = build(tmp_path, kind, data).load()
-    assert loaded.manifest["dense"]["index"] == kind
-    allowed = np.arange(0, 3000, 50, dtype=np.int64)  # 2% of the rows
-    for q in (7, 1234):
-        query = data.vectors[q:q + 1]
-        scores, rows = loaded.dense.search(query, 5, Selection(("x",), allowed))
-        exact = data.vectors[allowed] @ query[0]
-        assert rows[0].tolist() == allowed[np.lexsort((allowed, -exact))[:5]].tolist()
-        assert scores[0] == pytest.approx(np.sort(exact)[::-1][:5], abs=1e-5)
+    flat = Retriever(build(tmp_path, "flat", data).load(), HashEmbedder(dim=DIM))
+    approx = Retriever(build(tmp_path, kind, data).load(), HashEmbedder(dim=DIM))
+    for globs in (["d1*.txt"], ["d2999.txt", "d7.txt"], ["d[0-4]*.txt"]):  # 1,111 / 2 / 1,555 sources
+        for mode in ("dense", "bm25", "hybrid"):
+            want = flat.search("chunk about topic 7", k=5, mode=mode, sources=globs)
+            got = approx.search("chunk about topic 7", k=5, mode=mode, sources=globs)
+            assert [(h.chunk.id, h.score) for h in got] == [(h.chunk.id, pytest.approx(h.score)) for h in want]
+            assert want and all(h.chunk.source in flat.matching_sources(globs) for h in want)
