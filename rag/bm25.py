@@ -92,22 +92,50 @@ def write_postings(folder: Path, token_lists: Iterable[Sequence[str]]) -> Segmen
     rows = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int32)
     del term_parts, tf_parts, row_parts
     order = np.argsort(terms, kind="stable")  # by term; rows stay ascending within a term
-    df = np.bincount(terms, minlength=len(vocab))
-    starts = np.concatenate([[0], np.cumsum(df)[:-1]]) if len(vocab) else np.zeros(0, np.int64)
-    np.save(folder / "rows.npy", rows[order], allow_pickle=False)
+    return _save(folder, list(vocab), np.bincount(terms, minlength=len(vocab)), rows[order], tf[order],
+                 np.asarray(doclen, dtype=np.int32))
+
+
+def filter_segment(source: Path, folder: Path, drop: np.ndarray) -> SegmentStats:
+    """Write into `folder` the postings of segment `source` without its (local, sorted) rows `drop`, the rows
+    after each dropped one moved up: what `write_segment` makes of the remaining texts, nothing re-tokenised."""
+    doclen = np.load(source / "doclen.npy", allow_pickle=False)
+    rows = np.load(source / "rows.npy", allow_pickle=False)
+    tf = np.load(source / "tf.npy", allow_pickle=False)
+    db = sqlite3.connect(f"{(source / 'terms.sqlite').resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        table = db.execute("SELECT term, start, df FROM terms ORDER BY start").fetchall()
+    finally:
+        db.close()
+    dropped = np.zeros(len(doclen), dtype=bool)
+    dropped[drop] = True
+    keep = ~dropped[rows]
+    starts = np.fromiter((start for _, start, _ in table), np.int64, len(table))
+    df = np.add.reduceat(keep.astype(np.int64), starts) if len(table) else np.zeros(0, np.int64)
+    moved = rows[keep] - np.cumsum(dropped)[rows[keep]]  # a kept row moves up by the dropped rows before it
+    present = df > 0  # a term only the dropped rows had is gone, as from a fresh build
+    return _save(folder, [t for (t, _, _), p in zip(table, present.tolist(), strict=True) if p], df[present],
+                 moved.astype(np.int32), tf[keep], doclen[~dropped])
+
+
+def _save(folder: Path, terms: list[str], df: np.ndarray, rows: np.ndarray, tf: np.ndarray,
+          doclen: np.ndarray) -> SegmentStats:
+    """Write a segment's files: postings of term i at starts[i]..starts[i]+df[i] in `rows`/`tf`, rows ascending."""
+    folder.mkdir(parents=True, exist_ok=True)
+    starts = np.concatenate([[0], np.cumsum(df)[:-1]]) if len(terms) else np.zeros(0, np.int64)
+    np.save(folder / "rows.npy", rows, allow_pickle=False)
     tf_dtype = np.uint16 if tf.size == 0 or tf.max() < 1 << 16 else np.uint32
-    np.save(folder / "tf.npy", tf[order].astype(tf_dtype), allow_pickle=False)
-    np.save(folder / "doclen.npy", np.asarray(doclen, dtype=np.int32), allow_pickle=False)
+    np.save(folder / "tf.npy", tf.astype(tf_dtype), allow_pickle=False)
+    np.save(folder / "doclen.npy", doclen, allow_pickle=False)
     db = sqlite3.connect(folder / "terms.sqlite")
     try:
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("CREATE TABLE terms (term TEXT PRIMARY KEY, start INTEGER NOT NULL, df INTEGER NOT NULL) WITHOUT ROWID")
-        db.executemany("INSERT INTO terms VALUES (?, ?, ?)",
-                       zip(vocab, starts.tolist(), df.tolist(), strict=True))
+        db.executemany("INSERT INTO terms VALUES (?, ?, ?)", zip(terms, starts.tolist(), df.tolist(), strict=True))
         db.commit()
     finally:
         db.close()
-    return SegmentStats(len(doclen), int(sum(doclen)), len(vocab), int(len(rows)))
+    return SegmentStats(len(doclen), int(doclen.sum()), len(terms), int(len(rows)))
 
 
 # -- reading ---------------------------------------------------------------------------------------------

@@ -12,8 +12,10 @@ import bisect
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+
+import numpy as np
 
 from rag.errors import IndexCorrupt
 from rag.types import Chunk, Document
@@ -69,6 +71,54 @@ def write_segment(path: Path, documents: Iterable[Document], chunks: Iterable[Ch
     finally:
         db.close()
     return n_docs, n_chunks
+
+
+def filter_segment(source: Path, path: Path, drop_rows: np.ndarray, drop_documents: Collection[str]) -> tuple[int, int]:
+    """Write to `path` segment `source` without its (local, sorted) rows `drop_rows` and the documents
+    `drop_documents`, rows renumbered in order; returns the counts, as `write_segment`."""
+    old = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+    try:
+        runs = old.execute("SELECT start, stop, doc_id, source FROM runs ORDER BY start").fetchall()
+    finally:
+        old.close()
+    db = sqlite3.connect(path.resolve().as_uri(), uri=True)  # a URI connection, so ATTACH takes a URI too
+    try:
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        db.executescript(_SCHEMA)
+        db.execute("ATTACH DATABASE ? AS old", (f"{source.resolve().as_uri()}?mode=ro&immutable=1",))
+        db.execute("CREATE TEMP TABLE drop_rows (row INTEGER PRIMARY KEY)")
+        db.executemany("INSERT INTO drop_rows VALUES (?)", ((int(r),) for r in drop_rows))
+        db.execute("CREATE TEMP TABLE drop_documents (id TEXT PRIMARY KEY)")
+        db.executemany("INSERT INTO drop_documents VALUES (?)", ((d,) for d in drop_documents))
+        db.execute(f"INSERT INTO documents SELECT row_number() OVER (ORDER BY pos) - 1, {_DOCUMENT_COLUMNS} "
+                   "FROM old.documents WHERE id NOT IN (SELECT id FROM drop_documents) ORDER BY pos")
+        columns = _CHUNK_COLUMNS.removeprefix("row, ")
+        db.execute(f"INSERT INTO chunks SELECT row_number() OVER (ORDER BY row) - 1, {columns} "
+                   "FROM old.chunks WHERE row NOT IN (SELECT row FROM drop_rows) ORDER BY row")
+        db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?)", _kept_runs(runs, np.asarray(drop_rows, np.int64)))
+        db.executescript(_INDEXES)
+        db.commit()
+        n_docs = db.execute("SELECT count(*) FROM documents").fetchone()[0]
+        n_chunks = db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+        db.execute("DETACH DATABASE old")
+    finally:
+        db.close()
+    return n_docs, n_chunks
+
+
+def _kept_runs(runs: list[tuple], drop: np.ndarray) -> list[list]:
+    """The runs of rows left when the sorted rows `drop` go and the rest move up."""
+    kept: list[list] = []
+    for start, stop, doc_id, source in runs:
+        before, through = np.searchsorted(drop, [start, stop]).tolist()
+        if stop - start > through - before:
+            start, stop = start - before, stop - through
+            if kept and kept[-1][1] == start and kept[-1][2] == doc_id:
+                kept[-1][1] = stop
+            else:
+                kept.append([start, stop, doc_id, source])
+    return kept
 
 
 def _chunk(row: tuple) -> Chunk:
@@ -186,6 +236,11 @@ class ChunkStore:
 
     def has_document(self, doc_id: str) -> bool:
         return any(seg.query("SELECT 1 FROM documents WHERE id = ?", (doc_id,)) for seg in self.segments)
+
+    def rows_of_documents(self, doc_ids: Collection[str]) -> np.ndarray:
+        """The sorted rows of every chunk of the documents `doc_ids` (from the runs: no chunk is read)."""
+        parts = [np.arange(a, b, dtype=np.int64) for a, b, doc_id, _ in self.runs() if doc_id in doc_ids]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def runs(self) -> list[tuple[int, int, str, str]]:
         """(start, stop, doc_id, source) for each stretch of consecutive rows of one document, in row order."""

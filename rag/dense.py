@@ -29,6 +29,8 @@ from rag.npyio import layout
 KINDS = ("flat", "hnsw", "ivf-pq")
 FILE = "dense.faiss"
 VECTORS = "vectors.npy"
+IDS = "dense-ids.npy"  # after removals: the row each id of dense.faiss holds now, -1 for a removed one
+DROPPED_MAX_SHARE = 0.25  # past this share of removed ids a write builds dense.faiss anew
 TAIL_MAX_ROWS = 20_000  # appended rows searched exactly beside the index before a write folds them in
 EXACT_SELECTION_ROWS = 20_000  # a source filter allowing at most this many rows is searched exactly (hnsw, ivf-pq)
 IVF_MIN_ROWS = 1_000  # fewer vectors than this make no useful IVF-PQ: flat instead
@@ -175,6 +177,24 @@ def read_file(f, path: Path):
 # -- the vectors on disk -----------------------------------------------------------------------------------
 
 
+def filter_vectors(source: Path, path: Path, drop: np.ndarray, block: int = 65_536) -> None:
+    """Write to `path` the vectors of `source` without its (sorted) rows `drop`, a block at a time."""
+    old = np.load(source, mmap_mode="r", allow_pickle=False)
+    keep = np.ones(len(old), dtype=bool)
+    keep[drop] = False
+    if not keep.any():
+        np.save(path, np.zeros((0, old.shape[1]), dtype=np.float32), allow_pickle=False)
+        return
+    new = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(int(keep.sum()), old.shape[1]))
+    at = 0
+    for start in range(0, len(old), block):
+        part = old[start:start + block][keep[start:start + block]]
+        new[at:at + len(part)] = part
+        at += len(part)
+    new.flush()
+    del new, old
+
+
 class VectorFiles:
     """The float32 vectors of a version, one .npy per segment: single rows by pread, ranges by mapping."""
 
@@ -242,15 +262,28 @@ class VectorFiles:
 
 
 class DenseIndex:
-    """FAISS-shaped search (`search`, `ntotal`, `d`, `reconstruct_n`) over the main index plus the exact tail."""
+    """FAISS-shaped search (`search`, `ntotal`, `d`, `reconstruct_n`) over the main index plus the exact tail.
 
-    def __init__(self, kind: str, main, vectors: VectorFiles, params: dict | None = None):
+    `ids` (after removals) maps each id of `main` to the row it holds now, -1 for a removed one; the rows it
+    covers are still 0..main_rows-1, in id order, so the tail stays the rows after them."""
+
+    def __init__(self, kind: str, main, vectors: VectorFiles, params: dict | None = None,
+                 ids: np.ndarray | None = None):
         import faiss
 
         self.kind, self.main, self.vectors, self.params = kind, main, vectors, params or {}
         self.d = vectors.dim
         self.ntotal = vectors.ntotal
-        self.main_rows = main.ntotal
+        self._row_of = ids  # id -> row (None: the same number)
+        self._id_of = None if ids is None else np.flatnonzero(ids >= 0)  # row -> id
+        self._removed = None  # a selector that skips the removed ids
+        if ids is not None:
+            if len(ids) != main.ntotal or not np.array_equal(ids[self._id_of], np.arange(len(self._id_of))):
+                raise IndexCorrupt(f"the id map of a dense index of {main.ntotal} rows is not one: {REBUILD_HINT}")
+            inner = faiss.IDSelectorBatch(np.flatnonzero(ids < 0))
+            self._removed = faiss.IDSelectorNot(inner)
+            self._removed._inner = inner  # the SWIG object does not own it: keep it alive with the outer one
+        self.main_rows = main.ntotal if ids is None else len(self._id_of)
         if main.d != self.d or self.main_rows > self.ntotal:
             raise IndexCorrupt(f"dense index of {self.main_rows} × {main.d} for {self.ntotal} × {self.d} vectors: "
                                f"{REBUILD_HINT}")
@@ -295,17 +328,23 @@ class DenseIndex:
             return np.zeros(0, np.float32), np.zeros(0, np.int64)
         if allowed is not None and self.kind != "flat" and len(allowed) <= EXACT_SELECTION_ROWS:
             return self.vectors.rows(allowed) @ query[0], allowed  # a narrow filter: every allowed row, exactly
-        selector = None if allowed is None else faiss.IDSelectorBatch(allowed)
+        if allowed is not None:
+            selector = faiss.IDSelectorBatch(allowed if self._id_of is None else self._id_of[allowed])
+        else:
+            selector = self._removed
         if self.kind == "flat":
-            scores, rows = self.main.search(query, min(n, limit), params=self._params(selector))
-            keep = rows[0] >= 0
-            return scores[0][keep], rows[0][keep]
+            scores, ids = self.main.search(query, min(n, limit), params=self._params(selector))
+            keep = ids[0] >= 0
+            return scores[0][keep], self._rows(ids[0][keep])
         params = self._params(selector, limit / self.main_rows)
-        _, rows = self.main.search(query, min(max(2 * n, 100), limit), params=params)
-        rows = rows[0][rows[0] >= 0]
+        _, ids = self.main.search(query, min(max(2 * n, 100), limit), params=params)
+        rows = self._rows(ids[0][ids[0] >= 0])
         if len(rows) < min(n, limit):  # the approximate search missed allowed rows (a wide but scattered filter)
-            rows = allowed
+            rows = allowed if allowed is not None else np.arange(self.main_rows)
         return self.vectors.rows(rows) @ query[0], rows
+
+    def _rows(self, ids: np.ndarray) -> np.ndarray:
+        return ids if self._row_of is None else self._row_of[ids]
 
     def _tail(self, query: np.ndarray, n: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """The best rows among those appended since the main index was written, exactly."""

@@ -211,21 +211,20 @@ class Indexer:
                 raise RagError(f"removing {', '.join(map(str, targets))} would leave the index at "
                                f"{self.settings.index_dir} empty: delete that folder to start over")
             kept_docs = {f["doc_id"] for f in kept_files.values()}
-            rows = [i for i, c in enumerate(old.chunks) if c.doc_id in kept_docs]
-            vectors = old.vectors()[rows] if rows else np.zeros((0, old.dense.d), dtype=np.float32)
-            chunks = [old.chunks[i] for i in rows]
-            manifest = {"embedding": old.manifest.get("embedding", {}), "chunking": old.manifest.get("chunking", {}),
-                        "files": kept_files, "sources": sources, "created_at": _now()}
+            dropped = {d for d in old.document_ids() if d not in kept_docs}
+            counts = old.chunk_counts()
+            removed = sum(counts.get(d, 0) for d in dropped)
+            manifest = {"files": kept_files, "sources": sources, "created_at": _now()}
             changed = bool(drop_files or drop_sources)
             deleted = []
             if changed:
-                self.store.write(IndexData([d for d in old.documents if d.id in kept_docs], chunks, vectors, manifest))
+                self.store.remove(dropped, manifest)  # the rest of the index is neither read nor re-embedded
                 deleted = self._delete_uploads(files[n]["path"] for n in drop_files)
         returning = sorted(files[n]["path"] for n in drop_files
                            if any(_inside(files[n]["path"], s) for s in sources) and Path(files[n]["path"]).exists())
         return RemoveReport(
             sources_removed=sorted(drop_sources), files_removed=sorted(drop_files),
-            chunks_removed=len(old.chunks) - len(chunks), files_total=len(kept_files), chunks_total=len(chunks),
+            chunks_removed=removed, files_total=len(kept_files), chunks_total=old.n_chunks - removed,
             sources=sources, still_in_sources=returning, uploads_deleted=deleted,
             seconds=round(time.perf_counter() - started, 3), changed=changed,
         )

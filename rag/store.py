@@ -24,7 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +57,17 @@ class IndexData:
 
 
 @dataclass
+class _Change:
+    """What a write adds to the live version and takes out of it (rows and doc ids of the live version)."""
+
+    documents: list[Document] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    vectors: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    drop_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # sorted
+    drop_documents: set[str] = field(default_factory=set)
+
+
+@dataclass
 class LoadedIndex:
     """An open index version. Chunks and documents stay on disk and are fetched by row or id:
     `chunk(row)`, `chunks_by_rows(rows)`, `document(doc_id)`, `document_text(doc_id)`; `chunks`, `documents` and
@@ -70,6 +81,7 @@ class LoadedIndex:
     full_text: object = None  # rag.milvus_store.MilvusFullText where BM25 runs in Milvus, else None
     _dense: object = None  # DenseIndex or rag.milvus_store.MilvusDense; the FAISS file is read on first use
     _dense_file: object = field(default=None, repr=False)  # held open from load, so a pruned version still reads
+    _dense_ids: np.ndarray | None = field(default=None, repr=False)  # dense-ids.npy, read at load (after removals)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _source_rows: dict | None = field(default=None, repr=False)
 
@@ -81,7 +93,8 @@ class LoadedIndex:
                 if self._dense is None:
                     record = self.manifest.get("dense") or {}
                     main = dense_index.read_file(self._dense_file, self.path / dense_index.FILE)
-                    self._dense = DenseIndex(record.get("index", "flat"), main, self.vector_files, record.get("params"))
+                    self._dense = DenseIndex(record.get("index", "flat"), main, self.vector_files, record.get("params"),
+                                             self._dense_ids)
                     if self._dense.main_rows != record.get("rows", self._dense.main_rows):
                         raise IndexCorrupt(f"{self.path}/dense.faiss holds {self._dense.main_rows} rows, the manifest "
                                            f"says {record.get('rows')}: {REBUILD_HINT}")
@@ -144,6 +157,9 @@ class LoadedIndex:
 
     def chunk_ids(self) -> list[str]:
         return self.store.chunk_ids()
+
+    def document_ids(self) -> list[str]:
+        return self.store.document_ids()
 
     def vectors(self) -> np.ndarray:
         """All chunk vectors, row i for chunk i (the exact float32 vectors, whatever the dense index)."""
@@ -234,20 +250,22 @@ class IndexStore:
     def write(self, data: IndexData, fresh: bool = False) -> Path:
         """Persist `data` as a new version and make it current, atomically. Call under writer_lock.
 
-        When `data` only adds chunks to a large index, the new version shares the old files and adds a segment;
-        `fresh` writes every file anew (a rebuild shares nothing with the version it replaces).
+        A large index shares the live version's files where it can: added chunks go to a new segment, and the
+        segments that lose chunks are rewritten without them (nothing re-tokenised or re-embedded). `fresh`
+        writes every file anew (a rebuild shares nothing with the version it replaces).
         """
         self.versions.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         previous = self._previous_manifest()
         store = self.options.store or (previous or {}).get("dense", {}).get("store", "faiss")
-        if not fresh and store == "faiss" and previous is not None and self._appendable(previous, data.manifest):
+        if not fresh and store == "faiss" and previous is not None and data.chunks \
+                and self._appendable(previous, data.manifest):
             try:
-                added = self._added(data, previous)
+                change = self._changes(data, previous)
             except RagError:  # the live version is damaged: write everything anew
-                added = None
-            if added is not None:
-                return self._write_append(previous, *added, manifest=data.manifest)
+                change = None
+            if change is not None:
+                return self._write_update(previous, change, data.manifest)
         return self._write_whole(data, previous, store)
 
     def append(self, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
@@ -260,8 +278,7 @@ class IndexStore:
         self.versions.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         previous = self._previous_manifest()
-        base = {k: v for k, v in (previous or {}).items() if k not in _CORE_KEYS}
-        manifest = {**base, **(manifest or {})}
+        manifest = self._carried(previous, manifest)
         vectors = np.asarray(vectors, dtype=np.float32)
         if previous is None:
             return self._write_whole(IndexData(list(documents), list(chunks), vectors, manifest), None,
@@ -269,7 +286,7 @@ class IndexStore:
         old = self._open_store(self.current(), previous)
         try:
             clash = old.rows_of([c.id for c in chunks])
-            known_docs = {d.id for d in documents if old.document(d.id) is not None}
+            known_docs = {d.id for d in documents if old.has_document(d.id)}
         finally:
             old.close()
         if clash:
@@ -277,11 +294,43 @@ class IndexStore:
         documents = [d for d in documents if d.id not in known_docs]
         store = self.options.store or previous.get("dense", {}).get("store", "faiss")
         if store == "faiss" and self._appendable(previous, manifest):
-            return self._write_append(previous, list(documents), list(chunks), vectors, manifest=manifest)
+            return self._write_update(previous, _Change(list(documents), list(chunks), vectors), manifest)
         loaded = self.load()
         data = IndexData([*loaded.documents, *documents], [*loaded.chunks, *chunks],
                          np.concatenate([loaded.vectors(), vectors]) if len(chunks) else loaded.vectors(), manifest)
         return self._write_whole(data, previous, store)
+
+    def remove(self, doc_ids: Collection[str], manifest: dict | None = None) -> Path:
+        """A new version without the documents `doc_ids` and their chunks. Call under writer_lock.
+
+        `manifest` replaces the non-store manifest entries, as for `append`. A large index rewrites only the
+        segments that held them and keeps its dense index (the removed rows are skipped); a small one is
+        rewritten whole.
+        """
+        self.versions.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temps()
+        previous = self.read_manifest()
+        manifest = self._carried(previous, manifest)
+        doc_ids = set(doc_ids)
+        store = self.options.store or previous.get("dense", {}).get("store", "faiss")
+        if store == "faiss" and self._appendable(previous, manifest):
+            old = self._open_store(self.current(), previous)
+            try:
+                rows = old.rows_of_documents(doc_ids)
+            finally:
+                old.close()
+            if len(rows) < previous["counts"]["chunks"]:
+                return self._write_update(previous, _Change(drop_rows=rows, drop_documents=doc_ids), manifest)
+        loaded = self.load()
+        rows = [row for row, c in enumerate(loaded.chunks) if c.doc_id not in doc_ids]
+        data = IndexData([d for d in loaded.documents if d.id not in doc_ids], loaded.chunks_by_rows(rows),
+                         loaded.vector_files.rows(rows), manifest)
+        return self._write_whole(data, previous, store)
+
+    @staticmethod
+    def _carried(previous: dict | None, manifest: dict | None) -> dict:
+        """The non-store entries of the live manifest, with `manifest`'s on top."""
+        return {**{k: v for k, v in (previous or {}).items() if k not in _CORE_KEYS}, **(manifest or {})}
 
     def _appendable(self, previous: dict, manifest: dict) -> bool:
         """A large FAISS index whose embedding and chunking stay as they are."""
@@ -290,21 +339,21 @@ class IndexStore:
             and previous.get("embedding") == manifest.get("embedding") \
             and previous.get("chunking") == manifest.get("chunking")
 
-    def _added(self, data: IndexData, previous: dict) -> tuple[list[Document], list[Chunk], np.ndarray] | None:
-        """The documents, chunks and vectors `data` adds to the live version, or None if it also removes some."""
+    def _changes(self, data: IndexData, previous: dict) -> _Change:
+        """What `data` adds to and drops from the live version."""
         for name, record in previous["artifacts"].items():  # never share a damaged file (the cheap check)
             _check_artifact(self.current() / name, record, full=False)
         old = self._open_store(self.current(), previous)
         try:
-            old_chunks, old_docs = set(old.chunk_ids()), set(old.document_ids())
+            old_chunks, old_docs = old.chunk_ids(), set(old.document_ids())
         finally:
             old.close()
-        ids = {c.id for c in data.chunks}
-        if not old_chunks <= ids or not old_docs <= {d.id for d in data.documents}:
-            return None
-        rows = [i for i, c in enumerate(data.chunks) if c.id not in old_chunks]
-        return ([d for d in data.documents if d.id not in old_docs], [data.chunks[i] for i in rows],
-                np.asarray(data.vectors, dtype=np.float32)[rows])
+        ids, doc_ids, known = {c.id for c in data.chunks}, {d.id for d in data.documents}, set(old_chunks)
+        rows = [i for i, c in enumerate(data.chunks) if c.id not in known]
+        return _Change([d for d in data.documents if d.id not in old_docs], [data.chunks[i] for i in rows],
+                       np.asarray(data.vectors, dtype=np.float32)[rows],
+                       np.array([r for r, c in enumerate(old_chunks) if c not in ids], dtype=np.int64),
+                       old_docs - doc_ids)
 
     def changes_dense_index(self, manifest: dict) -> bool:
         """Whether the options ask for another dense index than the one the index with `manifest` records."""
@@ -355,17 +404,21 @@ class IndexStore:
         except (RagError, OSError):
             return None, None
 
-    def _write_append(self, previous: dict, documents: list[Document], chunks: list[Chunk], vectors: np.ndarray,
-                      manifest: dict) -> Path:
-        """A version made of the live one's files (hard links) plus one segment with the new rows."""
+    def _write_update(self, previous: dict, change: _Change, manifest: dict) -> Path:
+        """A version made of the live one's files (hard links), its segments that lose rows rewritten without
+        them, and one segment with the new rows."""
         live = self.current()
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
         try:
             segments = list(previous["segments"])
             artifacts = {k: v for k, v in previous["artifacts"].items() if k.startswith("segments/")}
             sources = {s["name"]: live for s in segments}
-            if chunks or documents:
-                segments.append(_write_segment(tmp, documents, chunks, _matrix(vectors, len(chunks), segments[0]["dim"])))
+            if len(change.drop_rows) or change.drop_documents:
+                segments = self._drop(tmp, live, segments, sources, change)
+            if change.chunks or change.documents:
+                dim = previous["segments"][0]["dim"]
+                segments.append(_write_segment(tmp, change.documents, change.chunks,
+                                               _matrix(change.vectors, len(change.chunks), dim)))
                 sources[segments[-1]["name"]] = tmp
             segments = self._merge_small(tmp, segments, sources, artifacts)
             for seg in segments:  # share the untouched segments' files with the live version
@@ -373,13 +426,35 @@ class IndexStore:
                     for rel in (k for k in previous["artifacts"] if k.startswith(f"segments/{seg['name']}/")):
                         _link(live / rel, tmp / rel)
             artifacts = {k: v for k, v in artifacts.items() if k.split("/")[1] in {s["name"] for s in segments}}
-            record = self._append_dense(tmp, live, previous, segments, artifacts)
+            record = self._update_dense(tmp, live, previous, segments, artifacts, change.drop_rows)
             name = self._commit(tmp, manifest, segments, record, artifacts)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         self._remove_old_versions(keep=name)
         return self.versions / name
+
+    def _drop(self, tmp: Path, live: Path, segments: list[dict], sources: dict[str, Path], change: _Change) -> list[dict]:
+        """The segments with `change`'s rows and documents taken out: those that hold any are rewritten in `tmp`
+        (an emptied one is left out), the others kept as they are."""
+        kept, first = [], 0
+        for seg in segments:
+            folder = live / "segments" / seg["name"]
+            rows = change.drop_rows[(change.drop_rows >= first) & (change.drop_rows < first + seg["chunks"])] - first
+            first += seg["chunks"]
+            docs = set()
+            if change.drop_documents:
+                store = ChunkStore.open([(folder, seg["chunks"], seg["documents"])])
+                try:
+                    docs = {d for d in change.drop_documents if store.has_document(d)}
+                finally:
+                    store.close()
+            if not len(rows) and not docs:
+                kept.append(seg)
+            elif len(rows) < seg["chunks"] or len(docs) < seg["documents"]:
+                kept.append(_filter_segment(folder, tmp, rows, docs, seg["dim"]))
+                sources[kept[-1]["name"]] = tmp
+        return kept
 
     def _merge_small(self, tmp: Path, segments: list[dict], sources: dict[str, Path], artifacts: dict) -> list[dict]:
         """Keep segment sizes geometric: while a segment is at most twice the next one, merge the two.
@@ -405,33 +480,51 @@ class IndexStore:
             sources[merged["name"]] = tmp
         return segments
 
-    def _append_dense(self, tmp: Path, live: Path, previous: dict, segments: list[dict], artifacts: dict) -> dict:
-        """Keep dense.faiss while the exact tail is short; fold the tail in with `add`, or rebuild on a kind change."""
+    def _update_dense(self, tmp: Path, live: Path, previous: dict, segments: list[dict], artifacts: dict,
+                      drop_rows: np.ndarray) -> dict:
+        """The dense index of the new version. The live dense.faiss is kept while it can serve: rows dropped from
+        it are skipped through `dense-ids.npy` (its ids -> rows, -1 for dropped ones) until a quarter of it is
+        dropped, and appended rows are searched exactly beside it until there are TAIL_MAX_ROWS of them, when
+        FAISS's `add` folds them in. A kind change, a grown IVF-PQ or too many dropped rows build it anew."""
         record = dict(previous["dense"])
         total = sum(s["chunks"] for s in segments)
         choice = self._choice(previous)
         kind = choice.kind_for(total)
+        ids = _renumbered(self._dense_ids(live, record), record["rows"], drop_rows)
+        covered = int((ids >= 0).sum()) if ids is not None else record["rows"]  # rows 0..covered-1 are in it
+        params = record.get("params", {})
+        grown = kind == "ivf-pq" and total > dense_index.RETRAIN_GROWTH * params.get("trained_rows", total)
         files = VectorFiles([(tmp / "segments" / s["name"] / dense_index.VECTORS, s["chunks"]) for s in segments],
-                            segments[0]["dim"])
+                            segments[0]["dim"] if segments else 0)
         try:
-            if kind != record["index"]:  # e.g. past the size the choice names: build the new kind from all vectors
-                like, like_params = self._previous_dense(previous, kind)
+            if kind != record["index"] or grown or (ids is not None and (ids < 0).mean() > dense_index.DROPPED_MAX_SHARE):
+                like, like_params = self._previous_dense(previous, kind) if not grown else (None, None)
                 index, params = dense_index.build(kind, files.range(0, total), like, like_params)
-            elif total - record["rows"] > dense_index.TAIL_MAX_ROWS:
-                params = record.get("params", {})
-                if kind == "ivf-pq" and total > dense_index.RETRAIN_GROWTH * params.get("trained_rows", total):
-                    index, params = dense_index.build(kind, files.range(0, total))
-                else:
-                    index = dense_index.read(live / dense_index.FILE)
-                    dense_index.extend(index, files.range(record["rows"], total))
+                ids = covered = None
+            elif total - covered > dense_index.TAIL_MAX_ROWS:
+                index = dense_index.read(live / dense_index.FILE)
+                dense_index.extend(index, files.range(covered, total))
+                if ids is not None:
+                    ids = np.concatenate([ids, np.arange(covered, total)])
             else:
                 _link(live / dense_index.FILE, tmp / dense_index.FILE)
                 artifacts[dense_index.FILE] = previous["artifacts"][dense_index.FILE]
-                return {**record, "choice": str(choice)}
+                index = None
         finally:
             files.close()
-        dense_index.write(index, tmp / dense_index.FILE)
-        return {"store": "faiss", "index": kind, "choice": str(choice), "rows": total, "params": params}
+        if index is not None:
+            dense_index.write(index, tmp / dense_index.FILE)
+            covered = total
+        if ids is not None and (ids < 0).any():
+            np.save(tmp / dense_index.IDS, ids, allow_pickle=False)
+        else:
+            ids = None
+        return {"store": "faiss", "index": kind, "choice": str(choice), "rows": covered, "params": params,
+                **({"dropped": int((ids < 0).sum())} if ids is not None else {})}
+
+    def _dense_ids(self, version: Path, record: dict) -> np.ndarray | None:
+        """The live dense index's map from its ids to rows, or None where id i is row i."""
+        return np.load(version / dense_index.IDS, allow_pickle=False) if record.get("dropped") else None
 
     def _commit(self, tmp: Path, manifest: dict, segments: list[dict], dense: dict, artifacts: dict) -> str:
         """Checksum what is new in `tmp`, write the manifest, fsync, rename into versions/, flip CURRENT."""
@@ -566,11 +659,12 @@ class IndexStore:
                                   dim)
             starts = np.cumsum([0] + [s["chunks"] for s in segments])[:-1].tolist()
             bm25 = bm25_segments.Bm25Index.open(list(zip((f / "bm25" for f in folders), starts, strict=True)))
-            dense = full_text = dense_file = None
+            dense = full_text = dense_file = dense_ids = None
             if manifest.get("dense", {}).get("store") == "milvus":
                 dense, full_text = open_dense(self.root, self.options, manifest, store.chunk_ids())
             else:
                 dense_file = open(version / dense_index.FILE, "rb")  # noqa: SIM115 (read on first search)
+                dense_ids = self._dense_ids(version, manifest["dense"])
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
             store.close()
             raise IndexCorrupt(f"cannot read the index at {version} ({exc}): {REBUILD_HINT}") from None
@@ -580,7 +674,7 @@ class IndexStore:
             store.close()
             raise IndexCorrupt(f"{version}: {vectors.ntotal} vectors and {bm25.num_docs} BM25 rows for "
                                f"{store.n_chunks} chunks: {REBUILD_HINT}")
-        return LoadedIndex(version, manifest, store, bm25, vectors, full_text, dense, dense_file)
+        return LoadedIndex(version, manifest, store, bm25, vectors, full_text, dense, dense_file, dense_ids)
 
 
 def _matrix(vectors, rows: int, dim: int | None) -> np.ndarray:
@@ -621,3 +715,31 @@ def _write_segment(version_dir: Path, documents: Sequence[Document], chunks: Seq
     stats = bm25_segments.write_segment(folder / "bm25", (c.text for c in chunks))
     return {"name": name, "chunks": n_chunks, "documents": n_docs, "dim": int(vectors.shape[1]),
             "bm25": stats.to_dict()}
+
+
+def _filter_segment(folder: Path, version_dir: Path, drop_rows: np.ndarray, drop_documents: Collection[str],
+                    dim: int) -> dict:
+    """A new segment under `version_dir`/segments: segment `folder` without its local rows `drop_rows` and the
+    documents `drop_documents`, its files filtered (no text is re-tokenised, no vector re-embedded)."""
+    name = f"s{time.time_ns()}-{os.urandom(3).hex()}"
+    out = version_dir / "segments" / name
+    out.mkdir(parents=True)
+    n_docs, n_chunks = chunkstore.filter_segment(folder / chunkstore.FILE, out / chunkstore.FILE, drop_rows,
+                                                 drop_documents)
+    dense_index.filter_vectors(folder / dense_index.VECTORS, out / dense_index.VECTORS, drop_rows)
+    stats = bm25_segments.filter_segment(folder / "bm25", out / "bm25", drop_rows)
+    return {"name": name, "chunks": n_chunks, "documents": n_docs, "dim": dim, "bm25": stats.to_dict()}
+
+
+def _renumbered(ids: np.ndarray | None, covered: int, drop_rows: np.ndarray) -> np.ndarray | None:
+    """A dense index's map from its ids to rows once the sorted rows `drop_rows` are gone and the later rows moved
+    up (-1: dropped). None stands for id i = row i over its `covered` rows, and stays None while none is dropped."""
+    if not len(drop_rows) or (ids is None and drop_rows[0] >= covered):
+        return ids
+    ids = np.arange(covered, dtype=np.int64) if ids is None else ids.copy()
+    live = ids >= 0
+    rows = ids[live]
+    before = np.searchsorted(drop_rows, rows)
+    gone = drop_rows[np.minimum(before, len(drop_rows) - 1)] == rows
+    ids[live] = np.where(gone, -1, rows - before)
+    return ids

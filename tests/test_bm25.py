@@ -70,3 +70,20 @@ def test_segment_files_hold_no_pickle(tmp_path) -> None:
     write_segment(tmp_path / "seg", TEXTS)
     for name in ("rows.npy", "tf.npy", "doclen.npy"):
         np.load(tmp_path / "seg" / name, allow_pickle=False)
+
+
+def test_a_filtered_segment_is_what_writing_the_remaining_texts_makes(tmp_path) -> None:
+    from rag.bm25 import filter_segment
+
+    write_segment(tmp_path / "all", TEXTS)
+    drop = np.array([0, 3, 7])  # "Parrots ..." leaves with row 3: its terms vanish from the vocabulary
+    kept = [t for i, t in enumerate(TEXTS) if i not in set(drop.tolist())]
+    stats = filter_segment(tmp_path / "all", tmp_path / "filtered", drop)
+    write_segment(tmp_path / "fresh", kept)
+    filtered, fresh = Bm25Index.open([(tmp_path / "filtered", 0)]), Bm25Index.open([(tmp_path / "fresh", 0)])
+    assert stats.docs == len(kept) and filtered.vocab_dict.keys() == fresh.vocab_dict.keys()
+    assert "parrot" not in filtered.vocab_dict
+    for query in QUERIES:
+        np.testing.assert_array_equal(filtered.get_scores(query_tokens(query)), fresh.get_scores(query_tokens(query)))
+    np.testing.assert_array_equal(np.diff(filtered.scores["indptr"]),
+                                  [np.diff(fresh.scores["indptr"])[fresh.vocab_dict[t]] for t in filtered.vocab_dict])

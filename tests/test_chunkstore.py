@@ -11,8 +11,9 @@ from rag.types import Chunk, Document
 
 
 def corpus(n_docs: int, start: int = 0) -> tuple[list[Document], list[Chunk]]:
-    docs = [Document.create(f"d{i}.txt", f"Doc {i}", f"First part of {i}. Second part of {i}; ünïcode ✓.")
-            for i in range(start, start + n_docs)]
+    docs = [Document.create(f"d{i}.txt", f"Doc {i}", f"First part of {i}. Second part of {i}; ünïcode ✓.",
+                            pages=(0, 17) if i % 2 else (), headings=((0, "Über"), (17, "Part 2")) if i % 2 else ())
+            for i in range(start, start + n_docs)]  # odd ones: two pages and two headings, as a PDF or Markdown
     chunks = [c for d in docs for c in (Chunk.create(d, 0, d.text.index(".") + 1),
                                         Chunk.create(d, d.text.index(".") + 2, len(d.text)))]
     return docs, chunks
@@ -67,3 +68,22 @@ def test_a_damaged_file_is_reported_as_corrupt(tmp_path) -> None:
     damaged = ChunkStore.open([(tmp_path / "seg0", 100, 50)])
     with pytest.raises(IndexCorrupt, match="rag index --rebuild"):
         list(damaged.iter_chunks())
+
+
+def test_a_filtered_segment_keeps_the_rest_in_order_with_its_runs(tmp_path) -> None:
+    docs, chunks = corpus(4)
+    store = open_store(tmp_path, [(docs, chunks)])
+    store.close()
+    out = tmp_path / "filtered.sqlite"
+    drop = [2, 3, 5]  # document 1 whole, and the second chunk of document 2
+    assert chunkstore.filter_segment(tmp_path / "seg0" / chunkstore.FILE, out, drop, {docs[1].id}) == (3, 5)
+    folder = tmp_path / "f"
+    folder.mkdir()
+    out.rename(folder / chunkstore.FILE)
+    filtered = ChunkStore.open([(folder, 5, 3)])
+    kept = [c for i, c in enumerate(chunks) if i not in drop]
+    assert list(filtered.iter_chunks()) == kept and list(filtered.iter_documents()) == [docs[0], docs[2], docs[3]]
+    assert filtered.runs() == [(0, 2, docs[0].id, docs[0].source), (2, 3, docs[2].id, docs[2].source),
+                               (3, 5, docs[3].id, docs[3].source)]
+    assert filtered.rows_of_documents({docs[3].id, docs[1].id}).tolist() == [3, 4]
+    assert filtered.document(docs[0].id) == docs[0]

@@ -50,10 +50,14 @@ def set_corpus(folder: Path, state: dict[str, str]) -> Path:
     return write_corpus(folder, state)
 
 
-def start_writer(corpus: Path, index_dir: Path) -> subprocess.Popen:
+def start_writer(corpus: Path, index_dir: Path, segments: bool = False) -> subprocess.Popen:
+    """`rag index` in a process of its own; with `segments`, as if the index were large (updates share files)."""
     env = {**os.environ, "RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "64", "RAG_CHUNK_OVERLAP": "8"}
-    return subprocess.Popen([sys.executable, "-m", "rag.cli", "index", str(corpus), "--index-dir", str(index_dir)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    args = ["index", str(corpus), "--index-dir", str(index_dir)]
+    code = f"import rag.store; rag.store.APPEND_MIN_ROWS = {0 if segments else 'rag.store.APPEND_MIN_ROWS'}\n" \
+           f"from rag.cli import app; app({args!r})"
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
@@ -94,6 +98,47 @@ def test_sigkill_at_random_moments_leaves_old_or_new_index(tmp_path: Path) -> No
         assert content(target) == new
     # the kills landed both before and after the swap, so both outcomes were exercised
     assert outcomes["old"] + outcomes["missing"] > 0 and outcomes["new"] > 0, outcomes
+
+
+@pytest.mark.slow
+def test_sigkill_during_segment_updates_leaves_old_or_new_index(tmp_path: Path) -> None:
+    """The same on a large index's update path: a few files removed, changed and added; the kept segments are
+    hard links into the live version, the changed one is rewritten, dense.faiss is kept with an id map."""
+    import rag.store
+
+    state = corpus_state("A")
+    new_state = {**state, **{f"doc{i:03d}.txt": corpus_state("B")[f"doc{i:03d}.txt"] for i in range(10, 20)},
+                 "extra.txt": "An added file. " * 30}
+    del new_state["doc000.txt"], new_state["doc001.txt"]
+    corpus = tmp_path / "corpus"
+    old = build(set_corpus(corpus, state), tmp_path / "ref-old")
+    new = build(set_corpus(corpus, new_state), tmp_path / "ref-new")
+    started = time.perf_counter()
+    shutil.copytree(tmp_path / "ref-old", tmp_path / "timing", symlinks=True)
+    start_writer(corpus, tmp_path / "timing", segments=True).wait()
+    duration = time.perf_counter() - started
+    rag.store.APPEND_MIN_ROWS, before = 0, rag.store.APPEND_MIN_ROWS
+    try:
+        assert content(tmp_path / "timing") == new
+        assert IndexStore(tmp_path / "timing").read_manifest()["dense"]["dropped"] > 0  # the update path ran
+    finally:
+        rag.store.APPEND_MIN_ROWS = before
+    rng = random.Random(20260428)
+    outcomes = {"old": 0, "new": 0}
+    for attempt in range(KILLS // 2):
+        target = tmp_path / f"idx{attempt}"
+        shutil.copytree(tmp_path / "ref-old", target, symlinks=True)
+        writer = start_writer(corpus, target, segments=True)
+        time.sleep(rng.uniform(0.3, 1.0) * duration)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        seen = content(target)
+        assert seen in (old, new), f"kill {attempt}: the index is neither the old nor the new version"
+        outcomes["old" if seen == old else "new"] += 1
+        start_writer(corpus, target, segments=True).wait()
+        assert content(target) == new
+        assert IndexStore(target).verify()["artifacts"] > 0  # every byte of every file, hard links included
+    assert outcomes["old"] > 0 and outcomes["new"] > 0, outcomes
 
 
 @pytest.mark.slow

@@ -56,15 +56,82 @@ def test_adding_chunks_appends_a_segment_and_shares_the_old_files(tmp_path) -> N
         assert got[1].tolist() == want[1].tolist()
 
 
-def test_removing_chunks_rewrites_the_index_whole(tmp_path) -> None:
+def fresh_build(tmp_path, data: IndexData, kind: str = "flat"):
+    store = IndexStore(tmp_path / f"fresh-{kind}-{len(data.chunks)}", StoreOptions(dense_index=kind))
+    write(store, data)
+    return store.load()
+
+
+def test_removing_chunks_rewrites_only_the_segments_that_held_them(tmp_path) -> None:
+    base, more = synthetic(400), synthetic(100, start=400, seed=5)
+    store = IndexStore(tmp_path / "idx", append_min_rows=0)
+    write(store, base)
+    second = write(store, concat(base, more))
+    gone = {0, 7, 399, 450}  # three documents of the first segment, one of the second (the exact tail)
+    keep = [i for i in range(500) if i not in gone]
+    both = concat(base, more)
+    fewer = IndexData([both.documents[i] for i in keep], [both.chunks[i] for i in keep], both.vectors[keep], base.manifest)
+    version = write(store, fewer)
+    manifest = json.loads((version / "manifest.json").read_text())
+    assert [s["chunks"] for s in manifest["segments"]] == [397, 99] and manifest["counts"]["documents"] == 496
+    assert os.stat(second / "dense.faiss").st_ino == os.stat(version / "dense.faiss").st_ino  # kept, not rebuilt
+    assert manifest["dense"]["rows"] == 397 and manifest["dense"]["dropped"] == 3
+    assert np.load(version / "dense-ids.npy").tolist() == [-1] + list(range(6)) + [-1] + list(range(6, 397)) + [-1]
+    loaded, fresh = store.load(), fresh_build(tmp_path, fewer)
+    assert loaded.chunks == fewer.chunks and by_id(loaded) == by_id(fresh)  # BM25 statistics as a fresh build's
+    assert loaded.chunk_counts() == {d.id: 1 for d in fewer.documents}
+    for q in synthetic(5, start=900, seed=9).vectors:
+        assert loaded.dense.search(q[None, :], 20)[1].tolist() == fresh.dense.search(q[None, :], 20)[1].tolist()
+    assert store.verify()["artifacts"] == len(manifest["artifacts"])
+
+
+def test_removing_documents_by_id_and_past_a_quarter_of_the_dense_index(tmp_path) -> None:
     base = synthetic(400)
     store = IndexStore(tmp_path / "idx", append_min_rows=0)
     write(store, base)
-    fewer = IndexData(base.documents[1:], base.chunks[1:], base.vectors[1:], base.manifest)
-    version = write(store, fewer)
-    manifest = json.loads((version / "manifest.json").read_text())
-    assert [s["chunks"] for s in manifest["segments"]] == [399] and manifest["dense"]["rows"] == 399
-    assert store.load().chunks == base.chunks[1:]
+    with store.writer_lock():
+        store.remove({d.id for d in base.documents[:50]}, {"files": {"note": "kept"}})
+    loaded = store.load()
+    assert loaded.chunks == base.chunks[50:] and loaded.manifest["files"] == {"note": "kept"}
+    assert loaded.manifest["dense"]["dropped"] == 50 and loaded.manifest["chunking"] == base.manifest["chunking"]
+    with store.writer_lock():
+        store.remove({d.id for d in base.documents[50:101]})  # 101 of 400 ids dropped: dense.faiss is built anew
+    loaded = store.load()
+    assert "dropped" not in loaded.manifest["dense"] and not (loaded.path / "dense-ids.npy").exists()
+    assert loaded.chunks == base.chunks[101:] and loaded.dense.main_rows == 299
+    rest = IndexData(base.documents[101:], base.chunks[101:], base.vectors[101:], base.manifest)
+    assert by_id(loaded) == by_id(fresh_build(tmp_path, rest))
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-pq"])
+def test_after_removals_no_kind_returns_a_removed_row_and_filters_still_hold(tmp_path, monkeypatch, kind) -> None:
+    from rag.retrieval import Selection
+
+    monkeypatch.setattr(dense, "TAIL_MAX_ROWS", 50)
+    base, more = synthetic(2000), synthetic(80, start=2000, seed=3)
+    store = IndexStore(tmp_path / "idx", StoreOptions(dense_index=kind), append_min_rows=0)
+    write(store, base)
+    removed = {d.id for d in base.documents[::7]}  # 286 rows all over the dense index
+    with store.writer_lock():
+        store.remove(removed)
+        store.append(more.documents, more.chunks, more.vectors)  # past TAIL_MAX_ROWS: folded in with `add`
+    loaded = store.load()
+    record = loaded.manifest["dense"]
+    assert record["index"] == kind and record["dropped"] == 286 and record["rows"] == loaded.n_chunks == 1794
+    assert loaded.dense.tail.ntotal == 0
+    kept = IndexData([d for d in base.documents if d.id not in removed] + more.documents,
+                     [c for c in base.chunks if c.doc_id not in removed] + more.chunks,
+                     np.concatenate([base.vectors[[i for i in range(2000) if i % 7]], more.vectors]), base.manifest)
+    assert loaded.chunks == kept.chunks
+    exact = fresh_build(tmp_path, kept)
+    allowed = np.arange(0, 1794, 3)
+    for q in list(range(0, 1794, 199)) + [1790]:
+        query = kept.vectors[q:q + 1]
+        rows = loaded.dense.search(query, 10)[1][0].tolist()
+        assert rows[0] == q  # a kept vector finds itself at its new row
+        assert len(set(rows) & set(exact.dense.search(query, 10)[1][0].tolist())) >= (10 if kind == "flat" else 8)
+        filtered = loaded.dense.search(query, 5, Selection(("x",), allowed))[1][0].tolist()
+        assert filtered == exact.dense.search(query, 5, Selection(("x",), allowed))[1][0].tolist()
 
 
 def test_small_indexes_are_always_rewritten_in_fresh_order(tmp_path) -> None:
@@ -171,3 +238,44 @@ def test_a_rebuild_or_a_damaged_live_version_shares_no_files(tmp_path) -> None:
     third = write(store, concat(base, synthetic(20, start=300)))  # not an append onto a damaged file
     assert [s["chunks"] for s in json.loads((third / "manifest.json").read_text())["segments"]] == [320]
     assert store.load().n_chunks == 320 and first.name != third.name
+
+
+def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_path, monkeypatch, settings) -> None:
+    import rag.store
+    from typer.testing import CliRunner
+
+    from rag.cli import app
+    from test_cli import env_for
+
+    monkeypatch.setattr(rag.store, "APPEND_MIN_ROWS", 0)
+    monkeypatch.chdir(tmp_path)
+    corpus = write_corpus(tmp_path / "c", {f"f{i}.txt": f"File {i} talks about subject {i}." for i in range(30)})
+    extra = write_corpus(tmp_path / "new", {"fish.txt": "Salmon swim upstream to spawn.",
+                                            "owl.txt": "Owls hunt at night."})
+    Indexer(settings, HashEmbedder()).index([corpus])
+    Indexer(settings, HashEmbedder()).index([extra])
+    segments = [s["name"] for s in IndexStore(settings.index_dir).read_manifest()["segments"]]
+    assert len(segments) == 2
+    result = CliRunner().invoke(app, ["remove", "c/f3.txt", "new/owl.txt", "--json"], env=env_for(settings))
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["files_removed"], report["chunks_removed"], report["chunks_total"]) == (["f3.txt", "owl.txt"], 2, 30)
+    loaded = IndexStore(settings.index_dir).load()
+    assert [s["chunks"] for s in loaded.manifest["segments"]] == [29, 1]  # each segment rewritten without its file
+    assert not {s["name"] for s in loaded.manifest["segments"]} & set(segments)
+    assert loaded.manifest["dense"]["dropped"] == 1 and loaded.manifest["sources"] == ["c", "new"]
+    assert sorted(loaded.source_rows()) == sorted([f"f{i}.txt" for i in range(30) if i != 3] + ["fish.txt"])
+    retriever = Retriever.open(settings.index_dir, HashEmbedder())
+    assert retriever.search("subject 3", k=30, mode="bm25") and "f3.txt" not in \
+        {h.chunk.source for h in retriever.search("subject 3", k=30)}
+    assert [h.chunk.source for h in retriever.search("salmon spawn", k=1, sources=["fish*"])] == ["fish.txt"]
+    (corpus / "f3.txt").unlink()  # as the warning says: or the next `rag index` adds them back
+    (extra / "owl.txt").unlink()
+    (corpus / "f5.txt").write_text("File 5 now talks about herons fishing.")  # a changed file: drop + add
+    report = Indexer(settings, HashEmbedder()).index()
+    assert (report.chunks_embedded, report.chunks_removed, report.chunks_total) == (1, 1, 30)
+    loaded = IndexStore(settings.index_dir).load()
+    assert [s["chunks"] for s in loaded.manifest["segments"]] == [28, 2]  # the new chunk merged with the small one
+    hits = Retriever.open(settings.index_dir, HashEmbedder()).search("herons fishing", k=1, sources=["f5.txt"])
+    assert hits[0].chunk.text == "File 5 now talks about herons fishing."
+    assert not Indexer(settings, HashEmbedder()).index().changed
