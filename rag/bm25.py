@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,9 @@ from rag.text import _WORD, bm25_stopwords, stem  # _WORD: the pattern query_tok
 
 K1, B = 1.5, 0.75  # bm25s's defaults, which the index always used
 BATCH = 10_000  # texts tokenised at a time (identical texts within a batch are tokenised once)
+SAMPLE_STRIDE = 64  # `top` estimates its cut from every 64th row's score
+CACHE_BYTES = 128 << 20  # weights of frequent tokens kept per open index (int64 row, float32 weight: 12 B a posting)
+CACHE_MIN_POSTINGS = 10_000  # tokens with fewer postings are cheap to weigh again
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 
 
@@ -175,6 +178,42 @@ class Bm25Segment:
         return self.rows.read(start, df), self.tf.read(start, df)
 
 
+class _LruCache:
+    """A thread-safe least-recently-used map with a budget in bytes."""
+
+    def __init__(self, budget: int):
+        self.budget, self.used = budget, 0
+        self._items: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str):
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: str, value, size: int) -> None:
+        with self._lock:
+            if key in self._items or size > self.budget:
+                return
+            self._items[key] = (value, size)
+            self.used += size
+            while self.used > self.budget:
+                _, (_, dropped) = self._items.popitem(last=False)
+                self.used -= dropped
+
+
+@dataclass(frozen=True)
+class _Term:
+    """A query token as the index has it: (segment, start, df) of its postings per segment, corpus-wide df, idf."""
+
+    where: list[tuple[Bm25Segment, int, int]]
+    df: int
+    idf: np.float64
+
+
 class Bm25Index:
     """BM25 over all segments of a version: `top(tokens, n)` and bm25s-compatible `get_scores(tokens)`."""
 
@@ -188,6 +227,7 @@ class Bm25Index:
         # the part of each row's term-frequency component that depends only on its length, in bm25s's order
         self._norm = k1 * ((1 - b) + b * lengths.astype(np.float64) / self.avg_doc_len)
         self._vocab: tuple[dict[str, int], np.ndarray] | None = None
+        self._cache = _LruCache(CACHE_BYTES)
 
     @classmethod
     def open(cls, folders: Sequence[tuple[Path, int]]) -> Bm25Index:
@@ -196,27 +236,50 @@ class Bm25Index:
         except (OSError, ValueError) as exc:
             raise IndexCorrupt(f"cannot read the BM25 postings ({exc}): {REBUILD_HINT}") from None
 
-    def _weights(self, tokens: Sequence[str]) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """Per query token in order (tokens the index lacks dropped), per segment holding it: the segment's first
-        row, the local rows the token occurs in, and their float32 scores, computed in bm25s's steps."""
+    def _terms(self, tokens: Sequence[str]) -> dict[str, _Term]:
+        """The distinct query tokens the index has, each with its postings' places and corpus-wide idf."""
         distinct = list(dict.fromkeys(tokens))
         found = [seg.lookup(distinct) for seg in self.segments] if distinct else []
+        terms = {}
+        for token in distinct:
+            where = [(seg, *hit[token]) for seg, hit in zip(self.segments, found, strict=True) if token in hit]
+            if where:
+                df = sum(d for _, _, d in where)
+                idf = np.float64(np.float32(math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))))
+                terms[token] = _Term(where, df, idf)
+        return terms
+
+    def _weigh(self, seg: Bm25Segment, local: np.ndarray, tf: np.ndarray, idf: np.float64) -> np.ndarray:
+        """The float32 scores of one token at `local` rows of `seg`, computed in bm25s's steps."""
+        tf64 = tf.astype(np.float64)
+        weights = tf64 / (self._norm[seg.first_row:seg.first_row + len(seg.doclen)][local] + tf64)
+        weights *= idf
+        return weights.astype(np.float32)
+
+    def _weights(self, tokens: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Per query token in order (tokens the index lacks dropped), per segment holding it: the rows the token
+        occurs in (int64, ascending) and their float32 scores. A frequent token's are kept (LRU, at most
+        CACHE_BYTES): they are the same for every query of this open version, and the costliest to make."""
+        terms = self._terms(tokens)
         for token in tokens:
-            where = [(seg, hit[token]) for seg, hit in zip(self.segments, found, strict=True) if token in hit]
-            df = sum(d for _, (_, d) in where)
-            idf = np.float64(np.float32(math.log(1 + (self.num_docs - df + 0.5) / (df + 0.5))))
-            for seg, (start, d) in where:
-                local, tf = seg.postings(start, d)
-                tf64 = tf.astype(np.float64)
-                weights = tf64 / (self._norm[seg.first_row:seg.first_row + len(seg.doclen)][local] + tf64)
-                weights *= idf
-                yield seg.first_row, local, weights.astype(np.float32)
+            if token not in terms:
+                continue
+            parts = self._cache.get(token)
+            if parts is None:
+                term = terms[token]
+                parts = []
+                for seg, start, d in term.where:
+                    local, tf = seg.postings(start, d)
+                    parts.append((local.astype(np.int64) + seg.first_row, self._weigh(seg, local, tf, term.idf)))
+                if term.df >= CACHE_MIN_POSTINGS:
+                    self._cache.put(token, parts, 12 * term.df)
+            yield from parts
 
     def get_scores(self, tokens: Sequence[str]) -> np.ndarray:
         """Every row's BM25 score for the query tokens (float32, as bm25s's `get_scores`)."""
         scores = np.zeros(self.num_docs, dtype=np.float32)
-        for first, local, weights in self._weights(tokens):
-            scores[first:][local] += weights  # a row occurs once per token: no repeated indices
+        for rows, weights in self._weights(tokens):
+            np.add.at(scores, rows, weights)  # a row occurs once per token: each score gets one float32 addition
         return scores
 
     def top(self, tokens: Sequence[str], n: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -224,10 +287,21 @@ class Bm25Index:
         if n <= 0 or not tokens:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         scores = self.get_scores(tokens)
-        if allowed is None:
-            rows = np.flatnonzero(scores > 0)  # usually a small part of a large index: rank only those
-        else:
-            rows = allowed[scores[allowed] > 0]
+        if allowed is not None:
+            return self._top_of(scores, n, allowed[scores[allowed] > 0])
+        # A common word gives most rows of a large index a score: rank only the rows at or above a cut that every
+        # SAMPLE_STRIDE-th row's score puts a little below the n-th best (every scoring row if too few reach it).
+        sample = scores[::SAMPLE_STRIDE]
+        m = min(len(sample), 4 * (n // SAMPLE_STRIDE + 1))
+        cut = -np.partition(-sample, m - 1)[m - 1] if m else 0
+        rows = np.flatnonzero(scores >= cut) if cut > 0 else np.zeros(0, np.int64)
+        if len(rows) < n:
+            rows = np.flatnonzero(scores > 0)
+        return self._top_of(scores, n, rows)
+
+    @staticmethod
+    def _top_of(scores: np.ndarray, n: int, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The n best of `rows` (ascending, scoring above 0) by score then row."""
         values = scores[rows]
         if len(rows) > n:  # the n best; of rows tied at the cut, the lowest (rows are ascending here)
             cut = -np.partition(-values, n - 1)[n - 1]
@@ -235,7 +309,7 @@ class Bm25Index:
             part = np.concatenate([above, np.flatnonzero(values == cut)[:n - len(above)]])
             rows, values = rows[part], values[part]
         order = np.lexsort((rows, -values))  # by score, then row: deterministic ties
-        return rows[order], values[order]
+        return rows[order].astype(np.int64), values[order]
 
     # -- bm25s's attribute names for the corpus statistics (what rag.evidence.Idf reads) ----------------------
 

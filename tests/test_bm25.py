@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -22,13 +24,19 @@ QUERIES = ["cats sleep", "dogs bark strangers", "run runner", "sleep sleep cat",
 
 
 def bm25s_scores(texts: list[str], query: str) -> np.ndarray:
-    import bm25s
-
-    retriever = bm25s.BM25()
-    retriever.index(bm25_tokens(texts), show_progress=False)
+    retriever = _bm25s(tuple(texts))
     tokens = query_tokens(query)
     known = [t for t in tokens if t in retriever.vocab_dict]
     return retriever.get_scores(known) if known else np.zeros(len(texts), np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _bm25s(texts: tuple[str, ...]):
+    import bm25s
+
+    retriever = bm25s.BM25()
+    retriever.index(bm25_tokens(list(texts)), show_progress=False)
+    return retriever
 
 
 def open_split(tmp_path, texts: list[str], cuts: list[int]) -> Bm25Index:
@@ -87,3 +95,33 @@ def test_a_filtered_segment_is_what_writing_the_remaining_texts_makes(tmp_path) 
         np.testing.assert_array_equal(filtered.get_scores(query_tokens(query)), fresh.get_scores(query_tokens(query)))
     np.testing.assert_array_equal(np.diff(filtered.scores["indptr"]),
                                   [np.diff(fresh.scores["indptr"])[fresh.vocab_dict[t]] for t in filtered.vocab_dict])
+
+
+@pytest.mark.parametrize("cuts", [[], [700, 2100]])
+def test_top_ranks_from_a_sampled_cut_and_cached_weights_as_from_every_score(tmp_path, cuts, monkeypatch) -> None:
+    import random
+
+    from rag import bm25
+
+    monkeypatch.setattr(bm25, "CACHE_MIN_POSTINGS", 100)
+    monkeypatch.setattr(bm25, "SAMPLE_STRIDE", 16)
+    rng = random.Random(5)
+    words = [f"w{i}" for i in range(400)]
+    weights = [1 / (i + 1) for i in range(400)]  # Zipf: a few tokens in most rows, most tokens rare
+    texts = [" ".join(rng.choices(words, weights, k=rng.randint(5, 60))) for _ in range(3000)]
+    index = open_split(tmp_path, texts, cuts)
+    allowed = np.arange(0, 3000, 7)
+    for _ in range(2):  # the second round reads the frequent tokens' weights from the cache
+        rng = random.Random(6)
+        for q in range(40):
+            tokens = [rng.choice(words[:3]), rng.choice(words[:30]), rng.choice(words[100:]), rng.choice(words)]
+            tokens += tokens[:1]  # a repeated token counts twice
+            scores = bm25s_scores(texts, " ".join(tokens))
+            for n, rows_allowed in ((1, None), (5, None), (50, None), (2900, None), (5, allowed)):
+                rows, values = index.top(tokens, n, rows_allowed)
+                pool = np.arange(3000) if rows_allowed is None else rows_allowed
+                pool = pool[scores[pool] > 0]
+                want = pool[np.lexsort((pool, -scores[pool]))][:n]
+                assert rows.tolist() == want.tolist()
+                assert values.tolist() == scores[want].tolist()  # bit for bit
+    assert 0 < index._cache.used <= bm25.CACHE_BYTES and "w0" in index._cache._items
