@@ -3,11 +3,14 @@
 The index remembers its sources (the files and folders it was built from) in its manifest; a run re-syncs
 the sources it is given, or all of them, and keeps the others. Unchanged files keep their documents and
 chunks; a chunk whose text was embedded before reuses its vector, so re-indexing an unchanged corpus embeds
-nothing. Dropping a source is explicit (`Indexer.remove`). Retrieval and answering live elsewhere.
+nothing. A large index is updated in place: only new and changed files are read, chunked and embedded (their
+old chunks' vectors reused by text), and the store adds and drops just those. Dropping a source is explicit
+(`Indexer.remove`). Retrieval and answering live elsewhere.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -49,7 +52,8 @@ class _Entry:
     source: str
     path: str
     sha256: str
-    doc: Document
+    doc_id: str
+    doc: Document | None  # None: the document as the index holds it (read from there only when needed)
     reused: bool  # same bytes and chunking as the previous version: keep its chunks
     root: str = ""  # the recorded source (file or folder) it was found under
     size: int | None = None  # bytes on disk when it was read
@@ -117,26 +121,62 @@ class Indexer:
             entries, skipped = self._sync(synced, previous, previous_files, rebuild, prune, progress)
             if not entries:
                 raise RagError("nothing to index: no readable documents under " + ", ".join(synced or sync))
-            chunks = self._chunks(entries, old)
-            vectors, embedded = self._vectors(chunks, old, progress)
-            old_ids = {c.id for c in old.chunks} if old else set()
-            new_ids = [c.id for c in chunks]
-            removed = len(old_ids - set(new_ids))
-            changed = old is None or old_ids != set(new_ids) or \
-                old.manifest.get("files") != self._files_manifest(entries) or \
-                old.manifest.get("sources") != sources or \
-                old.manifest.get("embedding", {}).get("backend", self.backend) != self.backend or \
-                moves_vectors(self.store.options, self.store.root, old.manifest) or \
-                self.store.changes_dense_index(old.manifest)
-            if changed:
-                self.store.write(IndexData([e.doc for e in entries], chunks, vectors, self._manifest(entries, sources)),
-                                 fresh=rebuild)
+            manifest = self._manifest(entries, sources)
+            if old is not None and self.store.updates_in_place(old.manifest, manifest):
+                embedded, removed, total, changed = self._update(old, entries, manifest, progress)
+            else:
+                embedded, removed, total, changed = self._write(previous, old, entries, manifest, rebuild, progress)
         return IndexReport(
             files_indexed=len(entries), files_updated=sum(not e.reused for e in entries), files_skipped=skipped,
-            chunks_embedded=embedded, chunks_removed=removed, chunks_total=len(chunks),
+            chunks_embedded=embedded, chunks_removed=removed, chunks_total=total,
             seconds=round(time.perf_counter() - started, 3), changed=changed, sources=sources,
             sources_missing=missing,
         )
+
+    def _write(self, previous: LoadedIndex | None, old: LoadedIndex | None, entries: list[_Entry], manifest: dict,
+               rebuild: bool, progress: bool) -> tuple[int, int, int, bool]:
+        """The whole new version, written whole (a new or small index, a rebuild, new chunking or embedder)."""
+        stored = {d.id: d for d in previous.documents} if any(e.doc is None for e in entries) else {}
+        entries = [e if e.doc is not None else dataclasses.replace(e, doc=stored[e.doc_id]) for e in entries]
+        chunks = self._chunks(entries, old)
+        vectors, embedded = self._vectors(chunks, old, progress)
+        old_ids = {c.id for c in old.chunks} if old else set()
+        new_ids = [c.id for c in chunks]
+        removed = len(old_ids - set(new_ids))
+        changed = old is None or old_ids != set(new_ids) or self._manifest_changed(old, manifest) or \
+            old.manifest.get("embedding", {}).get("backend", self.backend) != self.backend or \
+            moves_vectors(self.store.options, self.store.root, old.manifest) or \
+            self.store.changes_dense_index(old.manifest)
+        if changed:
+            self.store.write(IndexData([e.doc for e in entries], chunks, vectors, manifest), fresh=rebuild)
+        return embedded, removed, len(chunks), changed
+
+    def _update(self, old: LoadedIndex, entries: list[_Entry], manifest: dict,
+                progress: bool) -> tuple[int, int, int, bool]:
+        """Only what changed, on a large index: the documents of new and changed files are chunked and embedded
+        (reusing the vectors of their previous versions' chunks with the same text), the documents no file holds
+        any more are dropped, and the store writes just that; the rest is neither read nor rewritten."""
+        stored = set(old.document_ids())
+        new_docs = list({e.doc.id: e.doc for e in entries if e.doc is not None and e.doc.id not in stored}.values())
+        dropped = stored - {e.doc_id for e in entries}
+        if self.chunking.get("whole_documents"):
+            chunks = [Chunk.create(d, 0, len(d.text)) for d in new_docs]
+        else:
+            chunks = [c for part in self.chunker.chunk_many(new_docs) for c in part]
+        files = _recorded(old.manifest)[1]
+        replaced = {files[e.source]["doc_id"] for e in entries if e.doc is not None and e.source in files}
+        rows = old.rows_of_documents(replaced & dropped)
+        vectors, embedded = self._embed(chunks, [c.text for c in old.chunks_by_rows(rows)],
+                                        old.vector_files.rows(rows), progress)
+        counts = old.chunk_counts()
+        removed = sum(counts.get(d, 0) for d in dropped)
+        changed = bool(chunks or new_docs or dropped) or self._manifest_changed(old, manifest)
+        if changed:
+            self.store.update(new_docs, chunks, vectors, dropped, manifest)
+        return embedded, removed, old.n_chunks - removed + len(chunks), changed
+
+    def _manifest_changed(self, old: LoadedIndex, manifest: dict) -> bool:
+        return old.manifest.get("files") != manifest["files"] or old.manifest.get("sources") != manifest["sources"]
 
     def _previous(self, rebuild: bool) -> LoadedIndex | None:
         """The live version; for a rebuild only its documents matter, and an unreadable one is no obstacle."""
@@ -152,11 +192,11 @@ class Indexer:
     def _sync(self, roots: list[str], previous: LoadedIndex | None, previous_files: dict[str, dict],
               rebuild: bool, prune: bool, progress: bool) -> tuple[list[_Entry], list[Skipped]]:
         """The new version's files: those of `roots` as on disk, and every other indexed file as it was."""
-        docs = {d.id: d for d in previous.documents} if previous else {}
+        stored = set(previous.document_ids()) if previous else set()
         kept: dict[str, _Entry] = {}
         for source, f in previous_files.items():  # files of sources not re-synced now (or pruned files kept)
-            if f["doc_id"] in docs and (f["root"] not in roots or not prune):
-                kept[source] = _Entry(source, f["path"], f["sha256"], docs[f["doc_id"]], not rebuild, f["root"],
+            if f["doc_id"] in stored and (f["root"] not in roots or not prune):
+                kept[source] = _Entry(source, f["path"], f["sha256"], f["doc_id"], None, not rebuild, f["root"],
                                       f.get("size"), f.get("added_at"))
         found: dict[str, _Entry] = {}
         skipped: list[Skipped] = []
@@ -242,7 +282,7 @@ class Indexer:
     def _entries(self, files: list[SourceFile], old: LoadedIndex | None, previous: dict[str, dict],
                  skipped: list[Skipped], progress: bool, root: str) -> list[_Entry]:
         """Entries for the files found under `root`: reused where the bytes are unchanged."""
-        old_docs = {d.id: d for d in old.documents} if old else {}
+        old_docs = set(old.document_ids()) if old else set()
         limit = int(self.settings.max_file_mb * 1024 * 1024)
         entries = []
         now = _now()
@@ -257,14 +297,15 @@ class Indexer:
                 digest = hashlib.sha256(data).hexdigest()
                 path = source_key(file.path)
                 if prev and prev["sha256"] == digest and prev["doc_id"] in old_docs:
-                    entries.append(_Entry(file.source, path, digest, old_docs[prev["doc_id"]], True, root, size, added))
+                    entries.append(_Entry(file.source, path, digest, prev["doc_id"], None, True, root, size, added))
                 else:
-                    entries.append(_Entry(file.source, path, digest, load(file, data), False, root, size, added))
+                    doc = load(file, data)
+                    entries.append(_Entry(file.source, path, digest, doc.id, doc, False, root, size, added))
             except (DocumentError, OSError) as exc:
                 reason = str(exc) if isinstance(exc, DocumentError) else f"cannot read: {exc.strerror or exc}"
                 if prev and prev["doc_id"] in old_docs:  # lose nothing: keep the last good version
                     reason += " (kept the previously indexed version)"
-                    entries.append(_Entry(file.source, prev["path"], prev["sha256"], old_docs[prev["doc_id"]], True,
+                    entries.append(_Entry(file.source, prev["path"], prev["sha256"], prev["doc_id"], None, True,
                                           root, prev.get("size"), added))
                 skipped.append(Skipped(str(file.path), reason))
         return entries
@@ -291,17 +332,21 @@ class Indexer:
 
     def _vectors(self, chunks: list[Chunk], old: LoadedIndex | None, progress: bool) -> tuple[np.ndarray, int]:
         """Vectors for `chunks`, embedding only texts the old index has no vector for."""
-        vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
-        known: dict[str, int] = {}
         reusable = old is not None and old.chunks and \
             compatible_backends(old.manifest.get("embedding", {}).get("backend"), self.backend)
-        old_vectors = old.vectors() if reusable else None  # never mix int8 and fp32 vectors in one index
-        if old_vectors is not None:
-            known = {c.text: row for row, c in enumerate(old.chunks)}
+        if not reusable:  # never mix int8 and fp32 vectors in one index
+            return self._embed(chunks, [], np.zeros((0, self.embedder.dim), dtype=np.float32), progress)
+        return self._embed(chunks, [c.text for c in old.chunks], old.vectors(), progress)
+
+    def _embed(self, chunks: list[Chunk], known_texts: list[str], known_vectors: np.ndarray,
+               progress: bool) -> tuple[np.ndarray, int]:
+        """Vectors for `chunks`: a text among `known_texts` takes its known vector, the rest are embedded."""
+        vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
+        known = {text: row for row, text in enumerate(known_texts)}
         todo: dict[str, list[int]] = {}
         for row, c in enumerate(chunks):
             if c.text in known:
-                vectors[row] = old_vectors[known[c.text]]
+                vectors[row] = known_vectors[known[c.text]]
             else:
                 todo.setdefault(c.text, []).append(row)
         if todo:
@@ -312,7 +357,7 @@ class Indexer:
         return vectors, len(todo)
 
     def _files_manifest(self, entries: list[_Entry]) -> dict:
-        return {e.source: {"sha256": e.sha256, "doc_id": e.doc.id, "path": e.path, "root": e.root, "size": e.size,
+        return {e.source: {"sha256": e.sha256, "doc_id": e.doc_id, "path": e.path, "root": e.root, "size": e.size,
                            "added_at": e.added_at} for e in entries}
 
     def _manifest(self, entries: list[_Entry], sources: list[str]) -> dict:

@@ -158,6 +158,9 @@ class LoadedIndex:
     def chunk_ids(self) -> list[str]:
         return self.store.chunk_ids()
 
+    def rows_of_documents(self, doc_ids: Collection[str]) -> np.ndarray:
+        return self.store.rows_of_documents(doc_ids)
+
     def document_ids(self) -> list[str]:
         return self.store.document_ids()
 
@@ -268,64 +271,59 @@ class IndexStore:
                 return self._write_update(previous, change, data.manifest)
         return self._write_whole(data, previous, store)
 
-    def append(self, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
-               manifest: dict | None = None) -> Path:
-        """Add chunks (and their new documents) to the live version as a new version. Call under writer_lock.
+    def update(self, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
+               drop_documents: Collection[str] = (), manifest: dict | None = None) -> Path:
+        """Add chunks (and their new documents) and drop the documents `drop_documents` with their chunks, as a
+        new version. Call under writer_lock.
 
-        `manifest` replaces the non-store manifest entries (files, chunking, ...); by default they are kept.
-        A large index gets a new segment; a small one is rewritten whole, the new rows after the old ones.
+        `manifest` replaces the non-store manifest entries (files, sources, ...); by default they are kept. A large
+        index gets a segment with the new rows and rewrites only the segments that lose rows; a small one is
+        rewritten whole, the new rows after the old ones.
         """
         self.versions.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         previous = self._previous_manifest()
         manifest = self._carried(previous, manifest)
-        vectors = np.asarray(vectors, dtype=np.float32)
+        drop = set(drop_documents)
+        vectors = _matrix(vectors, len(chunks), manifest.get("embedding", {}).get("dim"))
         if previous is None:
             return self._write_whole(IndexData(list(documents), list(chunks), vectors, manifest), None,
                                      self.options.store or "faiss")
         old = self._open_store(self.current(), previous)
         try:
             clash = old.rows_of([c.id for c in chunks])
+            rows = old.rows_of_documents(drop)
             known_docs = {d.id for d in documents if old.has_document(d.id)}
         finally:
             old.close()
         if clash:
-            raise ValueError(f"{len(clash)} of the chunks to append are already in the index (e.g. {next(iter(clash))})")
+            raise ValueError(f"{len(clash)} of the chunks to add are already in the index (e.g. {next(iter(clash))})")
         documents = [d for d in documents if d.id not in known_docs]
         store = self.options.store or previous.get("dense", {}).get("store", "faiss")
-        if store == "faiss" and self._appendable(previous, manifest):
-            return self._write_update(previous, _Change(list(documents), list(chunks), vectors), manifest)
+        if store == "faiss" and self._appendable(previous, manifest) and (chunks or len(rows) < previous["counts"]["chunks"]):
+            return self._write_update(previous, _Change(documents, list(chunks), vectors, rows, drop), manifest)
         loaded = self.load()
-        data = IndexData([*loaded.documents, *documents], [*loaded.chunks, *chunks],
-                         np.concatenate([loaded.vectors(), vectors]) if len(chunks) else loaded.vectors(), manifest)
+        keep = [row for row, c in enumerate(loaded.chunks) if c.doc_id not in drop]
+        kept_vectors = loaded.vector_files.rows(keep)
+        data = IndexData([*(d for d in loaded.documents if d.id not in drop), *documents],
+                         [*loaded.chunks_by_rows(keep), *chunks],
+                         np.concatenate([kept_vectors, _matrix(vectors, len(chunks), kept_vectors.shape[1])]), manifest)
         return self._write_whole(data, previous, store)
+
+    def append(self, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
+               manifest: dict | None = None) -> Path:
+        """`update` that only adds."""
+        return self.update(documents, chunks, vectors, (), manifest)
 
     def remove(self, doc_ids: Collection[str], manifest: dict | None = None) -> Path:
-        """A new version without the documents `doc_ids` and their chunks. Call under writer_lock.
+        """`update` that only drops documents: a large index keeps its dense index (the dropped rows are skipped)."""
+        return self.update([], [], np.zeros((0, 0), np.float32), doc_ids, manifest)
 
-        `manifest` replaces the non-store manifest entries, as for `append`. A large index rewrites only the
-        segments that held them and keeps its dense index (the removed rows are skipped); a small one is
-        rewritten whole.
-        """
-        self.versions.mkdir(parents=True, exist_ok=True)
-        self._remove_stale_temps()
-        previous = self.read_manifest()
-        manifest = self._carried(previous, manifest)
-        doc_ids = set(doc_ids)
-        store = self.options.store or previous.get("dense", {}).get("store", "faiss")
-        if store == "faiss" and self._appendable(previous, manifest):
-            old = self._open_store(self.current(), previous)
-            try:
-                rows = old.rows_of_documents(doc_ids)
-            finally:
-                old.close()
-            if len(rows) < previous["counts"]["chunks"]:
-                return self._write_update(previous, _Change(drop_rows=rows, drop_documents=doc_ids), manifest)
-        loaded = self.load()
-        rows = [row for row, c in enumerate(loaded.chunks) if c.doc_id not in doc_ids]
-        data = IndexData([d for d in loaded.documents if d.id not in doc_ids], loaded.chunks_by_rows(rows),
-                         loaded.vector_files.rows(rows), manifest)
-        return self._write_whole(data, previous, store)
+    def updates_in_place(self, previous: dict, manifest: dict) -> bool:
+        """Whether a write to the index with manifest `previous` that keeps `manifest`'s embedding and chunking
+        would change only what changed (a large FAISS index keeping its dense index)."""
+        return (self.options.store or "faiss") == "faiss" and self._appendable(previous, manifest) \
+            and not self.changes_dense_index(previous)
 
     @staticmethod
     def _carried(previous: dict | None, manifest: dict | None) -> dict:
@@ -680,10 +678,10 @@ class IndexStore:
 def _matrix(vectors, rows: int, dim: int | None) -> np.ndarray:
     """`vectors` as a (rows, dim) float32 array (an empty list of chunks may come with an empty array of any shape)."""
     vectors = np.asarray(vectors, dtype=np.float32)
+    if rows == 0:
+        return np.zeros((0, int(dim or (vectors.shape[-1] if vectors.ndim == 2 else 0))), dtype=np.float32)
     if vectors.ndim == 2 and len(vectors) == rows:
         return vectors
-    if rows == 0:
-        return np.zeros((0, int(dim or 0)), dtype=np.float32)
     return vectors.reshape(rows, -1)
 
 

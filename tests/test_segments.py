@@ -279,3 +279,40 @@ def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_pa
     hits = Retriever.open(settings.index_dir, HashEmbedder()).search("herons fishing", k=1, sources=["f5.txt"])
     assert hits[0].chunk.text == "File 5 now talks about herons fishing."
     assert not Indexer(settings, HashEmbedder()).index().changed
+
+
+def test_the_indexer_updates_a_large_index_reading_only_what_changed(tmp_path, monkeypatch, settings) -> None:
+    import rag.store
+    from rag.chunkstore import ChunkStore
+    from rag.store import LoadedIndex
+
+    monkeypatch.setattr(rag.store, "APPEND_MIN_ROWS", 0)
+    monkeypatch.chdir(tmp_path)
+    paragraphs = [f"Paragraph {i} of the long file is about topic {i} and nothing else at all." for i in range(6)]
+    files = {f"f{i}.txt": f"File {i} talks about subject {i}." for i in range(20)}
+    corpus = write_corpus(tmp_path / "c", {**files, "long.txt": "\n\n".join(paragraphs)})
+    Indexer(settings, HashEmbedder()).index([corpus])
+
+    def whole_index_read(*args, **kwargs):
+        raise AssertionError("an update read the whole index")
+
+    readers = [(cls, name, getattr(cls, name)) for cls, name in
+               ((LoadedIndex, "vectors"), (ChunkStore, "iter_chunks"), (ChunkStore, "iter_documents"))]
+    for cls, name, _ in readers:
+        monkeypatch.setattr(cls, name, whole_index_read)
+    paragraphs[5] = "The last paragraph now speaks of herons instead."
+    (corpus / "long.txt").write_text("\n\n".join(paragraphs))
+    (corpus / "f0.txt").unlink()
+    (corpus / "new.txt").write_text("Salmon swim upstream to spawn.")
+    report = Indexer(settings, HashEmbedder()).index()
+    for cls, name, reader in readers:
+        monkeypatch.setattr(cls, name, reader)
+    fresh = settings.with_overrides(index_dir=tmp_path / "fresh")
+    want = Indexer(fresh, HashEmbedder()).index([corpus])
+    assert (report.files_updated, report.chunks_total) == (2, want.chunks_total)
+    assert report.chunks_embedded == 2  # the changed paragraph's chunk and the new file; long.txt's others reused
+    updated, rebuilt = IndexStore(settings.index_dir).load(), IndexStore(fresh.index_dir).load()
+    assert by_id(updated) == by_id(rebuilt)  # chunks, vectors and BM25 scores as a fresh build's
+    assert {k: f["doc_id"] for k, f in updated.manifest["files"].items()} == \
+        {k: f["doc_id"] for k, f in rebuilt.manifest["files"].items()}
+    assert not Indexer(settings, HashEmbedder()).index().changed
