@@ -11,6 +11,7 @@ stage's own. It is a benchmark, not a test: it asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -23,6 +24,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -306,46 +308,62 @@ def server_memory(index_dir: Path, questions: list[str], work: Path, local_quest
         subprocess.run([str(script), "serve", "--help"], capture_output=True, check=True)
     except (subprocess.CalledProcessError, FileNotFoundError):
         return {"skipped": "`rag serve` is not available"}
+    try:
+        with rag_serve([str(script), "serve"], index_dir, "local", work / "server.log", 180) as (proc, base):
+            ready_rss = _vm(proc.pid, "VmRSS")
+            latencies = {"extractive": [], "local": []}
+            for model, qs in (("rag-extractive", questions), ("rag-local", questions[:local_questions])):
+                latencies[model.removeprefix("rag-")] += [ask(base, model, q) for q in qs]
+            return {"rss_ready_mb": ready_rss, "peak_rss_mb": _vm(proc.pid, "VmHWM"),
+                    "requests": {k: len(v) for k, v in latencies.items()},
+                    **{k: v for name, lat in latencies.items() if lat
+                       for k, v in _percentiles(lat, f"http_{name}").items()}}
+    except RuntimeError as exc:
+        return {"skipped": str(exc)}
+
+
+@contextlib.contextmanager
+def rag_serve(command: list[str], index_dir: Path, backend: str, log_path: Path, seconds: float,
+              **env_extra: str) -> Iterator[tuple[subprocess.Popen, str]]:
+    """`rag serve` on `index_dir` on a free port, once its /health answers: (process, base URL); stopped on exit.
+    RuntimeError with the end of its log if it does not start within `seconds`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(work / "server.log", "w")
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_PORT": str(port), "RAG_BACKEND": "local",
-           "RAG_HOST": "127.0.0.1"}
+    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_PORT": str(port), "RAG_BACKEND": backend,
+           "RAG_HOST": "127.0.0.1", **env_extra}
     env.pop("RAG_AUTH", None)
-    proc = subprocess.Popen([str(script), "serve"], stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    return {"skipped": f"server did not start: {(work / 'server.log').read_text()[-500:]}"}
-                time.sleep(0.5)
-        ready_rss = _vm(proc.pid, "VmRSS")
-        latencies = {"extractive": [], "local": []}
-        for model, qs in (("rag-extractive", questions), ("rag-local", questions[:local_questions])):
-            for q in qs:
-                body = json.dumps({"model": model, "messages": [{"role": "user", "content": q}]}).encode()
-                req = urllib.request.Request(base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
-                t0 = time.perf_counter()
-                with urllib.request.urlopen(req, timeout=300) as r:
-                    json.loads(r.read())
-                latencies[model.removeprefix("rag-")].append(time.perf_counter() - t0)
-        return {"rss_ready_mb": ready_rss, "peak_rss_mb": _vm(proc.pid, "VmHWM"),
-                "requests": {k: len(v) for k, v in latencies.items()},
-                **{k: v for name, lat in latencies.items() if lat for k, v in _percentiles(lat, f"http_{name}").items()}}
-    finally:
-        proc.terminate()
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.time() + seconds
+            while True:
+                try:
+                    with urllib.request.urlopen(base + "/health", timeout=10) as r:
+                        if r.status == 200:
+                            break
+                except OSError:
+                    if proc.poll() is not None or time.time() > deadline:
+                        raise RuntimeError(f"server did not start: {log_path.read_text()[-500:]}") from None
+                    time.sleep(0.5)
+            yield proc, base
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def ask(base: str, model: str, question: str) -> float:
+    """One question to the server's OpenAI-compatible API; the seconds until the whole answer came back."""
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": question}]}).encode()
+    req = urllib.request.Request(base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    started = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=300) as r:
+        json.loads(r.read())
+    return time.perf_counter() - started
 
 
 def _vm(pid: int, field: str) -> float:

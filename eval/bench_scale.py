@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -82,27 +83,51 @@ def build_figures(docs: int, workers: int, work: Path) -> tuple[dict, Path]:
     }, single.index_dir
 
 
+@dataclass
+class Grown:
+    """The real index the synthetic sizes grow from, and the bench queries with their vectors."""
+
+    embedder: object
+    manifest: dict
+    chunks: list
+    documents: list
+    vectors: object  # np.ndarray
+    queries: list[str]
+    query_vectors: object  # np.ndarray
+
+    @classmethod
+    def load(cls, index_dir: Path, n_queries: int, work: Path) -> Grown:
+        from rag.embedding import embedder_for
+        from rag.settings import Settings
+        from rag.store import IndexStore
+
+        embedder = embedder_for(Settings())
+        real = IndexStore(index_dir).load()
+        _, queries = bench.prepare_corpus(0, work / "q")
+        queries = queries[:n_queries]
+        return cls(embedder, real.manifest, list(real.chunks), list(real.documents), real.vectors(), queries,
+                   embedder.embed(queries))
+
+    def synthetic(self, size: int):
+        """`size` chunks grown from the real ones (eval/bench.py's synthetic_index)."""
+        data = bench.synthetic_index(self.chunks, self.documents, self.vectors, size)
+        data.manifest = {**self.manifest, "created_at": "synthetic"}
+        return data
+
+
 def query_figures(index_dir: Path, sizes: list[int], n_queries: int, work: Path) -> dict:
     """Per size and store: write seconds, dense search p50/p95 (the store alone), hybrid search p50/p95."""
     import numpy as np
 
-    from rag.embedding import embedder_for
     from rag.milvus_store import StoreOptions
     from rag.retrieval import CANDIDATES, Retriever
-    from rag.settings import Settings
     from rag.store import IndexStore
 
-    embedder = embedder_for(Settings())
-    real = IndexStore(index_dir).load()
-    vectors = real.vectors()
-    chunks, documents = list(real.chunks), list(real.documents)
-    _, queries = bench.prepare_corpus(0, work / "q")
-    queries = queries[:n_queries]
-    query_vectors = embedder.embed(queries)
+    base = Grown.load(index_dir, n_queries, work)
+    embedder, queries, query_vectors = base.embedder, base.queries, base.query_vectors
     out = {}
     for size in sizes:
-        data = bench.synthetic_index(chunks, documents, vectors, size)
-        data.manifest = {**real.manifest, "created_at": "synthetic"}
+        data = base.synthetic(size)
         row, rankings = {"chunks": size}, {}
         for kind in ("faiss", "milvus"):
             store = IndexStore(work / f"{kind}-{size}", StoreOptions(store=kind))
@@ -202,55 +227,16 @@ def open_worker(index_dir: str, cold: bool) -> dict:
 
 def serve_rss(index_dir: Path, questions: list[str], work: Path) -> dict:
     """`rag serve` (extractive backend, chat page mounted) on the index: RSS when ready and after `questions`."""
-    import os
-    import subprocess
-    import urllib.request
-
-    port = bench_free_port()
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_PORT": str(port), "RAG_BACKEND": "extractive",
-           "RAG_HOST": "127.0.0.1", "PYTHONPATH": str(bench.ROOT)}
-    env.pop("RAG_AUTH", None)
-    log = open(work / "serve.log", "w")  # noqa: SIM115
-    proc = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 300
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=10) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.time() > deadline:
-                    return {"skipped": (work / "serve.log").read_text()[-500:]}
-                time.sleep(0.5)
-        ready = bench._vm(proc.pid, "VmRSS")
-        latencies = []
-        for q in questions:
-            body = json.dumps({"model": "rag", "messages": [{"role": "user", "content": q}]}).encode()
-            req = urllib.request.Request(base + "/v1/chat/completions", body, {"Content-Type": "application/json"})
-            t0 = time.perf_counter()
-            with urllib.request.urlopen(req, timeout=300) as r:
-                json.loads(r.read())
-            latencies.append(time.perf_counter() - t0)
-        return {"serve_rss_ready_mb": ready, "serve_rss_mb": bench._vm(proc.pid, "VmRSS"),
-                "serve_hwm_mb": bench._vm(proc.pid, "VmHWM"), "serve_requests": len(questions),
-                **bench._percentiles(latencies, "serve_answer")}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-def bench_free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        with bench.rag_serve([sys.executable, "-m", "rag.cli", "serve"], index_dir, "extractive", work / "serve.log",
+                             300, PYTHONPATH=str(bench.ROOT)) as (proc, base):
+            ready = bench._vm(proc.pid, "VmRSS")
+            latencies = [bench.ask(base, "rag", q) for q in questions]
+            return {"serve_rss_ready_mb": ready, "serve_rss_mb": bench._vm(proc.pid, "VmRSS"),
+                    "serve_hwm_mb": bench._vm(proc.pid, "VmHWM"), "serve_requests": len(questions),
+                    **bench._percentiles(latencies, "serve_answer")}
+    except RuntimeError as exc:
+        return {"skipped": str(exc)}
 
 
 def measure_kind(root: Path, embedder, queries: list[str], query_vectors, truth, work: Path, serve: bool) -> dict:
@@ -299,26 +285,18 @@ def kind_figures(index_dir: Path, sizes: list[int], kinds: list[str], n_queries:
     """Per size and dense index kind: write, latency, recall@10, open, serve RSS, adding 1,000 chunks."""
     import gc
 
-    from rag.embedding import embedder_for
     from rag.milvus_store import StoreOptions
-    from rag.settings import Settings
     from rag.store import IndexStore
 
-    embedder = embedder_for(Settings())
-    real = IndexStore(index_dir).load()
-    vectors = real.vectors()
-    chunks, documents = list(real.chunks), list(real.documents)
-    _, queries = bench.prepare_corpus(0, work / "q")
-    queries = queries[:n_queries]
-    query_vectors = embedder.embed(queries)
-    texts = [chunks[i % len(chunks)].text for i in range(1000)]
+    base = Grown.load(index_dir, n_queries, work)
+    embedder, queries, query_vectors = base.embedder, base.queries, base.query_vectors
+    texts = [base.chunks[i % len(base.chunks)].text for i in range(1000)]
     started = time.perf_counter()
     embedder.embed(texts)
     embed_1000 = time.perf_counter() - started
     out = {"queries": len(queries), "kinds": kinds, "embed_1000_s": round(embed_1000, 1), "sizes": {}}
     for size in sizes:
-        data = bench.synthetic_index(chunks, documents, vectors, size + 1000 * len(kinds))
-        data.manifest = {**real.manifest, "created_at": "synthetic"}
+        data = base.synthetic(size + 1000 * len(kinds))
         docs_by_id = {d.id: d for d in data.documents}
         root, n, row = work / f"kinds-{size}", size, {}
         for i, kind in enumerate(kinds):

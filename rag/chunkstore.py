@@ -262,11 +262,27 @@ class ChunkStore:
         return [r[0] for seg in self.segments for r in seg.query("SELECT id FROM documents ORDER BY pos")]
 
 
-class ChunkView(Sequence):
-    """`index.chunks`: a read-only sequence over the store (len, [row], slices, iteration), never loaded whole."""
+class _View(Sequence):
+    """A read-only sequence over the store, never loaded whole; equal to any sequence with the same items."""
+
+    noun = "items"
 
     def __init__(self, store: ChunkStore):
         self._store = store
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} {self.noun}>"
+
+
+class ChunkView(_View):
+    """`index.chunks`: len, [row], slices and iteration in row order."""
+
+    noun = "chunks"
 
     def __len__(self) -> int:
         return self._store.n_chunks
@@ -280,20 +296,11 @@ class ChunkView(Sequence):
     def __iter__(self) -> Iterator[Chunk]:
         return self._store.iter_chunks()
 
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
 
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} chunks>"
-
-
-class DocumentView(Sequence):
+class DocumentView(_View):
     """`index.documents`: the documents in the order they were written, fetched from the store on demand."""
 
-    def __init__(self, store: ChunkStore):
-        self._store = store
+    noun = "documents"
 
     def __len__(self) -> int:
         return self._store.n_documents
@@ -312,14 +319,6 @@ class DocumentView(Sequence):
 
     def __iter__(self) -> Iterator[Document]:
         return self._store.iter_documents()
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Sequence) and len(other) == len(self) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} documents>"
 
 
 class DocumentTexts(Mapping):
