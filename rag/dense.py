@@ -389,3 +389,17 @@ class DenseIndex:
     def reconstruct_n(self, start: int, count: int) -> np.ndarray:
         """The exact float32 vectors of rows start..start+count-1 (from the vector files, whatever the kind)."""
         return self.vectors.range(start, start + count)
+
+
+def renumbered(ids: np.ndarray | None, covered: int, drop_rows: np.ndarray) -> np.ndarray | None:
+    """A dense index's map from its ids to rows once the sorted rows `drop_rows` are gone and the later rows moved
+    up (-1: dropped). None stands for id i = row i over its `covered` rows, and stays None while none is dropped."""
+    if not len(drop_rows) or (ids is None and drop_rows[0] >= covered):
+        return ids
+    ids = np.arange(covered, dtype=np.int64) if ids is None else ids.copy()
+    live = ids >= 0
+    rows = ids[live]
+    before = np.searchsorted(drop_rows, rows)
+    gone = drop_rows[np.minimum(before, len(drop_rows) - 1)] == rows
+    ids[live] = np.where(gone, -1, rows - before)
+    return ids

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -30,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag import bm25 as bm25_segments
-from rag import chunkstore, dense as dense_index
+from rag import bm25 as bm25_segments, dense as dense_index, integrity, segments as segment_files
 from rag.chunkstore import ChunkStore, ChunkView, DocumentsById, DocumentTexts, DocumentView
 from rag.dense import Choice, DenseIndex, VectorFiles
 from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing, RagError
@@ -41,8 +39,6 @@ from rag.types import Chunk, Document
 FORMAT_VERSION = 3  # 2: JSONL chunks and documents with pages and headings; 3: SQLite chunk store, segments, dense kinds
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 APPEND_MIN_ROWS = 20_000  # smaller indexes are rewritten whole on every change (row order as a fresh build)
-FULL_CHECK_BYTES = 64 << 20  # artifacts up to this size are sha256-checked in full on every load
-SAMPLE_EDGE, SAMPLE_BLOCKS, SAMPLE_BYTES = 1 << 20, 32, 64 << 10  # a sampled digest reads head, tail and blocks
 _CORE_KEYS = ("format_version", "artifacts", "counts", "segments", "dense")  # what the store owns in a manifest
 
 
@@ -167,33 +163,6 @@ class LoadedIndex:
     def vectors(self) -> np.ndarray:
         """All chunk vectors, row i for chunk i (the exact float32 vectors, whatever the dense index)."""
         return self.vector_files.range(0, self.vector_files.ntotal)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sampled_sha256(path: Path, size: int) -> str:
-    """sha256 of the size, the first and last MiB and SAMPLE_BLOCKS blocks spread evenly between (~4 MB read)."""
-    digest = hashlib.sha256(size.to_bytes(8, "little"))
-    offsets = [0, max(0, size - SAMPLE_EDGE)] + [size * i // (SAMPLE_BLOCKS + 1) for i in range(1, SAMPLE_BLOCKS + 1)]
-    with open(path, "rb") as f:
-        for i, offset in enumerate(offsets):
-            f.seek(offset)
-            digest.update(f.read(SAMPLE_EDGE if i < 2 else SAMPLE_BYTES))
-    return digest.hexdigest()
-
-
-def artifact_record(path: Path) -> dict:
-    size = path.stat().st_size
-    record = {"sha256": sha256_file(path), "bytes": size}
-    if size > FULL_CHECK_BYTES:
-        record["sampled_sha256"] = sampled_sha256(path, size)
-    return record
 
 
 def _fsync(path: Path) -> None:
@@ -340,7 +309,7 @@ class IndexStore:
     def _changes(self, data: IndexData, previous: dict) -> _Change:
         """What `data` adds to and drops from the live version."""
         for name, record in previous["artifacts"].items():  # never share a damaged file (the cheap check)
-            _check_artifact(self.current() / name, record, full=False)
+            integrity.check(self.current() / name, record, full=False)
         old = self._open_store(self.current(), previous)
         try:
             old_chunks, old_docs = old.chunk_ids(), set(old.document_ids())
@@ -370,7 +339,7 @@ class IndexStore:
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
         try:
             vectors = _matrix(data.vectors, len(data.chunks), data.manifest.get("embedding", {}).get("dim"))
-            segment = _write_segment(tmp, data.documents, data.chunks, vectors)
+            segment = segment_files.write(tmp, data.documents, data.chunks, vectors)
             if milvus is None:
                 choice = self._choice(previous)
                 kind = choice.kind_for(len(data.chunks))
@@ -415,7 +384,7 @@ class IndexStore:
                 segments = self._drop(tmp, live, segments, sources, change)
             if change.chunks or change.documents:
                 dim = previous["segments"][0]["dim"]
-                segments.append(_write_segment(tmp, change.documents, change.chunks,
+                segments.append(segment_files.write(tmp, change.documents, change.chunks,
                                                _matrix(change.vectors, len(change.chunks), dim)))
                 sources[segments[-1]["name"]] = tmp
             segments = self._merge_small(tmp, segments, sources, artifacts)
@@ -450,7 +419,7 @@ class IndexStore:
             if not len(rows) and not docs:
                 kept.append(seg)
             elif len(rows) < seg["chunks"] or len(docs) < seg["documents"]:
-                kept.append(_filter_segment(folder, tmp, rows, docs, seg["dim"]))
+                kept.append(segment_files.filter(folder, tmp, rows, docs, seg["dim"]))
                 sources[kept[-1]["name"]] = tmp
         return kept
 
@@ -466,7 +435,7 @@ class IndexStore:
             files = VectorFiles([(sources[s["name"]] / "segments" / s["name"] / dense_index.VECTORS, s["chunks"])
                                  for s in (a, b)], a["dim"])
             try:
-                merged = _write_segment(tmp, list(store.iter_documents()), list(store.iter_chunks()),
+                merged = segment_files.write(tmp, list(store.iter_documents()), list(store.iter_chunks()),
                                         files.range(0, files.ntotal))
             finally:
                 store.close()
@@ -488,7 +457,7 @@ class IndexStore:
         total = sum(s["chunks"] for s in segments)
         choice = self._choice(previous)
         kind = choice.kind_for(total)
-        ids = _renumbered(self._dense_ids(live, record), record["rows"], drop_rows)
+        ids = dense_index.renumbered(self._dense_ids(live, record), record["rows"], drop_rows)
         covered = int((ids >= 0).sum()) if ids is not None else record["rows"]  # rows 0..covered-1 are in it
         params = record.get("params", {})
         grown = kind == "ivf-pq" and total > dense_index.RETRAIN_GROWTH * params.get("trained_rows", total)
@@ -531,7 +500,7 @@ class IndexStore:
             rel = path.relative_to(tmp).as_posix()
             if rel not in artifacts:  # written by this version (linked files keep their recorded digests)
                 _fsync(path)
-                artifacts[rel] = artifact_record(path)
+                artifacts[rel] = integrity.record(path)
         base = {k: v for k, v in manifest.items() if k not in _CORE_KEYS}
         full = {**base, "format_version": FORMAT_VERSION, "artifacts": dict(sorted(artifacts.items())),
                 "counts": {"documents": sum(s["documents"] for s in segments),
@@ -542,7 +511,7 @@ class IndexStore:
         for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             _fsync(folder)
         _fsync(tmp)
-        name = f"v{time.time_ns()}-{sha256_file(tmp / 'manifest.json')[:8]}"
+        name = f"v{time.time_ns()}-{integrity.sha256_file(tmp / 'manifest.json')[:8]}"
         os.rename(tmp, self.versions / name)
         _fsync(self.versions)
         self._point_current_at(name)
@@ -629,7 +598,7 @@ class IndexStore:
         started = time.perf_counter()
         total = 0
         for name, record in manifest["artifacts"].items():
-            _check_artifact(version / name, record, full=True)
+            integrity.check(version / name, record, full=True)
             total += record["bytes"]
         return {"version": version.name, "artifacts": len(manifest["artifacts"]), "bytes": total,
                 "seconds": round(time.perf_counter() - started, 2)}
@@ -647,7 +616,7 @@ class IndexStore:
                 f"{REBUILD_HINT} (or set RAG_EMBEDDING_MODEL={model})"
             )
         for name, record in manifest.get("artifacts", {}).items():
-            _check_artifact(version / name, record, full=False)
+            integrity.check(version / name, record, full=False)
         segments = manifest["segments"]
         store = self._open_store(version, manifest)
         try:
@@ -683,61 +652,3 @@ def _matrix(vectors, rows: int, dim: int | None) -> np.ndarray:
     if vectors.ndim == 2 and len(vectors) == rows:
         return vectors
     return vectors.reshape(rows, -1)
-
-
-def _check_artifact(path: Path, record: dict, full: bool) -> None:
-    """Size always; then the full sha256 (small files, or `full`) or the sampled digest (large files at open)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        raise IndexCorrupt(f"{path} is missing: {REBUILD_HINT}") from None
-    if size != record["bytes"]:
-        raise IndexCorrupt(f"{path} fails its checksum ({size} bytes, {record['bytes']} recorded: truncated or "
-                           f"altered): {REBUILD_HINT}")
-    if full or "sampled_sha256" not in record:
-        ok = sha256_file(path) == record["sha256"]
-    else:
-        ok = sampled_sha256(path, size) == record["sampled_sha256"]
-    if not ok:
-        raise IndexCorrupt(f"{path} fails its checksum (altered): {REBUILD_HINT}")
-
-
-def _write_segment(version_dir: Path, documents: Sequence[Document], chunks: Sequence[Chunk],
-                   vectors: np.ndarray) -> dict:
-    """One new segment folder under `version_dir`/segments: chunk store, vectors, BM25 postings."""
-    name = f"s{time.time_ns()}-{os.urandom(3).hex()}"
-    folder = version_dir / "segments" / name
-    folder.mkdir(parents=True)
-    n_docs, n_chunks = chunkstore.write_segment(folder / chunkstore.FILE, documents, chunks)
-    np.save(folder / dense_index.VECTORS, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
-    stats = bm25_segments.write_segment(folder / "bm25", (c.text for c in chunks))
-    return {"name": name, "chunks": n_chunks, "documents": n_docs, "dim": int(vectors.shape[1]),
-            "bm25": stats.to_dict()}
-
-
-def _filter_segment(folder: Path, version_dir: Path, drop_rows: np.ndarray, drop_documents: Collection[str],
-                    dim: int) -> dict:
-    """A new segment under `version_dir`/segments: segment `folder` without its local rows `drop_rows` and the
-    documents `drop_documents`, its files filtered (no text is re-tokenised, no vector re-embedded)."""
-    name = f"s{time.time_ns()}-{os.urandom(3).hex()}"
-    out = version_dir / "segments" / name
-    out.mkdir(parents=True)
-    n_docs, n_chunks = chunkstore.filter_segment(folder / chunkstore.FILE, out / chunkstore.FILE, drop_rows,
-                                                 drop_documents)
-    dense_index.filter_vectors(folder / dense_index.VECTORS, out / dense_index.VECTORS, drop_rows)
-    stats = bm25_segments.filter_segment(folder / "bm25", out / "bm25", drop_rows)
-    return {"name": name, "chunks": n_chunks, "documents": n_docs, "dim": dim, "bm25": stats.to_dict()}
-
-
-def _renumbered(ids: np.ndarray | None, covered: int, drop_rows: np.ndarray) -> np.ndarray | None:
-    """A dense index's map from its ids to rows once the sorted rows `drop_rows` are gone and the later rows moved
-    up (-1: dropped). None stands for id i = row i over its `covered` rows, and stays None while none is dropped."""
-    if not len(drop_rows) or (ids is None and drop_rows[0] >= covered):
-        return ids
-    ids = np.arange(covered, dtype=np.int64) if ids is None else ids.copy()
-    live = ids >= 0
-    rows = ids[live]
-    before = np.searchsorted(drop_rows, rows)
-    gone = drop_rows[np.minimum(before, len(drop_rows) - 1)] == rows
-    ids[live] = np.where(gone, -1, rows - before)
-    return ids

@@ -128,12 +128,12 @@ def test_stale_temp_dirs_from_killed_builds_are_cleaned(tmp_path) -> None:
 
 
 def test_large_artifacts_are_checked_by_size_and_sample_at_open_and_in_full_by_verify(tmp_path, monkeypatch) -> None:
-    import rag.store
+    import rag.integrity
 
-    monkeypatch.setattr(rag.store, "FULL_CHECK_BYTES", 1024)  # everything counts as large here
-    monkeypatch.setattr(rag.store, "SAMPLE_EDGE", 256)
-    monkeypatch.setattr(rag.store, "SAMPLE_BLOCKS", 2)
-    monkeypatch.setattr(rag.store, "SAMPLE_BYTES", 256)
+    monkeypatch.setattr(rag.integrity, "FULL_CHECK_BYTES", 1024)  # everything counts as large here
+    monkeypatch.setattr(rag.integrity, "SAMPLE_EDGE", 256)
+    monkeypatch.setattr(rag.integrity, "SAMPLE_BLOCKS", 2)
+    monkeypatch.setattr(rag.integrity, "SAMPLE_BYTES", 256)
     store = IndexStore(tmp_path / "idx")
     data = sample()
     data = IndexData(data.documents, data.chunks, np.tile(data.vectors, (1, 2000)), data.manifest)
