@@ -1,7 +1,7 @@
 """Scale figures on this machine: each dense index kind from 10k to 1M chunks, Milvus Lite vs FAISS, Ray vs one process.
 
 Builds a real index of `--docs` SciFact abstracts once (single process, warm model). Dense index kinds (`--kinds`,
-`--kind-sizes`): the real chunks are grown synthetically to each size (eval/bench.py's `synthetic_index`: real
+`--kind-sizes`): the real chunks are grown synthetically to each size (eval/benchkit.py's `synthetic_index`: real
 texts repeated with fresh ids and perturbed vectors, so no embedding run is needed) and, per kind, measured:
 the write, hybrid / dense / BM25 query latency (warm), dense recall@10 against exact search on the same queries,
 opening the index and answering the first query in a fresh process (page cache warm, and cold: the index files
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench  # noqa: E402  (eval/bench.py: corpus, synthetic sizes, percentiles)
+import benchkit
 
 
 def build_single(docs: int, work: Path) -> Path:
@@ -33,7 +33,7 @@ def build_single(docs: int, work: Path) -> Path:
     from rag.indexer import Indexer
     from rag.settings import Settings
 
-    corpus, _ = bench.prepare_corpus(docs, work)
+    corpus, _ = benchkit.prepare_corpus(docs, work)
     single = Settings(index_dir=work / "single")
     Indexer(single, embedder_for(single)).index([corpus])
     return single.index_dir
@@ -49,7 +49,7 @@ def build_figures(docs: int, workers: int, work: Path) -> tuple[dict, Path]:
     from rag.settings import Settings
     from rag.store import IndexStore
 
-    corpus, _ = bench.prepare_corpus(docs, work)
+    corpus, _ = benchkit.prepare_corpus(docs, work)
     single = Settings(index_dir=work / "single")
     embedder = embedder_for(single)
     embedder.embed(["warm up the model", "and its first batch"])  # model load excluded, as in bench.py
@@ -103,14 +103,14 @@ class Grown:
 
         embedder = embedder_for(Settings())
         real = IndexStore(index_dir).load()
-        _, queries = bench.prepare_corpus(0, work / "q")
+        _, queries = benchkit.prepare_corpus(0, work / "q")
         queries = queries[:n_queries]
         return cls(embedder, real.manifest, list(real.chunks), list(real.documents), real.vectors(), queries,
                    embedder.embed(queries))
 
     def synthetic(self, size: int):
-        """`size` chunks grown from the real ones (eval/bench.py's synthetic_index)."""
-        data = bench.synthetic_index(self.chunks, self.documents, self.vectors, size)
+        """`size` chunks grown from the real ones (eval/benchkit.py's synthetic_index)."""
+        data = benchkit.synthetic_index(self.chunks, self.documents, self.vectors, size)
         data.manifest = {**self.manifest, "created_at": "synthetic"}
         return data
 
@@ -150,7 +150,7 @@ def query_figures(index_dir: Path, sizes: list[int], n_queries: int, work: Path)
                 hybrid.append(time.perf_counter() - t0)
             rankings[kind] = ranked
             row[kind] = {"write_s": round(write_s, 2), "open_s": round(open_s, 2),
-                         **bench._percentiles(dense, "dense_search"), **bench._percentiles(hybrid, "hybrid")}
+                         **benchkit.percentiles(dense, "dense_search"), **benchkit.percentiles(hybrid, "hybrid")}
             del retriever
             if kind == "milvus":
                 from milvus_lite import server_manager_instance
@@ -221,20 +221,20 @@ def open_worker(index_dir: str, cold: bool) -> dict:
     hits = retriever.search("What causes inflammation of the airways in asthma?", k=5)
     total = time.perf_counter() - started
     return {"model_load_s": round(model_s, 2), "open_s": round(open_s, 3), "open_first_query_s": round(total, 3),
-            "hits": len(hits), "rss_mb": round(bench._vm(os.getpid(), "VmRSS"), 1),
-            "hwm_mb": round(bench._vm(os.getpid(), "VmHWM"), 1)}
+            "hits": len(hits), "rss_mb": round(benchkit.vm_mb(os.getpid(), "VmRSS"), 1),
+            "hwm_mb": round(benchkit.vm_mb(os.getpid(), "VmHWM"), 1)}
 
 
 def serve_rss(index_dir: Path, questions: list[str], work: Path) -> dict:
     """`rag serve` (extractive backend, chat page mounted) on the index: RSS when ready and after `questions`."""
     try:
-        with bench.rag_serve([sys.executable, "-m", "rag.cli", "serve"], index_dir, "extractive", work / "serve.log",
-                             300, PYTHONPATH=str(bench.ROOT)) as (proc, base):
-            ready = bench._vm(proc.pid, "VmRSS")
-            latencies = [bench.ask(base, "rag", q) for q in questions]
-            return {"serve_rss_ready_mb": ready, "serve_rss_mb": bench._vm(proc.pid, "VmRSS"),
-                    "serve_hwm_mb": bench._vm(proc.pid, "VmHWM"), "serve_requests": len(questions),
-                    **bench._percentiles(latencies, "serve_answer")}
+        with benchkit.rag_serve([sys.executable, "-m", "rag.cli", "serve"], index_dir, "extractive", work / "serve.log",
+                             300, PYTHONPATH=str(benchkit.ROOT)) as (proc, base):
+            ready = benchkit.vm_mb(proc.pid, "VmRSS")
+            latencies = [benchkit.ask(base, "rag", q) for q in questions]
+            return {"serve_rss_ready_mb": ready, "serve_rss_mb": benchkit.vm_mb(proc.pid, "VmRSS"),
+                    "serve_hwm_mb": benchkit.vm_mb(proc.pid, "VmHWM"), "serve_requests": len(questions),
+                    **benchkit.percentiles(latencies, "serve_answer")}
     except RuntimeError as exc:
         return {"skipped": str(exc)}
 
@@ -249,7 +249,7 @@ def measure_kind(root: Path, embedder, queries: list[str], query_vectors, truth,
 
     fig: dict = {}
     for cold in (True, False):
-        got = bench._run_json([sys.executable, str(Path(__file__).resolve()), "--open-worker", str(root),
+        got = benchkit.run_json([sys.executable, str(Path(__file__).resolve()), "--open-worker", str(root),
                                *(["--cold"] if cold else [])])
         prefix = "cold_" if cold else ""
         fig.update({f"{prefix}open_first_query_s": got["open_first_query_s"], f"{prefix}open_s": got["open_s"],
@@ -264,15 +264,16 @@ def measure_kind(root: Path, embedder, queries: list[str], query_vectors, truth,
         _, rows = retriever.index.dense.search(query_vectors[i:i + 1], CANDIDATES)
         dense.append(time.perf_counter() - t0)
         found.append(rows[0][:10].tolist())
-    fig["recall_at_10"] = round(float(np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)])), 4)
-    fig.update(bench._percentiles(dense, "dense_search"))
+    overlap = [len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]
+    fig["recall_at_10"] = round(float(np.mean(overlap)), 4)
+    fig.update(benchkit.percentiles(dense, "dense_search"))
     for mode in ("bm25", "hybrid"):
         latencies = []
         for q in queries:
             t0 = time.perf_counter()
             retriever.search(q, k=5, mode=mode)
             latencies.append(time.perf_counter() - t0)
-        fig.update(bench._percentiles(latencies, mode))
+        fig.update(benchkit.percentiles(latencies, mode))
     del retriever
     gc.collect()
     if serve:
@@ -340,7 +341,8 @@ def plot(result: dict, path: Path) -> None:
     sizes = sorted(int(s) for s in k["sizes"])
     panels = [("hybrid query p50 / p95 (ms, warm)", ["hybrid_p50_ms", "hybrid_p95_ms"], [20, 50]),
               ("dense recall@10 vs exact", ["recall_at_10"], [0.95]),
-              ("open + first query (s, fresh process; cold, warm)", ["cold_open_first_query_s", "open_first_query_s"], [3]),
+              ("open + first query (s, fresh process; cold, warm)",
+               ["cold_open_first_query_s", "open_first_query_s"], [3]),
               ("RSS of rag serve (MB)", ["serve_rss_mb"], [2048]),
               ("adding 1,000 chunks (s, embedding excluded)", ["append_1000_s"], [10]),
               ("write (s) / disk (GB)", ["write_s", "disk_gb"], [])]
@@ -361,7 +363,8 @@ def plot(result: dict, path: Path) -> None:
         ax.set_title(title, fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Dense index kinds at scale ({result['machine'].get('cpu', '?')}, {result['machine'].get('cpus')} CPUs); "
+    m = result["machine"]
+    fig.suptitle(f"Dense index kinds at scale ({m.get('cpu', '?')}, {m.get('cpus')} CPUs); "
                  "dotted: targets at 1M", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
@@ -370,7 +373,7 @@ def plot(result: dict, path: Path) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="rag-bench-scale-"))
-    result: dict = {"machine": bench.machine(), "command": " ".join(["python eval/bench_scale.py", *sys.argv[1:]])}
+    result: dict = {"machine": benchkit.machine(), "command": " ".join(["python eval/bench_scale.py", *sys.argv[1:]])}
     try:
         if args.skip_ray:
             index_dir = build_single(args.docs, work)
@@ -401,8 +404,9 @@ def kinds_markdown(r: dict, plot_name: str | None = "scale.png") -> list[str]:
     lines = ["## Dense index kinds, 10k to 1M chunks", "",
              f"`{r.get('command', 'python eval/bench_scale.py')}` on {m.get('cpu', '?')} ({m.get('cpus')} CPUs, "
              f"{', '.join(m.get('simd', []))}), load average at start "
-             f"{', '.join(f'{x:.1f}' for x in m.get('load_average_at_start', []))}. Synthetic indexes: the real SciFact "
-             f"chunks repeated with fresh ids and perturbed vectors; {k['queries']} SciFact queries, warm; hybrid and BM25 "
+             f"{', '.join(f'{x:.1f}' for x in m.get('load_average_at_start', []))}. Synthetic indexes: the real "
+             f"SciFact chunks repeated with fresh ids and perturbed vectors; {k['queries']} SciFact queries, warm; "
+             "hybrid and BM25 "
              "are `Retriever.search` (k=5, query embedding included), dense is the index's own search for the top 50 "
              "with the query vector given; recall@10 is against exact search over the same vectors; open + first query "
              "runs in a fresh process after the model is loaded, with the index files dropped from the page cache "
@@ -416,10 +420,12 @@ def kinds_markdown(r: dict, plot_name: str | None = "scale.png") -> list[str]:
         lines += [f"### `{kind}`", "", f"| figure | {head} | target at 1M |", "|---" * (len(sizes) + 2) + "|"]
         rows = [
             ("hybrid query p50 / p95 ms", lambda f: _pair(f, "hybrid_p50_ms", "hybrid_p95_ms"), "≤ 20 / ≤ 50"),
-            ("dense search alone p50 / p95 ms", lambda f: _pair(f, "dense_search_p50_ms", "dense_search_p95_ms", "{:.2f}"), ""),
+            ("dense search alone p50 / p95 ms",
+             lambda f: _pair(f, "dense_search_p50_ms", "dense_search_p95_ms", "{:.2f}"), ""),
             ("BM25 p50 / p95 ms", lambda f: _pair(f, "bm25_p50_ms", "bm25_p95_ms"), ""),
             ("dense recall@10 vs exact", lambda f: f"{f['recall_at_10']:.3f}", "≥ 0.95"),
-            ("open + first query s, cold / warm", lambda f: _pair(f, "cold_open_first_query_s", "open_first_query_s", "{:.2f}"), "≤ 3"),
+            ("open + first query s, cold / warm",
+             lambda f: _pair(f, "cold_open_first_query_s", "open_first_query_s", "{:.2f}"), "≤ 3"),
             ("RSS of `rag serve` MB (peak)", lambda f: f"{f['serve_rss_mb']:.0f} ({f['serve_hwm_mb']:.0f})"
              if "serve_rss_mb" in f else "—", "≤ 2,048"),
             ("RSS of a fresh process after open + first query MB", lambda f: f"{f['open_rss_mb']:.0f}", ""),
@@ -445,7 +451,8 @@ def markdown(r: dict, plot_name: str | None = "scale.png") -> str:
                   f"Query latency ({q['queries']} SciFact queries; dense = the store's own search for the top "
                   f"{q['k_dense']} with the query vector given; hybrid = `Retriever.search`, k=5, query embedding "
                   "included):", "",
-                  "| chunks | store | write s | dense p50 ms | dense p95 ms | hybrid p50 ms | hybrid p95 ms | same top-10 |",
+                  "| chunks | store | write s | dense p50 ms | dense p95 ms | hybrid p50 ms | hybrid p95 ms "
+                  "| same top-10 |",
                   "|---|---|---|---|---|---|---|---|"]
         for size, row in q["sizes"].items():
             for kind in ("faiss", "milvus"):
@@ -456,10 +463,12 @@ def markdown(r: dict, plot_name: str | None = "scale.png") -> str:
         lines.append("")
     if "build" in r:
         b = r["build"]
-        lines += ["## Scale-out: Ray vs one process", "", f"Build of {b['documents']} SciFact abstracts ({b['chunks']} chunks):", "",
+        lines += ["## Scale-out: Ray vs one process", "",
+                  f"Build of {b['documents']} SciFact abstracts ({b['chunks']} chunks):", "",
                   "| build | seconds | chunks/s |", "|---|---|---|",
                   f"| single process (warm model) | {b['single_process_s']} | {b['single_process_chunks_per_s']} |",
-                  f"| Ray Data, {b['ray_workers']} local workers (+{b['ray_init_s']} s Ray start) | {b['ray_build_s']} | "
+                  f"| Ray Data, {b['ray_workers']} local workers (+{b['ray_init_s']} s Ray start) "
+                  f"| {b['ray_build_s']} | "
                   f"{b['ray_chunks_per_s']} |", "",
                   f"Same chunk ids: {b['same_chunk_ids']}; largest vector difference {b['max_vector_diff']:.2e}; "
                   f"workers that embedded: {b['ray_workers_used']}.", ""]
@@ -480,14 +489,15 @@ def main() -> None:
     parser.add_argument("--no-serve", action="store_true", help="skip the `rag serve` RSS per index")
     parser.add_argument("--out", help="also write scale.json, scale.md and scale.png to this folder")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
-    parser.add_argument("--data", help=f"the BEIR SciFact folder (default: $RAG_BENCH_DATA, else {bench.DEFAULT_SCIFACT})")
+    parser.add_argument("--data", help="the BEIR SciFact folder "
+                        f"(default: $RAG_BENCH_DATA, else {benchkit.DEFAULT_SCIFACT})")
     parser.add_argument("--open-worker", help=argparse.SUPPRESS)
     parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.open_worker:
         sys.stdout.write(json.dumps(open_worker(args.open_worker, args.cold)) + "\n")
         return
-    os.environ["RAG_BENCH_DATA"] = str(bench.scifact_dir(args.data))  # says where to put SciFact when it is missing
+    os.environ["RAG_BENCH_DATA"] = str(benchkit.scifact_dir(args.data))  # says where to put SciFact when it is missing
     result = run(args)
     if args.out:
         out = Path(args.out)

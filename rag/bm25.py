@@ -133,7 +133,8 @@ def _save(folder: Path, terms: list[str], df: np.ndarray, rows: np.ndarray, tf: 
     db = sqlite3.connect(folder / "terms.sqlite")
     try:
         db.execute("PRAGMA journal_mode=OFF")
-        db.execute("CREATE TABLE terms (term TEXT PRIMARY KEY, start INTEGER NOT NULL, df INTEGER NOT NULL) WITHOUT ROWID")
+        db.execute("CREATE TABLE terms (term TEXT PRIMARY KEY, start INTEGER NOT NULL, df INTEGER NOT NULL) "
+                   "WITHOUT ROWID")
         db.executemany("INSERT INTO terms VALUES (?, ?, ?)", zip(terms, starts.tolist(), df.tolist(), strict=True))
         db.commit()
     finally:
@@ -162,7 +163,8 @@ class Bm25Segment:
         marks = ",".join("?" * len(terms))
         try:
             with self._lock:
-                found = self._db.execute(f"SELECT term, start, df FROM terms WHERE term IN ({marks})", list(terms)).fetchall()
+                found = self._db.execute(f"SELECT term, start, df FROM terms WHERE term IN ({marks})",
+                                         list(terms)).fetchall()
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"{self.folder}/terms.sqlite cannot be read ({exc}): {REBUILD_HINT}") from None
         return {term: (start, df) for term, start, df in found}

@@ -190,7 +190,8 @@ class ChunkStore:
             local = wanted.get(id(seg))
             for start in range(0, len(local or ()), 900):  # SQLite's limit on bound parameters
                 part = local[start:start + 900]
-                for r in seg.query(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE row IN ({','.join('?' * len(part))})", part):
+                marks = ",".join("?" * len(part))
+                for r in seg.query(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE row IN ({marks})", part):
                     found[seg.first_row + r[0]] = _chunk(r)
         try:
             return [found[int(row)] for row in rows]
@@ -223,7 +224,8 @@ class ChunkStore:
         for seg in self.segments:
             for start in range(0, len(ids), 900):
                 part = list(ids[start:start + 900])
-                for chunk_id, row in seg.query(f"SELECT id, row FROM chunks WHERE id IN ({','.join('?' * len(part))})", part):
+                marks = ",".join("?" * len(part))
+                for chunk_id, row in seg.query(f"SELECT id, row FROM chunks WHERE id IN ({marks})", part):
                     out[chunk_id] = seg.first_row + row
         return out
 

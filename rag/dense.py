@@ -9,7 +9,9 @@ at most TAIL_MAX_ROWS) are searched exactly beside it until a write folds them i
   candidates with 8-bit scalar-quantised vectors; the best of those re-scored exactly.
 Exact re-scoring reads the candidates' float32 vectors with pread, so the full-precision vectors never have
 to sit in memory. A source filter is FAISS's own ID selector on every kind (IVF probing more lists the narrower
-it is); a filter narrow enough (EXACT_SELECTION_ROWS) is scored exactly from the vectors instead. Choosing, building and updating the index is here; where files go is rag.store's business.
+it is); a filter narrow enough (EXACT_SELECTION_ROWS) is scored exactly from the vectors instead. Rows removed since
+`dense.faiss` was written are skipped the same way, through a map from its ids to today's rows. Choosing,
+building and updating the index is here; where files go is rag.store's business.
 """
 
 from __future__ import annotations
@@ -120,7 +122,8 @@ def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = 
             index.train(_sample(vectors, 100_000))
             params = {**HNSW, "storage": "SQ8", "trained_rows": rows}
         elif kind == "ivf-pq":
-            if like is not None and like_params and like.d == dim and rows <= RETRAIN_GROWTH * like_params["trained_rows"]:
+            reusable = like is not None and like_params and like.d == dim
+            if reusable and rows <= RETRAIN_GROWTH * like_params["trained_rows"]:
                 index, params = faiss.clone_index(like), dict(like_params)
                 index.reset()  # keeps the coarse quantizer and the PQ codebooks
             else:
@@ -211,7 +214,7 @@ class VectorFiles:
             self.files.append((path, rows))
             self.starts.append(first)
             self.offsets.append(offset)
-            self.fds.append(open(path, "rb", buffering=0))  # noqa: SIM115 (closed with this object)
+            self.fds.append(open(path, "rb", buffering=0))
             first += rows
         self.ntotal = first
 

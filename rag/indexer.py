@@ -25,8 +25,8 @@ from rag.chunking import Chunker
 from rag.documents import SourceFile, discover, load
 from rag.embedding import Embedder, compatible_backends
 from rag.errors import DocumentError, IndexMismatch, RagError
-from rag.settings import Settings
 from rag.milvus_store import StoreOptions, moves_vectors
+from rag.settings import Settings
 from rag.store import IndexData, IndexStore, LoadedIndex
 from rag.text import SEGMENTER
 from rag.types import Chunk, Document, IndexReport, RemoveReport, Skipped
@@ -236,8 +236,8 @@ class Indexer:
             for target in targets:
                 key = source_key(target)
                 hit_sources = {s for s in recorded if _inside(s, key)}
-                hit_files = {name for name, f in files.items()
-                             if str(target) in (name, f["doc_id"]) or _inside(f["path"], key) or f["root"] in hit_sources}
+                hit_files = {name for name, f in files.items() if str(target) in (name, f["doc_id"])
+                             or _inside(f["path"], key) or f["root"] in hit_sources}
                 if not hit_sources and not hit_files:
                     unmatched.append(str(target))
                 drop_sources |= hit_sources

@@ -37,7 +37,7 @@ class PreadArray:
         if len(shape) != 1:
             raise ValueError(f"{path.name}: expected a 1-d array, found shape {shape}")
         self.size = shape[0]
-        self._file = open(path, "rb", buffering=0)  # noqa: SIM115 (closed with this object)
+        self._file = open(path, "rb", buffering=0)
 
     def read(self, start: int, count: int) -> np.ndarray:
         if start < 0 or start + count > self.size:

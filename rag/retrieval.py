@@ -21,8 +21,8 @@ import numpy as np
 
 from rag.embedding import Embedder, compatible_backends, make_embedder
 from rag.errors import IndexMismatch
-from rag.settings import MODES
 from rag.milvus_store import StoreOptions
+from rag.settings import MODES
 from rag.store import REBUILD_HINT, IndexStore, LoadedIndex
 from rag.text import query_tokens
 from rag.types import Hit
@@ -84,7 +84,7 @@ class Retriever:
         self._selections: dict[tuple[str, ...], Selection] = {}
         self._bm25_threads: ThreadPoolExecutor | None = None
         _one_thread_per_query()
-        index.dense  # noqa: B018  (read the dense index now: the first query should not pay for it)
+        _ = index.dense  # read the dense index now: the first query should not pay for it
 
     @classmethod
     def open(cls, index_dir: Path | str, embedder: Embedder | None = None, rrf_k: int = 60,

@@ -29,14 +29,17 @@ from pathlib import Path
 
 import numpy as np
 
-from rag import bm25 as bm25_segments, dense as dense_index, integrity, segments as segment_files
+from rag import bm25 as bm25_segments
+from rag import dense as dense_index
+from rag import integrity
+from rag import segments as segment_files
 from rag.chunkstore import ChunkStore, ChunkView, DocumentsById, DocumentTexts, DocumentView
 from rag.dense import Choice, DenseIndex, VectorFiles
 from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing, RagError
 from rag.milvus_store import StoreOptions, begin_write, drop_collection, open_dense
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 3  # 2: JSONL chunks and documents with pages and headings; 3: SQLite chunk store, segments, dense kinds
+FORMAT_VERSION = 3  # 2: JSONL chunks and documents, pages and headings; 3: SQLite chunk store, segments, dense kinds
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 APPEND_MIN_ROWS = 20_000  # smaller indexes are rewritten whole on every change (row order as a fresh build)
 _CORE_KEYS = ("format_version", "artifacts", "counts", "segments", "dense")  # what the store owns in a manifest
@@ -269,7 +272,8 @@ class IndexStore:
             raise ValueError(f"{len(clash)} of the chunks to add are already in the index (e.g. {next(iter(clash))})")
         documents = [d for d in documents if d.id not in known_docs]
         store = self.options.store or previous.get("dense", {}).get("store", "faiss")
-        if store == "faiss" and self._appendable(previous, manifest) and (chunks or len(rows) < previous["counts"]["chunks"]):
+        emptied = not chunks and len(rows) == previous["counts"]["chunks"]
+        if store == "faiss" and self._appendable(previous, manifest) and not emptied:
             return self._write_update(previous, _Change(documents, list(chunks), vectors, rows, drop), manifest)
         loaded = self.load()
         keep = [row for row, c in enumerate(loaded.chunks) if c.doc_id not in drop]
@@ -401,7 +405,8 @@ class IndexStore:
         self._remove_old_versions(keep=name)
         return self.versions / name
 
-    def _drop(self, tmp: Path, live: Path, segments: list[dict], sources: dict[str, Path], change: _Change) -> list[dict]:
+    def _drop(self, tmp: Path, live: Path, segments: list[dict], sources: dict[str, Path],
+              change: _Change) -> list[dict]:
         """The segments with `change`'s rows and documents taken out: those that hold any are rewritten in `tmp`
         (an emptied one is left out), the others kept as they are."""
         kept, first = [], 0
@@ -464,7 +469,8 @@ class IndexStore:
         files = VectorFiles([(tmp / "segments" / s["name"] / dense_index.VECTORS, s["chunks"]) for s in segments],
                             segments[0]["dim"] if segments else 0)
         try:
-            if kind != record["index"] or grown or (ids is not None and (ids < 0).mean() > dense_index.DROPPED_MAX_SHARE):
+            worn = ids is not None and (ids < 0).mean() > dense_index.DROPPED_MAX_SHARE
+            if kind != record["index"] or grown or worn:
                 like, like_params = self._previous_dense(previous, kind) if not grown else (None, None)
                 index, params = dense_index.build(kind, files.range(0, total), like, like_params)
                 ids = covered = None
@@ -622,15 +628,15 @@ class IndexStore:
         try:
             folders = [version / "segments" / s["name"] for s in segments]
             dim = segments[0]["dim"] if segments else int(manifest.get("embedding", {}).get("dim", 0))
-            vectors = VectorFiles([(f / dense_index.VECTORS, s["chunks"]) for f, s in zip(folders, segments, strict=True)],
-                                  dim)
+            vectors = VectorFiles([(f / dense_index.VECTORS, s["chunks"])
+                                   for f, s in zip(folders, segments, strict=True)], dim)
             starts = np.cumsum([0] + [s["chunks"] for s in segments])[:-1].tolist()
             bm25 = bm25_segments.Bm25Index.open(list(zip((f / "bm25" for f in folders), starts, strict=True)))
             dense = full_text = dense_file = dense_ids = None
             if manifest.get("dense", {}).get("store") == "milvus":
                 dense, full_text = open_dense(self.root, self.options, manifest, store.chunk_ids())
             else:
-                dense_file = open(version / dense_index.FILE, "rb")  # noqa: SIM115 (read on first search)
+                dense_file = open(version / dense_index.FILE, "rb")
                 dense_ids = self._dense_ids(version, manifest["dense"])
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
             store.close()

@@ -113,7 +113,7 @@ def test_top_ranks_from_a_sampled_cut_and_cached_weights_as_from_every_score(tmp
     allowed = np.arange(0, 3000, 7)
     for _ in range(2):  # the second round reads the frequent tokens' weights from the cache
         rng = random.Random(6)
-        for q in range(40):
+        for _query in range(40):
             tokens = [rng.choice(words[:3]), rng.choice(words[:30]), rng.choice(words[100:]), rng.choice(words)]
             tokens += tokens[:1]  # a repeated token counts twice
             scores = bm25s_scores(texts, " ".join(tokens))

@@ -96,7 +96,8 @@ def test_the_index_picks_the_kind_past_the_stated_size(tmp_path) -> None:
     with IndexStore(tmp_path / "idx").writer_lock():  # no option: the index keeps its own choice
         IndexStore(tmp_path / "idx", append_min_rows=0).append(more.documents, more.chunks, more.vectors)
     loaded = IndexStore(tmp_path / "idx").load()
-    assert (loaded.manifest["dense"]["index"], loaded.manifest["dense"]["rows"], loaded.n_chunks) == ("hnsw", 2000, 2000)
+    record = loaded.manifest["dense"]
+    assert (record["index"], record["rows"], loaded.n_chunks) == ("hnsw", 2000, 2000)
     assert len(loaded.manifest["segments"]) == 2  # the chunks were appended; only the dense index was rebuilt
 
 

@@ -69,7 +69,7 @@ def test_hybrid_results_equal_the_previous_implementation(corpus, settings, hash
     import bm25s
     import faiss
 
-    from rag.retrieval import rrf, Ranked
+    from rag.retrieval import Ranked, rrf
 
     Indexer(settings, hash_embedder).index([corpus])
     retriever = Retriever.open(settings.index_dir, hash_embedder)
@@ -87,8 +87,8 @@ def test_hybrid_results_equal_the_previous_implementation(corpus, settings, hash
         s = old_bm25.get_scores(tokens) if tokens else np.zeros(len(chunks), np.float32)
         order = sorted((r for r in range(len(s)) if s[r] > 0), key=lambda r: (-s[r], r))
         bm25 = Ranked(np.array(order, dtype=np.int64), s[order])
-        for mode, expected in (("dense", list(zip(dense.rows.tolist(), dense.scores.tolist()))),
-                               ("bm25", list(zip(bm25.rows.tolist(), bm25.scores.tolist()))),
+        for mode, expected in (("dense", list(zip(dense.rows.tolist(), dense.scores.tolist(), strict=True))),
+                               ("bm25", list(zip(bm25.rows.tolist(), bm25.scores.tolist(), strict=True))),
                                ("hybrid", rrf([dense, bm25]))):
             hits = retriever.search(query, k=3, mode=mode)
             assert [h.chunk for h in hits] == [chunks[r] for r, _ in expected[:3]]

@@ -43,7 +43,8 @@ def test_adding_chunks_appends_a_segment_and_shares_the_old_files(tmp_path) -> N
     assert [s["chunks"] for s in manifest["segments"]] == [400, 100]
     old_seg = manifest["segments"][0]["name"]
     for name in ("chunks.sqlite", "vectors.npy", "bm25/rows.npy"):  # the same inode: nothing copied
-        assert os.stat(first / "segments" / old_seg / name).st_ino == os.stat(second / "segments" / old_seg / name).st_ino
+        old, new = first / "segments" / old_seg / name, second / "segments" / old_seg / name
+        assert os.stat(old).st_ino == os.stat(new).st_ino
     assert os.stat(first / "dense.faiss").st_ino == os.stat(second / "dense.faiss").st_ino  # tail searched exactly
     assert manifest["dense"]["rows"] == 400 and manifest["counts"] == {"documents": 500, "chunks": 500}
     loaded = store.load()
@@ -70,7 +71,8 @@ def test_removing_chunks_rewrites_only_the_segments_that_held_them(tmp_path) -> 
     gone = {0, 7, 399, 450}  # three documents of the first segment, one of the second (the exact tail)
     keep = [i for i in range(500) if i not in gone]
     both = concat(base, more)
-    fewer = IndexData([both.documents[i] for i in keep], [both.chunks[i] for i in keep], both.vectors[keep], base.manifest)
+    fewer = IndexData([both.documents[i] for i in keep], [both.chunks[i] for i in keep], both.vectors[keep],
+                      base.manifest)
     version = write(store, fewer)
     manifest = json.loads((version / "manifest.json").read_text())
     assert [s["chunks"] for s in manifest["segments"]] == [397, 99] and manifest["counts"]["documents"] == 496
@@ -169,7 +171,7 @@ def test_many_appends_keep_few_segments(tmp_path) -> None:
     loaded = store.load()
     sizes = [s["chunks"] for s in loaded.manifest["segments"]]
     assert sum(sizes) == loaded.n_chunks == 1240 and len(sizes) <= 5
-    assert all(a > 2 * b for a, b in zip(sizes, sizes[1:]))  # geometric: O(log n) segments
+    assert all(a > 2 * b for a, b in zip(sizes, sizes[1:], strict=False))  # geometric: O(log n) segments
     assert [c.id for c in loaded.chunks][1000:1020] == [c.id for c in synthetic(20, start=1000, seed=0).chunks]
     assert len(list(store.versions.iterdir())) == 2  # old versions pruned; shared files survive in the live one
     np.testing.assert_array_equal(loaded.vectors()[1000:1020], synthetic(20, start=1000, seed=0).vectors)
@@ -241,9 +243,9 @@ def test_a_rebuild_or_a_damaged_live_version_shares_no_files(tmp_path) -> None:
 
 
 def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_path, monkeypatch, settings) -> None:
-    import rag.store
     from typer.testing import CliRunner
 
+    import rag.store
     from rag.cli import app
     from test_cli import env_for
 
