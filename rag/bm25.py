@@ -114,11 +114,12 @@ def filter_segment(source: Path, folder: Path, drop: np.ndarray) -> SegmentStats
     dropped[drop] = True
     keep = ~dropped[rows]
     starts = np.fromiter((start for _, start, _ in table), np.int64, len(table))
-    df = np.add.reduceat(keep.astype(np.int64), starts) if len(table) else np.zeros(0, np.int64)
-    moved = rows[keep] - np.cumsum(dropped)[rows[keep]]  # a kept row moves up by the dropped rows before it
+    df = np.add.reduceat(keep, starts, dtype=np.int64) if len(table) else np.zeros(0, np.int64)
+    rows = rows[keep]
+    rows -= np.cumsum(dropped, dtype=rows.dtype)[rows]  # a kept row moves up by the dropped rows before it
     present = df > 0  # a term only the dropped rows had is gone, as from a fresh build
     return _save(folder, [t for (t, _, _), p in zip(table, present.tolist(), strict=True) if p], df[present],
-                 moved.astype(np.int32), tf[keep], doclen[~dropped])
+                 rows, tf[keep], doclen[~dropped])
 
 
 def _save(folder: Path, terms: list[str], df: np.ndarray, rows: np.ndarray, tf: np.ndarray,

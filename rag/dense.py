@@ -181,22 +181,19 @@ def read_file(f, path: Path):
 # -- the vectors on disk -----------------------------------------------------------------------------------
 
 
-def filter_vectors(source: Path, path: Path, drop: np.ndarray, block: int = 65_536) -> None:
-    """Write to `path` the vectors of `source` without its (sorted) rows `drop`, a block at a time."""
-    old = np.load(source, mmap_mode="r", allow_pickle=False)
-    keep = np.ones(len(old), dtype=bool)
+def filter_vectors(source: Path, path: Path, drop: np.ndarray, block: int = 16_384) -> None:
+    """Write to `path` the vectors of `source` without its (sorted) rows `drop`, a block at a time with plain reads
+    and writes (nothing mapped: the process holds one block, however large the file)."""
+    (rows, dim), dtype, offset = layout(source)
+    keep = np.ones(rows, dtype=bool)
     keep[drop] = False
-    if not keep.any():
-        np.save(path, np.zeros((0, old.shape[1]), dtype=np.float32), allow_pickle=False)
-        return
-    new = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(int(keep.sum()), old.shape[1]))
-    at = 0
-    for start in range(0, len(old), block):
-        part = old[start:start + block][keep[start:start + block]]
-        new[at:at + len(part)] = part
-        at += len(part)
-    new.flush()
-    del new, old
+    with open(source, "rb") as old, open(path, "wb") as new:
+        np.lib.format.write_array_header_1_0(new, {"descr": np.lib.format.dtype_to_descr(dtype),
+                                                   "fortran_order": False, "shape": (int(keep.sum()), dim)})
+        old.seek(offset)
+        for start in range(0, rows, block):
+            part = np.frombuffer(old.read(min(block, rows - start) * dim * 4), dtype=np.float32).reshape(-1, dim)
+            new.write(part[keep[start:start + block]].tobytes())
 
 
 class VectorFiles:
