@@ -63,7 +63,7 @@ def _settings(spec: dict, index_dir: Path, backend: str):
 
 
 def _warm_embedder(spec: dict, backend: str):
-    from rag.embedding import embedder_for
+    from rag.index.embedding import embedder_for
 
     started = time.perf_counter()
     embedder = embedder_for(_settings(spec, Path(spec["work"]), backend))
@@ -76,8 +76,8 @@ def _warm_embedder(spec: dict, backend: str):
 
 def stage_build(spec: dict) -> dict:
     """A fresh build with a warm embedder, the same embedder on the chunk texts alone, then two re-indexes."""
-    from rag.indexer import Indexer
-    from rag.store import IndexStore
+    from rag.index.indexer import Indexer
+    from rag.index.store import IndexStore
 
     backend = spec["backend"]
     corpus = Path(spec["work"]) / f"corpus-{backend}"
@@ -119,8 +119,8 @@ def stage_raw(spec: dict) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    from rag.embedding import bundled_model_dir
-    from rag.store import IndexStore
+    from rag.index.embedding import bundled_model_dir
+    from rag.index.store import IndexStore
 
     texts = list(dict.fromkeys(c.text for c in IndexStore(spec["index_dir"]).load().chunks))
     started = time.perf_counter()
@@ -138,8 +138,8 @@ def stage_queries(spec: dict) -> dict:
     """Warm Retriever.search latency per mode at each size; the query embedding timed on its own too."""
     import numpy as np
 
-    from rag.retrieval import Retriever
-    from rag.store import IndexStore
+    from rag.answer.retrieval import Retriever
+    from rag.index.store import IndexStore
 
     backend = spec["backend"]
     embedder, _ = _warm_embedder(spec, backend)
@@ -189,7 +189,7 @@ def stage_queries(spec: dict) -> dict:
 
 def stage_answers(spec: dict) -> dict:
     """RAG.stream over the seed questions: time to the first text piece and to the final Answer."""
-    from rag.chain import RAG
+    from rag.answer.chain import RAG
 
     questions = [json.loads(line)["question"] for line in Path(spec["questions"]).read_text(encoding="utf-8").splitlines()
                  if line.strip()][:spec["limit"]]
@@ -235,8 +235,8 @@ def rag_help_seconds(repeats: int = 5) -> float:
 
 
 def index_seeds(work: Path, spec: dict, backend: str) -> Path:
-    from rag.embedding import embedder_for
-    from rag.indexer import Indexer
+    from rag.index.embedding import embedder_for
+    from rag.index.indexer import Indexer
 
     settings = _settings(spec, work / "seeds-index", backend)
     Indexer(settings, embedder_for(settings)).index([ROOT / "seeds"])
@@ -265,7 +265,7 @@ def server_memory(index_dir: Path, questions: list[str], work: Path, local_quest
 
 
 def langchain_build(corpus: Path, work: Path, batch_size: int) -> dict:
-    from rag.embedding import bundled_model_dir
+    from rag.index.embedding import bundled_model_dir
 
     return run_json([str(BENCH_PYTHON), str(ROOT / "eval" / "bench_langchain.py"), "build", "--corpus", str(corpus),
                       "--out", str(work / "langchain-index"), "--model", str(bundled_model_dir()),
@@ -273,7 +273,7 @@ def langchain_build(corpus: Path, work: Path, batch_size: int) -> dict:
 
 
 def langchain_queries(work: Path, sizes: list[int], queries_file: Path, batch_size: int) -> dict:
-    from rag.embedding import bundled_model_dir
+    from rag.index.embedding import bundled_model_dir
 
     return run_json([str(BENCH_PYTHON), str(ROOT / "eval" / "bench_langchain.py"), "query",
                       "--data", str(work / "langchain-data"), "--sizes", ",".join(map(str, sizes)),

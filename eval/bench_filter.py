@@ -1,6 +1,6 @@
 """Source-filter latency at 100k chunks: `Retriever.search(..., sources=GLOBS)` against the same search unfiltered.
 
-A synthetic index written by rag.store to a temporary folder (no model): `--chunks` chunks spread over `--sources`
+A synthetic index written by rag.index.store to a temporary folder (no model): `--chunks` chunks spread over `--sources`
 documents, random unit vectors of `--dim` dimensions in the `--dense-index` kind (flat: exact) and BM25 over random
 words.
 The filter is one glob matching 1% of the sources. Query vectors come from the hashing embedder, so the
@@ -23,10 +23,10 @@ import numpy as np
 
 
 def synthetic(chunks: int, sources: int, dim: int, folder: Path, dense_index: str = "flat", seed: int = 7):
-    """Write the synthetic index to `folder` (rag.store, as `rag index` would) and open it."""
-    from rag.embedding import HashEmbedder
-    from rag.milvus_store import StoreOptions
-    from rag.store import IndexData, IndexStore
+    """Write the synthetic index to `folder` (rag.index.store, as `rag index` would) and open it."""
+    from rag.index.embedding import HashEmbedder
+    from rag.index.milvus_store import StoreOptions
+    from rag.index.store import IndexData, IndexStore
     from rag.types import Chunk, Document
 
     rng = random.Random(seed)
@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--dense-index", default="flat", help="flat, hnsw or ivf-pq (default flat)")
     args = parser.parse_args()
-    from rag.retrieval import Retriever
+    from rag.answer.retrieval import Retriever
 
     started = time.perf_counter()
     work = tempfile.TemporaryDirectory(prefix="bench-filter-")

@@ -29,8 +29,8 @@ import benchkit
 
 def build_single(docs: int, work: Path) -> Path:
     """The real index the synthetic sizes grow from (default settings, one process)."""
-    from rag.embedding import embedder_for
-    from rag.indexer import Indexer
+    from rag.index.embedding import embedder_for
+    from rag.index.indexer import Indexer
     from rag.settings import Settings
 
     corpus, _ = benchkit.prepare_corpus(docs, work)
@@ -43,11 +43,11 @@ def build_figures(docs: int, workers: int, work: Path) -> tuple[dict, Path]:
     """Single-process vs Ray build of the same corpus: seconds, chunks/s, and whether the indexes agree."""
     import numpy as np
 
-    from rag.distributed import RayEmbedder
-    from rag.embedding import embedder_for
-    from rag.indexer import Indexer
+    from rag.index.distributed import RayEmbedder
+    from rag.index.embedding import embedder_for
+    from rag.index.indexer import Indexer
+    from rag.index.store import IndexStore
     from rag.settings import Settings
-    from rag.store import IndexStore
 
     corpus, _ = benchkit.prepare_corpus(docs, work)
     single = Settings(index_dir=work / "single")
@@ -97,9 +97,9 @@ class Grown:
 
     @classmethod
     def load(cls, index_dir: Path, n_queries: int, work: Path) -> Grown:
-        from rag.embedding import embedder_for
+        from rag.index.embedding import embedder_for
+        from rag.index.store import IndexStore
         from rag.settings import Settings
-        from rag.store import IndexStore
 
         embedder = embedder_for(Settings())
         real = IndexStore(index_dir).load()
@@ -119,9 +119,9 @@ def query_figures(index_dir: Path, sizes: list[int], n_queries: int, work: Path)
     """Per size and store: write seconds, dense search p50/p95 (the store alone), hybrid search p50/p95."""
     import numpy as np
 
-    from rag.milvus_store import StoreOptions
-    from rag.retrieval import CANDIDATES, Retriever
-    from rag.store import IndexStore
+    from rag.answer.retrieval import CANDIDATES, Retriever
+    from rag.index.milvus_store import StoreOptions
+    from rag.index.store import IndexStore
 
     base = Grown.load(index_dir, n_queries, work)
     embedder, queries, query_vectors = base.embedder, base.queries, base.query_vectors
@@ -169,7 +169,7 @@ TARGETS = {"hybrid_p50_ms": 20, "hybrid_p95_ms": 50, "recall_at_10": 0.95, "open
 
 def _subset(data, n: int, docs_by_id: dict):
     """The first `n` rows of a synthetic index, with the documents they cite."""
-    from rag.store import IndexData
+    from rag.index.store import IndexData
 
     chunks = data.chunks[:n]
     docs = [docs_by_id[d] for d in dict.fromkeys(c.doc_id for c in chunks)]
@@ -200,10 +200,10 @@ def open_worker(index_dir: str, cold: bool) -> dict:
     """In a fresh process: load the model, then open the index and answer one hybrid query (the timed part)."""
     import os
 
-    from rag.embedding import embedder_for
-    from rag.retrieval import Retriever
+    from rag.answer.retrieval import Retriever
+    from rag.index.embedding import embedder_for
+    from rag.index.store import IndexStore
     from rag.settings import Settings
-    from rag.store import IndexStore
 
     started = time.perf_counter()
     embedder = embedder_for(Settings())
@@ -245,7 +245,7 @@ def measure_kind(root: Path, embedder, queries: list[str], query_vectors, truth,
 
     import numpy as np
 
-    from rag.retrieval import CANDIDATES, Retriever
+    from rag.answer.retrieval import CANDIDATES, Retriever
 
     fig: dict = {}
     for cold in (True, False):
@@ -286,8 +286,8 @@ def kind_figures(index_dir: Path, sizes: list[int], kinds: list[str], n_queries:
     """Per size and dense index kind: write, latency, recall@10, open, serve RSS, adding 1,000 chunks."""
     import gc
 
-    from rag.milvus_store import StoreOptions
-    from rag.store import IndexStore
+    from rag.index.milvus_store import StoreOptions
+    from rag.index.store import IndexStore
 
     base = Grown.load(index_dir, n_queries, work)
     embedder, queries, query_vectors = base.embedder, base.queries, base.query_vectors

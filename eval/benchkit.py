@@ -46,7 +46,7 @@ def run_json(cmd: list[str], env: dict | None = None, timeout: float = 3600) -> 
 
 
 def prepare_corpus(n_docs: int, work: Path, folder: Path | None = None) -> tuple[Path, list[str]]:
-    from rag.beir import BeirData, load_beir, mirror_corpus
+    from rag.evaluation.beir import BeirData, load_beir, mirror_corpus
 
     data = load_beir(folder or scifact_dir())
     ids = list(data.corpus)[:n_docs]
@@ -59,7 +59,7 @@ def synthetic_index(chunks, documents, vectors, size: int, seed: int = 0):
     (renormalised; cosine to the original about 0.9), so FAISS, BM25 and fusion work at scale."""
     import numpy as np
 
-    from rag.store import IndexData
+    from rag.index.store import IndexData
     from rag.types import Chunk, Document, content_hash
 
     rng = np.random.default_rng(seed)

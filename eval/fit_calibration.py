@@ -1,4 +1,4 @@
-"""Fit the answer step's parameters and write them to rag/calibration.json (versioned, no pickle).
+"""Fit the answer step's parameters and write them to rag/answer/calibration.json (versioned, no pickle).
 
     python eval/fit_calibration.py [--squad ../shared/data/squad2] [--fit-article Normans]
 
@@ -8,11 +8,11 @@ SQuAD article and eval/seed_questions_heldout.jsonl. Retrieval runs as users get
 whole corpus.
 
 What is fitted, in order:
-1. the sentence model over rag.evidence.SENTENCE_FEATURES: a linear ranker fitted on pairs (a sentence of
+1. the sentence model over rag.answer.evidence.SENTENCE_FEATURES: a linear ranker fitted on pairs (a sentence of
    the top-k passages that contains a gold answer against one of the same question's that does not: logistic
    regression on feature differences), then Platt-scaled into a probability on the sentences themselves;
 2. the second-sentence cut-off: the value that makes extractive answers contain a gold answer most often;
-3. the confidence calibrator: logistic regression over rag.evidence.CONFIDENCE_FEATURES, label "the extractive
+3. the confidence calibrator: logistic regression over rag.answer.evidence.CONFIDENCE_FEATURES, label "the extractive
    answer contains a gold answer" (always 0 for unanswerable questions); the two sources (SQuAD, seed) weigh
    the same, however many questions each has; then, per question kind, the ceiling for answers whose best
    sentence lacks the kind of thing asked for: their share right, Laplace-smoothed ((right + 1) / (n + 2));
@@ -35,10 +35,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.calibration import PACKAGED, Calibration, Logistic  # noqa: E402
-from rag.embedding import embedder_for  # noqa: E402
-from rag.evaluate import by_source, eval_index_dir, load_questions  # noqa: E402
-from rag.evidence import (  # noqa: E402
+from rag.answer.calibration import PACKAGED, Calibration, Logistic  # noqa: E402
+from rag.answer.evidence import (  # noqa: E402
     CONFIDENCE_FEATURES,
     SENTENCE_FEATURES,
     EvidenceSelector,
@@ -47,9 +45,11 @@ from rag.evidence import (  # noqa: E402
     passage_sentences,
     question_type,
 )
-from rag.indexer import Indexer  # noqa: E402
-from rag.metrics import contains_answer  # noqa: E402
-from rag.retrieval import Retriever  # noqa: E402
+from rag.answer.retrieval import Retriever  # noqa: E402
+from rag.evaluation.evaluate import by_source, eval_index_dir, load_questions  # noqa: E402
+from rag.evaluation.metrics import contains_answer  # noqa: E402
+from rag.index.embedding import embedder_for  # noqa: E402
+from rag.index.indexer import Indexer  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 DEFAULT_SQUAD = ROOT.parent / "shared" / "data" / "squad2"

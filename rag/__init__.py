@@ -8,13 +8,13 @@ from importlib import import_module
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers take any such name as True
 if TYPE_CHECKING:
-    from rag.chain import RAG
-    from rag.embedding import HashEmbedder, SentenceTransformerEmbedder, make_embedder
-    from rag.indexer import Indexer
-    from rag.integrations import RagRetriever
-    from rag.retrieval import Retriever
+    from rag.answer.chain import RAG
+    from rag.answer.integrations import RagRetriever
+    from rag.answer.retrieval import Retriever
+    from rag.index.embedding import HashEmbedder, SentenceTransformerEmbedder, make_embedder
+    from rag.index.indexer import Indexer
+    from rag.index.store import IndexStore
     from rag.settings import Settings
-    from rag.store import IndexStore
     from rag.types import Answer, Chunk, Citation, Document, Hit, IndexReport, Skipped
 
 __all__ = [
@@ -22,13 +22,14 @@ __all__ = [
     "RagRetriever", "Retriever", "SentenceTransformerEmbedder", "Settings", "Skipped", "make_embedder",
 ]
 _EXPORTS = {  # name -> the module it is loaded from on first use; the same pairs as the imports above
-    "RAG": "rag.chain",
-    "HashEmbedder": "rag.embedding", "SentenceTransformerEmbedder": "rag.embedding", "make_embedder": "rag.embedding",
-    "Indexer": "rag.indexer",
-    "RagRetriever": "rag.integrations",
-    "Retriever": "rag.retrieval",
+    "RAG": "rag.answer.chain",
+    "HashEmbedder": "rag.index.embedding", "SentenceTransformerEmbedder": "rag.index.embedding",
+    "make_embedder": "rag.index.embedding",
+    "Indexer": "rag.index.indexer",
+    "RagRetriever": "rag.answer.integrations",
+    "Retriever": "rag.answer.retrieval",
     "Settings": "rag.settings",
-    "IndexStore": "rag.store",
+    "IndexStore": "rag.index.store",
     "Answer": "rag.types", "Chunk": "rag.types", "Citation": "rag.types", "Document": "rag.types", "Hit": "rag.types",
     "IndexReport": "rag.types", "Skipped": "rag.types",
 }

@@ -62,7 +62,7 @@ SourceGlobs = Annotated[Optional[list[str]], typer.Option(
     "--source", metavar="GLOB", help="Only documents whose name (as search shows it) matches GLOB; repeatable.")]
 MinConfidence = Annotated[Optional[float], setting(
     "min_confidence", "--min-confidence", min=0.0, max=1.0, help="Abstain below this calibrated confidence, 0-1 "
-    "(higher: fewer but surer answers).", shown_default="the fitted threshold in rag/calibration.json")]
+    "(higher: fewer but surer answers).", shown_default="the fitted threshold in rag/answer/calibration.json")]
 
 
 @app.callback()
@@ -144,13 +144,13 @@ def index(
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
     settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
                          milvus_uri=milvus_uri, dense_index=dense_index)
-    from rag.embedding import embedder_for
-    from rag.indexer import Indexer
+    from rag.index.embedding import embedder_for
+    from rag.index.indexer import Indexer
 
     try:
         embedder = embedder_for(settings)
         if ray is not None:
-            from rag.distributed import RayEmbedder
+            from rag.index.distributed import RayEmbedder
 
             embedder = RayEmbedder(embedder, ray, ray_workers)
         indexer = Indexer(settings, embedder)
@@ -187,8 +187,8 @@ def remove(
     """Drop sources or documents from the index. Nothing is re-embedded; files on disk are left alone, except
     uploaded copies in the upload area, which are deleted."""
     settings = _settings(ctx, index_dir=index_dir)
-    from rag.embedding import embedder_for
-    from rag.indexer import Indexer
+    from rag.index.embedding import embedder_for
+    from rag.index.indexer import Indexer
 
     try:
         report = Indexer(settings, embedder_for(settings)).remove(targets)
@@ -219,9 +219,9 @@ def documents(
 ) -> None:
     """List the indexed documents: source, title, pages, chunks, size, when added, and whether it is an upload."""
     settings = _settings(ctx, index_dir=index_dir)
-    from rag.catalog import list_documents
-    from rag.milvus_store import StoreOptions
-    from rag.store import IndexStore
+    from rag.index.catalog import list_documents
+    from rag.index.milvus_store import StoreOptions
+    from rag.index.store import IndexStore
 
     try:
         rows = list_documents(IndexStore(settings.index_dir, StoreOptions.from_settings(settings)).load(),
@@ -245,7 +245,7 @@ def documents(
 def verify(ctx: typer.Context, index_dir: IndexDir = Settings.default("index_dir"), as_json: JsonFlag = False) -> None:
     """Check every byte of the index against its recorded sha256 (opening checks large files only by sample)."""
     settings = _settings(ctx, index_dir=index_dir)
-    from rag.store import IndexStore
+    from rag.index.store import IndexStore
 
     try:
         report = IndexStore(settings.index_dir).verify()
@@ -271,9 +271,9 @@ def search(
 ) -> None:
     """Find the passages that best match QUERY (no LLM involved)."""
     settings = _settings(ctx, index_dir=index_dir, k=k, mode=mode, milvus_uri=milvus_uri)
-    from rag.embedding import embedder_for
-    from rag.milvus_store import StoreOptions
-    from rag.retrieval import Retriever
+    from rag.answer.retrieval import Retriever
+    from rag.index.embedding import embedder_for
+    from rag.index.milvus_store import StoreOptions
 
     try:
         retriever = Retriever.open(settings.index_dir, embedder_for(settings),
@@ -311,7 +311,7 @@ def ask(
     """Answer QUESTION from the indexed documents, with citations to exact source spans."""
     settings = _settings(ctx, index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding,
                          min_confidence=min_confidence)
-    from rag.chain import RAG
+    from rag.answer.chain import RAG
 
     try:
         rag = RAG.open(settings=settings)
@@ -377,11 +377,11 @@ def eval_(
 
     from tqdm import tqdm
 
-    from rag.chain import RAG
-    from rag.embedding import embedder_for
-    from rag.evaluate import by_source, eval_index_dir, load_questions, run_eval
-    from rag.indexer import Indexer
-    from rag.report import write_report
+    from rag.answer.chain import RAG
+    from rag.evaluation.evaluate import by_source, eval_index_dir, load_questions, run_eval
+    from rag.evaluation.report import write_report
+    from rag.index.embedding import embedder_for
+    from rag.index.indexer import Indexer
 
     run = time.strftime("%Y%m%d-%H%M%S") + "-" + "-".join(backends)
     out = out or Path("eval/reports") / run
@@ -441,8 +441,8 @@ def eval_beir(
               "reads it from ../shared/data/scifact beside the repository, or from RAG_BENCH_DATA", code=2)
     modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
     settings = _settings()
-    from rag.beir import evaluate_beir
-    from rag.embedding import embedder_for
+    from rag.evaluation.beir import evaluate_beir
+    from rag.index.embedding import embedder_for
 
     try:
         result = evaluate_beir(folder, settings, embedder_for(settings),
@@ -473,7 +473,7 @@ def serve(
     """Serve the chat page at / and an OpenAI-compatible API at /v1 (login with RAG_AUTH=user:password)."""
     settings = _settings(ctx, host=host, port=port, index_dir=index_dir, backend=backend, remove_any=remove_any)
     try:
-        from rag.server import serve as run_server  # needs the ui extra (fastapi, gradio, uvicorn)
+        from rag.serve.server import serve as run_server  # needs the ui extra (fastapi, gradio, uvicorn)
 
         run_server(settings)
     except RagError as exc:

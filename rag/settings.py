@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     temperature: float = Field(0.0, ge=0)
     repeat_penalty: float = Field(1.15, ge=1)  # llama.cpp's penalty on recently generated tokens (1 = none)
     grounding: bool = True
-    # None = the fitted values in rag/calibration.json (eval/fit_calibration.py)
+    # None = the fitted values in rag/answer/calibration.json (eval/fit_calibration.py)
     grounding_threshold: float | None = Field(None, ge=0, le=1)  # support a claim needs from a passage sentence
     min_confidence: float | None = Field(None, ge=0, le=1)  # calibrated confidence an answer needs; below: abstain
     timeout: float = Field(60.0, gt=0)
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     @classmethod
     def _dense_index_choice(cls, value: str) -> str:
         if value:
-            from rag.dense import Choice
+            from rag.index.dense import Choice
 
             try:
                 Choice.parse(value)

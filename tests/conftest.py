@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.embedding import HashEmbedder
+from rag.index.embedding import HashEmbedder
 from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def _stop_milvus_lite():
 
 @pytest.fixture(scope="session")
 def real_embedder():
-    from rag.embedding import SentenceTransformerEmbedder
+    from rag.index.embedding import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder()
 

@@ -10,13 +10,13 @@ from dataclasses import replace
 import pytest
 
 from conftest import write_corpus
-from rag.calibration import Calibration, Logistic
-from rag.chain import ABSTAIN, RAG
-from rag.embedding import HashEmbedder
-from rag.evidence import CONFIDENCE_FEATURES, SENTENCE_FEATURES, question_type
-from rag.indexer import Indexer
-from rag.llm import until_repeated
-from rag.retrieval import Retriever
+from rag.answer.calibration import Calibration, Logistic
+from rag.answer.chain import ABSTAIN, RAG
+from rag.answer.evidence import CONFIDENCE_FEATURES, SENTENCE_FEATURES, question_type
+from rag.answer.llm import until_repeated
+from rag.answer.retrieval import Retriever
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
 
 CORPUS = {
     "deal.txt": "OpenAI and Microsoft announced a new deal. The details were disclosed on April 27, 2026, in a "

@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from conftest import SEEDS, free_port, wait_for_http, write_corpus
-from rag.chain import ABSTAIN, RAG
+from rag.answer.chain import ABSTAIN, RAG
+from rag.answer.llm import bundled_gguf
 from rag.errors import BackendError, ConfigError
-from rag.indexer import Indexer
-from rag.llm import bundled_gguf
+from rag.index.indexer import Indexer
 from rag.settings import Settings
 from rag.types import Answer
 

@@ -6,11 +6,11 @@ from ranx import Qrels, Run, evaluate
 from typer.testing import CliRunner
 
 from conftest import write_beir
-from rag.beir import document_run, evaluate_beir, load_beir, mirror_corpus, score
+from rag.answer.retrieval import Retriever
 from rag.cli import app
-from rag.embedding import HashEmbedder
-from rag.indexer import Indexer
-from rag.retrieval import Retriever
+from rag.evaluation.beir import document_run, evaluate_beir, load_beir, mirror_corpus, score
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
 from rag.settings import Settings
 
 

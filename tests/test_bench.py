@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import write_beir
-from rag.embedding import HashEmbedder
-from rag.indexer import Indexer
-from rag.store import IndexStore
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 
-from rag.bm25 import Bm25Index, tokenize_many, write_segment
+from rag.index.bm25 import Bm25Index, tokenize_many, write_segment
 from rag.text import bm25_tokens, query_tokens
 
 TEXTS = [
@@ -81,7 +81,7 @@ def test_segment_files_hold_no_pickle(tmp_path) -> None:
 
 
 def test_a_filtered_segment_is_what_writing_the_remaining_texts_makes(tmp_path) -> None:
-    from rag.bm25 import filter_segment
+    from rag.index.bm25 import filter_segment
 
     write_segment(tmp_path / "all", TEXTS)
     drop = np.array([0, 3, 7])  # "Parrots ..." leaves with row 3: its terms vanish from the vocabulary
@@ -101,7 +101,7 @@ def test_a_filtered_segment_is_what_writing_the_remaining_texts_makes(tmp_path) 
 def test_top_ranks_from_a_sampled_cut_and_cached_weights_as_from_every_score(tmp_path, cuts, monkeypatch) -> None:
     import random
 
-    from rag import bm25
+    from rag.index import bm25
 
     monkeypatch.setattr(bm25, "CACHE_MIN_POSTINGS", 100)
     monkeypatch.setattr(bm25, "SAMPLE_STRIDE", 16)

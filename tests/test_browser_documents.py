@@ -8,9 +8,9 @@ import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
 from conftest import SEEDS
-from rag.indexer import Indexer
-from rag.server import Running, create_app
-from rag.service import Service
+from rag.index.indexer import Indexer
+from rag.serve.server import Running, create_app
+from rag.serve.service import Service
 from rag.settings import Settings
 from test_browser import BOT, CHROMIUM, FLAGS, SEED, ask
 from test_locations import make_pdf

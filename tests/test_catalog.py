@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from conftest import write_corpus
 from rag.cli import app
-from rag.embedding import HashEmbedder
-from rag.indexer import Indexer
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
 from rag.settings import Settings
-from rag.store import IndexStore
 from test_locations import make_pdf
 
 runner = CliRunner()
@@ -81,12 +81,12 @@ def test_rag_remove_by_doc_id_and_files_outside_the_upload_area_stay(project) ->
 
 def test_a_removal_that_dies_mid_write_leaves_the_old_index_and_the_upload(project, monkeypatch) -> None:
     before = IndexStore("index").load()
-    import rag.bm25
+    import rag.index.bm25
 
     def crash(*args, **kwargs):
         raise KeyboardInterrupt("killed mid-write")
 
-    monkeypatch.setattr(rag.bm25, "write_segment", crash)  # after the chunk store and vectors are in the temp dir
+    monkeypatch.setattr(rag.index.bm25, "write_segment", crash)  # after the chunk store and vectors are in the temp dir
     settings = Settings(index_dir="index", embedding_model="hash", chunk_size=16, chunk_overlap=4)
     with pytest.raises(KeyboardInterrupt):
         Indexer(settings, HashEmbedder()).remove(["report.pdf"])

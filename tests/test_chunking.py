@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import ARTICLE
-from rag.chunking import Chunker
-from rag.documents import normalize_text
-from rag.embedding import HashEmbedder
+from rag.index.chunking import Chunker
+from rag.index.documents import normalize_text
+from rag.index.embedding import HashEmbedder
 from rag.text import paragraphs, sentences
 from rag.types import Document
 

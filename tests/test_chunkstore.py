@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rag import chunkstore
-from rag.chunkstore import ChunkStore, ChunkView, DocumentTexts, DocumentView
 from rag.errors import IndexCorrupt
+from rag.index import chunkstore
+from rag.index.chunkstore import ChunkStore, ChunkView, DocumentTexts, DocumentView
 from rag.types import Chunk, Document
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from rag.citations import Verifier, citations_for, clause_prefixes, split_claims
-from rag.embedding import HashEmbedder
-from rag.evidence import is_instruction
+from rag.answer.citations import Verifier, citations_for, clause_prefixes, split_claims
+from rag.answer.evidence import is_instruction
+from rag.index.embedding import HashEmbedder
 from rag.text import content_words
 from rag.types import Chunk, Document, Hit
 

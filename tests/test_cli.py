@@ -119,7 +119,7 @@ def test_dense_index_option_and_verify(corpus, settings) -> None:
     result = runner.invoke(app, ["verify", "--json"], env=env_for(settings))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["artifacts"] == 7
-    from rag.store import IndexStore
+    from rag.index.store import IndexStore
 
     assert IndexStore(settings.index_dir).load().manifest["dense"]["index"] == "hnsw"
     result = runner.invoke(app, ["index", str(corpus), "--dense-index", "flat", "--json"], env=env_for(settings))

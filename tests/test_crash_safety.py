@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from conftest import write_corpus
-from rag.embedding import HashEmbedder
 from rag.errors import IndexMissing
-from rag.indexer import Indexer
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
 from rag.settings import Settings
-from rag.store import IndexStore
 
 KILLS = 24
 
@@ -54,7 +54,8 @@ def start_writer(corpus: Path, index_dir: Path, segments: bool = False) -> subpr
     """`rag index` in a process of its own; with `segments`, as if the index were large (updates share files)."""
     env = {**os.environ, "RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "64", "RAG_CHUNK_OVERLAP": "8"}
     args = ["index", str(corpus), "--index-dir", str(index_dir)]
-    code = f"import rag.store; rag.store.APPEND_MIN_ROWS = {0 if segments else 'rag.store.APPEND_MIN_ROWS'}\n" \
+    min_rows = 0 if segments else "rag.index.store.APPEND_MIN_ROWS"
+    code = f"import rag.index.store; rag.index.store.APPEND_MIN_ROWS = {min_rows}\n" \
            f"from rag.cli import app; app({args!r})"
     return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
@@ -104,7 +105,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new_index(tmp_path: Path) -> No
 def test_sigkill_during_segment_updates_leaves_old_or_new_index(tmp_path: Path) -> None:
     """The same on a large index's update path: a few files removed, changed and added; the kept segments are
     hard links into the live version, the changed one is rewritten, dense.faiss is kept with an id map."""
-    import rag.store
+    import rag.index.store
 
     state = corpus_state("A")
     new_state = {**state, **{f"doc{i:03d}.txt": corpus_state("B")[f"doc{i:03d}.txt"] for i in range(10, 20)},
@@ -117,12 +118,12 @@ def test_sigkill_during_segment_updates_leaves_old_or_new_index(tmp_path: Path) 
     shutil.copytree(tmp_path / "ref-old", tmp_path / "timing", symlinks=True)
     start_writer(corpus, tmp_path / "timing", segments=True).wait()
     duration = time.perf_counter() - started
-    rag.store.APPEND_MIN_ROWS, before = 0, rag.store.APPEND_MIN_ROWS
+    rag.index.store.APPEND_MIN_ROWS, before = 0, rag.index.store.APPEND_MIN_ROWS
     try:
         assert content(tmp_path / "timing") == new
         assert IndexStore(tmp_path / "timing").read_manifest()["dense"]["dropped"] > 0  # the update path ran
     finally:
-        rag.store.APPEND_MIN_ROWS = before
+        rag.index.store.APPEND_MIN_ROWS = before
     rng = random.Random(20260428)
     outcomes = {"old": 0, "new": 0}
     for attempt in range(KILLS // 2):
@@ -150,8 +151,8 @@ def test_readers_during_rebuilds_always_see_a_whole_version(tmp_path: Path) -> N
     new = build(set_corpus(live, corpus_state("B", files=60)), tmp_path / "ref-new")
     old = build(set_corpus(live, corpus_state("A", files=60)), tmp_path / "idx")
     script = (
-        "import shutil, sys\nfrom pathlib import Path\nfrom rag.embedding import HashEmbedder\n"
-        "from rag.indexer import Indexer\nfrom rag.settings import Settings\n"
+        "import shutil, sys\nfrom pathlib import Path\nfrom rag.index.embedding import HashEmbedder\n"
+        "from rag.index.indexer import Indexer\nfrom rag.settings import Settings\n"
         "s = Settings(index_dir=Path(sys.argv[1]), embedding_model='hash', chunk_size=64, chunk_overlap=8)\n"
         "live = Path(sys.argv[2])\n"
         "for i in range(8):\n    shutil.rmtree(live)\n    shutil.copytree(sys.argv[3 + i % 2], live)\n"
@@ -159,7 +160,7 @@ def test_readers_during_rebuilds_always_see_a_whole_version(tmp_path: Path) -> N
     )
     writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "idx"), str(live), str(new_corpus),
                                str(old_corpus)])
-    from rag.retrieval import Retriever
+    from rag.answer.retrieval import Retriever
 
     seen = {"old": 0, "new": 0}
     while writer.poll() is None:

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from rag import dense
-from rag.dense import Choice, DenseIndex, VectorFiles
 from rag.errors import ConfigError
-from rag.milvus_store import StoreOptions
-from rag.store import IndexData, IndexStore
+from rag.index import dense
+from rag.index.dense import Choice, DenseIndex, VectorFiles
+from rag.index.milvus_store import StoreOptions
+from rag.index.store import IndexData, IndexStore
 from rag.types import Chunk, Document
 
 DIM = 32
@@ -122,7 +122,7 @@ def test_dense_index_with_an_exact_tail_merges_by_score_then_row(tmp_path) -> No
 @pytest.mark.parametrize("exact_rows", [20_000, 0])  # a narrow filter scored exactly / FAISS's ID selector
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-pq"])
 def test_a_selection_restricts_every_kind_to_its_rows(tmp_path, monkeypatch, kind, exact_rows) -> None:
-    from rag.retrieval import Selection
+    from rag.answer.retrieval import Selection
 
     monkeypatch.setattr(dense, "EXACT_SELECTION_ROWS", exact_rows)
     base, more = synthetic(3000), synthetic(40, start=3000, seed=4)
@@ -153,8 +153,8 @@ def test_vector_rows_come_back_in_the_order_asked_across_files(tmp_path) -> None
 
 @pytest.mark.parametrize("kind", ["hnsw", "ivf-pq"])
 def test_source_filters_on_an_approximate_index_give_the_exact_filtered_hits(tmp_path, kind) -> None:
-    from rag.embedding import HashEmbedder
-    from rag.retrieval import Retriever
+    from rag.answer.retrieval import Retriever
+    from rag.index.embedding import HashEmbedder
 
     data = synthetic(3000)
     flat = Retriever(build(tmp_path, "flat", data).load(), HashEmbedder(dim=DIM))

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from conftest import SEEDS
-from rag.distributed import RayEmbedder
-from rag.embedding import make_embedder
-from rag.indexer import Indexer
+from rag.index.distributed import RayEmbedder
+from rag.index.embedding import make_embedder
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
 from rag.settings import Settings
-from rag.store import IndexStore
 
 
 def test_ray_flag_takes_an_optional_address() -> None:

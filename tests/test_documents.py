@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.documents import SourceFile, discover, load, normalize_text
 from rag.errors import DocumentError
+from rag.index.documents import SourceFile, discover, load, normalize_text
 from rag.types import Document, Skipped, content_hash
 
 

@@ -9,10 +9,10 @@ import openai
 import pytest
 
 from conftest import SEEDS
-from rag.embedding import HashEmbedder
-from rag.indexer import Indexer
-from rag.server import Running, create_app
-from rag.service import Service
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
+from rag.serve.server import Running, create_app
+from rag.serve.service import Service
 from rag.settings import Settings
 from test_locations import make_pdf
 

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from conftest import write_corpus
 from rag.cli import app
 from rag.errors import RagError
-from rag.evaluate import GoldSpan, Question, gold_spans, load_questions, relevant_chunks
+from rag.evaluation.evaluate import GoldSpan, Question, gold_spans, load_questions, relevant_chunks
 from rag.types import Chunk, Document
 
 QUESTIONS = [
@@ -83,12 +83,12 @@ def test_bad_question_files_say_where(tmp_path) -> None:
 
 def test_the_eval_cache_is_keyed_by_the_index_format(tmp_path, monkeypatch) -> None:
     """An upgrade that changes the index format gets a fresh evaluation index instead of failing on the old one."""
-    import rag.store
-    from rag.evaluate import eval_index_dir
+    import rag.index.store
+    from rag.evaluation.evaluate import eval_index_dir
     from rag.settings import Settings
 
     corpus = write_corpus(tmp_path / "corpus", {"a.txt": "Azure hosts the training workloads."})
     before = eval_index_dir(corpus, Settings(), tmp_path / "cache")
     assert eval_index_dir(corpus, Settings(), tmp_path / "cache") == before
-    monkeypatch.setattr(rag.store, "FORMAT_VERSION", rag.store.FORMAT_VERSION + 1)
+    monkeypatch.setattr(rag.index.store, "FORMAT_VERSION", rag.index.store.FORMAT_VERSION + 1)
     assert eval_index_dir(corpus, Settings(), tmp_path / "cache") != before

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from rag.embedding import HashEmbedder
 from rag.errors import MissingDependency, needs_extra
+from rag.index.embedding import HashEmbedder
 
 
 def expected(module: str, extra: str) -> str:
@@ -37,7 +37,7 @@ def test_needs_extra_turns_any_import_error_into_one_line() -> None:
     assert "\n" not in str(caught.value) and caught.value.extra == "ui"
 
 
-@pytest.mark.parametrize(("hidden", "module"), [("fastapi", "rag.server"), ("gradio", "ui.app")])
+@pytest.mark.parametrize(("hidden", "module"), [("fastapi", "rag.serve.server"), ("gradio", "ui.app")])
 def test_ui_modules_need_the_ui_extra(monkeypatch, hidden, module) -> None:
     hide(monkeypatch, hidden)
     with pytest.raises(MissingDependency) as caught:
@@ -58,7 +58,7 @@ def test_rag_serve_without_the_ui_extra_is_one_line_and_exit_1(settings, hidden)
 
 def test_a_missing_page_registration_says_to_reinstall() -> None:
     from rag.errors import ConfigError
-    from rag.server import installed_page
+    from rag.serve.server import installed_page
 
     with pytest.raises(ConfigError) as caught:
         installed_page("no-such-page")
@@ -67,7 +67,7 @@ def test_a_missing_page_registration_says_to_reinstall() -> None:
 
 
 def test_local_backend_needs_the_local_extra(monkeypatch) -> None:
-    from rag.llm import _load_llama
+    from rag.answer.llm import _load_llama
 
     hide(monkeypatch, "llama_cpp")
     with pytest.raises(MissingDependency) as caught:
@@ -76,7 +76,7 @@ def test_local_backend_needs_the_local_extra(monkeypatch) -> None:
 
 
 def test_hosted_backends_need_the_hosted_extra(monkeypatch) -> None:
-    from rag.llm import make_backend
+    from rag.answer.llm import make_backend
     from rag.settings import Settings
 
     hide(monkeypatch, "langchain_openai")
@@ -88,7 +88,7 @@ def test_hosted_backends_need_the_hosted_extra(monkeypatch) -> None:
 
 @pytest.mark.parametrize("hidden", ["pymilvus", "milvus_lite"])
 def test_milvus_store_needs_the_milvus_extra(monkeypatch, tmp_path, hidden) -> None:
-    from rag.milvus_store import connect
+    from rag.index.milvus_store import connect
 
     hide(monkeypatch, hidden)
     with pytest.raises(MissingDependency) as caught:
@@ -97,7 +97,7 @@ def test_milvus_store_needs_the_milvus_extra(monkeypatch, tmp_path, hidden) -> N
 
 
 def test_ray_embedding_needs_the_ray_extra(monkeypatch) -> None:
-    from rag.distributed import RayEmbedder
+    from rag.index.distributed import RayEmbedder
 
     hide(monkeypatch, "ray")
     with pytest.raises(MissingDependency) as caught:

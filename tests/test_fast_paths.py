@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.embedding import HashEmbedder, compatible_backends
+from rag.answer.retrieval import Retriever
 from rag.errors import IndexMismatch
-from rag.indexer import Indexer
-from rag.retrieval import Retriever
-from rag.store import IndexStore
+from rag.index.embedding import HashEmbedder, compatible_backends
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
 from rag.text import bm25_tokens, query_tokens
 
 QUERIES = ["Does Microsoft keep exclusive rights?", "", "a", "The THE the of", "running runs ran runner",
@@ -69,7 +69,7 @@ def test_hybrid_results_equal_the_previous_implementation(corpus, settings, hash
     import bm25s
     import faiss
 
-    from rag.retrieval import Ranked, rrf
+    from rag.answer.retrieval import Ranked, rrf
 
     Indexer(settings, hash_embedder).index([corpus])
     retriever = Retriever.open(settings.index_dir, hash_embedder)

@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rag.chain import RAG
+from rag.answer.chain import RAG
 from rag.errors import BackendError
-from rag.indexer import Indexer
+from rag.index.indexer import Indexer
 
 KEY = "sk-planted-fault-key-0123456789"
 

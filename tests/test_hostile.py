@@ -10,11 +10,11 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import write_corpus
-from rag.chain import ABSTAIN, RAG
+from rag.answer.chain import ABSTAIN, RAG
 from rag.cli import app
 from rag.errors import BackendError
-from rag.indexer import Indexer
-from rag.store import IndexStore
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
 
 KEY = "sk-planted-secret-9f8e7d6c5b4a"
 

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import write_corpus
 from rag.errors import IndexMismatch, RagError
-from rag.indexer import Indexer
-from rag.store import IndexStore
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
 
 
 def chunk_texts(settings) -> dict[str, list[str]]:

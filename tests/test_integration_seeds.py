@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import SEEDS
-from rag.indexer import Indexer
-from rag.retrieval import Retriever
+from rag.answer.retrieval import Retriever
+from rag.index.indexer import Indexer
 from rag.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import pytest
 from langchain_tests.integration_tests import RetrieversIntegrationTests
 
 from conftest import SEEDS
-from rag.embedding import SentenceTransformerEmbedder
-from rag.indexer import Indexer
-from rag.integrations import RagRetriever
-from rag.retrieval import Retriever
+from rag.answer.integrations import RagRetriever
+from rag.answer.retrieval import Retriever
+from rag.index.embedding import SentenceTransformerEmbedder
+from rag.index.indexer import Indexer
 from rag.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ import pytest
 from gradio_client import Client
 
 from conftest import SEEDS, free_port, wait_for_http
-from rag.metrics import percentile
+from rag.evaluation.metrics import percentile
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLIENTS, SECONDS = 20, 60

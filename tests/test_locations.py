@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from rag.chain import RAG
+from rag.answer.chain import RAG
+from rag.answer.retrieval import Retriever
 from rag.cli import app
-from rag.documents import SourceFile, load
-from rag.embedding import HashEmbedder
-from rag.indexer import Indexer
-from rag.retrieval import Retriever
+from rag.index.documents import SourceFile, load
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
 from rag.settings import Settings
 from rag.types import Document, Location
 
@@ -190,7 +190,7 @@ def test_the_sources_panel_shows_the_cited_page(index) -> None:
 
 def test_an_index_of_the_previous_format_asks_for_a_rebuild(index) -> None:
     from rag.errors import IndexMismatch
-    from rag.store import IndexStore
+    from rag.index.store import IndexStore
 
     store = IndexStore(index.index_dir)
     manifest_path = store.current() / "manifest.json"

@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from rag.metrics import (
+from rag.evaluation.metrics import (
     contains_answer,
     exact_match,
     mean_over_queries,
@@ -176,7 +176,7 @@ def test_percentile_matches_numpy():
 
 
 def test_risk_coverage_ranks_by_confidence_and_its_area_and_accuracy_at_half() -> None:
-    from rag.metrics import accuracy_at_coverage, area_under_risk_coverage, risk_coverage
+    from rag.evaluation.metrics import accuracy_at_coverage, area_under_risk_coverage, risk_coverage
 
     points = risk_coverage([0.9, 0.2, 0.8, 0.1], [True, False, False, True])
     assert points == [(0.25, 1.0), (0.5, 0.5), (0.75, pytest.approx(1 / 3)), (1.0, 0.5)]
@@ -187,7 +187,7 @@ def test_risk_coverage_ranks_by_confidence_and_its_area_and_accuracy_at_half() -
 
 
 def test_expected_calibration_error_is_the_weighted_gap_per_bin() -> None:
-    from rag.metrics import expected_calibration_error
+    from rag.evaluation.metrics import expected_calibration_error
 
     assert expected_calibration_error([0.95, 0.95], [True, True]) == pytest.approx(0.05)
     # bin 0.9-1.0: mean 0.9, accuracy 0.5 -> gap 0.4 on half; bin 0.1-0.2: mean 0.1, accuracy 0 -> 0.1 on half

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from conftest import write_corpus
-from rag.embedding import HashEmbedder
+from rag.answer.retrieval import Retriever
 from rag.errors import IndexCorrupt, IndexMismatch, StoreError
-from rag.indexer import Indexer
-from rag.milvus_store import MilvusCollection, StoreOptions, connect, public_uri, record_uri
-from rag.retrieval import Retriever
-from rag.store import IndexData, IndexStore
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
+from rag.index.milvus_store import MilvusCollection, StoreOptions, connect, public_uri, record_uri
+from rag.index.store import IndexData, IndexStore
 from rag.types import Chunk, Document
 
 MILVUS = StoreOptions(store="milvus")

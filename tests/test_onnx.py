@@ -6,12 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.embedding import OnnxEmbedder, SentenceTransformerEmbedder, make_embedder
+from rag.answer.retrieval import Retriever
 from rag.errors import IndexMismatch
-from rag.indexer import Indexer
-from rag.retrieval import Retriever
+from rag.index.embedding import OnnxEmbedder, SentenceTransformerEmbedder, make_embedder
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
 from rag.settings import Settings
-from rag.store import IndexStore
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from conftest import write_corpus
 from rag.cli import app
-from rag.report import render_html, write_report
+from rag.evaluation.report import render_html, write_report
 
 SCRIPT = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"

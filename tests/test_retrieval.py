@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.indexer import Indexer
-from rag.integrations import RagRetriever
-from rag.retrieval import Ranked, Retriever, rrf
+from rag.answer.integrations import RagRetriever
+from rag.answer.retrieval import Ranked, Retriever, rrf
+from rag.index.indexer import Indexer
 
 
 def ranked(rows: list[int]) -> Ranked:

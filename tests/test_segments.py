@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from conftest import write_corpus
-from rag import dense
-from rag.embedding import HashEmbedder
-from rag.indexer import Indexer
-from rag.milvus_store import StoreOptions
-from rag.retrieval import Retriever
-from rag.store import IndexData, IndexStore
+from rag.answer.retrieval import Retriever
+from rag.index import dense
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
+from rag.index.milvus_store import StoreOptions
+from rag.index.store import IndexData, IndexStore
 from test_dense import synthetic
 
 
@@ -107,7 +107,7 @@ def test_removing_documents_by_id_and_past_a_quarter_of_the_dense_index(tmp_path
 
 @pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf-pq"])
 def test_after_removals_no_kind_returns_a_removed_row_and_filters_still_hold(tmp_path, monkeypatch, kind) -> None:
-    from rag.retrieval import Selection
+    from rag.answer.retrieval import Selection
 
     monkeypatch.setattr(dense, "TAIL_MAX_ROWS", 50)
     base, more = synthetic(2000), synthetic(80, start=2000, seed=3)
@@ -204,9 +204,9 @@ def test_ivf_pq_is_retrained_once_it_has_grown(tmp_path, monkeypatch) -> None:
 
 
 def test_indexer_add_mode_appends_to_a_large_index(tmp_path, monkeypatch, settings) -> None:
-    import rag.store
+    import rag.index.store
 
-    monkeypatch.setattr(rag.store, "APPEND_MIN_ROWS", 0)
+    monkeypatch.setattr(rag.index.store, "APPEND_MIN_ROWS", 0)
     corpus = write_corpus(tmp_path / "c", {f"f{i}.txt": f"File {i} talks about subject {i}." for i in range(30)})
     Indexer(settings, HashEmbedder()).index([corpus])
     extra = write_corpus(tmp_path / "new", {"fish.txt": "Salmon swim upstream to spawn."})
@@ -245,11 +245,11 @@ def test_a_rebuild_or_a_damaged_live_version_shares_no_files(tmp_path) -> None:
 def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_path, monkeypatch, settings) -> None:
     from typer.testing import CliRunner
 
-    import rag.store
+    import rag.index.store
     from rag.cli import app
     from test_cli import env_for
 
-    monkeypatch.setattr(rag.store, "APPEND_MIN_ROWS", 0)
+    monkeypatch.setattr(rag.index.store, "APPEND_MIN_ROWS", 0)
     monkeypatch.chdir(tmp_path)
     corpus = write_corpus(tmp_path / "c", {f"f{i}.txt": f"File {i} talks about subject {i}." for i in range(30)})
     extra = write_corpus(tmp_path / "new", {"fish.txt": "Salmon swim upstream to spawn.",
@@ -284,11 +284,11 @@ def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_pa
 
 
 def test_the_indexer_updates_a_large_index_reading_only_what_changed(tmp_path, monkeypatch, settings) -> None:
-    import rag.store
-    from rag.chunkstore import ChunkStore
-    from rag.store import LoadedIndex
+    import rag.index.store
+    from rag.index.chunkstore import ChunkStore
+    from rag.index.store import LoadedIndex
 
-    monkeypatch.setattr(rag.store, "APPEND_MIN_ROWS", 0)
+    monkeypatch.setattr(rag.index.store, "APPEND_MIN_ROWS", 0)
     monkeypatch.chdir(tmp_path)
     paragraphs = [f"Paragraph {i} of the long file is about topic {i} and nothing else at all." for i in range(6)]
     files = {f"f{i}.txt": f"File {i} talks about subject {i}." for i in range(20)}

@@ -12,11 +12,11 @@ import openai
 import pytest
 
 from conftest import SEEDS
-from rag.chain import ABSTAIN
+from rag.answer.chain import ABSTAIN
 from rag.errors import ConfigError
-from rag.indexer import Indexer
-from rag.server import Running, create_app, load_credentials
-from rag.service import Service
+from rag.index.indexer import Indexer
+from rag.serve.server import Running, create_app, load_credentials
+from rag.serve.service import Service
 from rag.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -13,12 +13,12 @@ from typer.testing import CliRunner
 
 from conftest import write_corpus
 from rag.cli import app
-from rag.embedding import HashEmbedder
 from rag.errors import RagError
-from rag.indexer import Indexer
-from rag.service import Service
+from rag.index.embedding import HashEmbedder
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
+from rag.serve.service import Service
 from rag.settings import Settings
-from rag.store import IndexStore
 
 runner = CliRunner()
 ENV = {"RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP": "4"}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing
-from rag.store import FORMAT_VERSION, IndexData, IndexStore
+from rag.index.store import FORMAT_VERSION, IndexData, IndexStore
 from rag.types import Chunk, Document
 
 
@@ -128,12 +128,12 @@ def test_stale_temp_dirs_from_killed_builds_are_cleaned(tmp_path) -> None:
 
 
 def test_large_artifacts_are_checked_by_size_and_sample_at_open_and_in_full_by_verify(tmp_path, monkeypatch) -> None:
-    import rag.integrity
+    import rag.index.integrity
 
-    monkeypatch.setattr(rag.integrity, "FULL_CHECK_BYTES", 1024)  # everything counts as large here
-    monkeypatch.setattr(rag.integrity, "SAMPLE_EDGE", 256)
-    monkeypatch.setattr(rag.integrity, "SAMPLE_BLOCKS", 2)
-    monkeypatch.setattr(rag.integrity, "SAMPLE_BYTES", 256)
+    monkeypatch.setattr(rag.index.integrity, "FULL_CHECK_BYTES", 1024)  # everything counts as large here
+    monkeypatch.setattr(rag.index.integrity, "SAMPLE_EDGE", 256)
+    monkeypatch.setattr(rag.index.integrity, "SAMPLE_BLOCKS", 2)
+    monkeypatch.setattr(rag.index.integrity, "SAMPLE_BYTES", 256)
     store = IndexStore(tmp_path / "idx")
     data = sample()
     data = IndexData(data.documents, data.chunks, np.tile(data.vectors, (1, 2000)), data.manifest)

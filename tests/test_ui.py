@@ -10,12 +10,12 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AuthenticationError
 
 from conftest import SEEDS
-from rag.chain import ABSTAIN
-from rag.indexer import Indexer
-from rag.server import Running, create_app
-from rag.service import Service
+from rag.answer.chain import ABSTAIN
+from rag.index.indexer import Indexer
+from rag.index.store import IndexStore
+from rag.serve.server import Running, create_app
+from rag.serve.service import Service
 from rag.settings import Settings
-from rag.store import IndexStore
 from ui.app import mount
 
 pytestmark = pytest.mark.integration
@@ -199,6 +199,6 @@ def test_sources_highlight_the_short_answer_inside_the_cited_sentence() -> None:
 
 
 def test_rag_serve_mounts_the_page_the_package_registers() -> None:
-    from rag.server import installed_page
+    from rag.serve.server import installed_page
 
     assert installed_page() is mount  # pyproject.toml's `rag.pages` entry point: rag itself never names ui

@@ -1,4 +1,4 @@
-"""The chat page: Gradio Blocks over the shared `rag.server.Service`, with no retrieval logic of its own.
+"""The chat page: Gradio Blocks over the shared `rag.serve.server.Service`, with no retrieval logic of its own.
 
 A question streams the model's draft into the chat, then shows the grounded answer with [n] markers and,
 beside it, each cited passage with its file, page or section, and the cited span highlighted. A selector
@@ -23,8 +23,8 @@ from rag.errors import RagError, needs_extra
 with needs_extra("ui"):
     import gradio as gr
 
-from rag.documents import SUPPORTED_SUFFIXES
-from rag.service import Busy, Service
+from rag.index.documents import SUPPORTED_SUFFIXES
+from rag.serve.service import Busy, Service
 from rag.settings import MODES
 from rag.types import Answer
 
@@ -321,7 +321,7 @@ def build_ui(service: Service) -> gr.Blocks:
 
 
 def mount(app: FastAPI, service: Service, credentials: list[tuple[str, str]]) -> None:
-    """Mount the chat page at `/` of the server's app (a `rag.server.Page`), with the login pairs of RAG_AUTH."""
+    """Mount the chat page at `/` of the server's app (a `rag.serve.server.Page`), with the login pairs of RAG_AUTH."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no version check
     settings = service.settings
     demo = build_ui(service)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rag.store import LoadedIndex
+from rag.index.store import LoadedIndex
 
 __all__ = ["DocumentInfo", "list_documents"]
 

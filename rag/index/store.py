@@ -10,7 +10,8 @@ killed at any point leaves CURRENT naming a whole version. Files are never chang
 that only adds rows hard-links the previous version's segments and writes one new segment (small indexes are
 always rewritten whole instead). Loading opens files without reading them whole: small artifacts are sha256-checked
 in full, large ones by size and a sampled digest (`verify()` checks every byte). Chunking and embedding happen
-elsewhere. With the Milvus store the vectors are searched in a collection (rag.milvus_store) instead of dense.faiss.
+elsewhere. With the Milvus store the vectors are searched in a collection (rag.index.milvus_store) instead of
+dense.faiss.
 """
 
 from __future__ import annotations
@@ -29,14 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rag import bm25 as bm25_segments
-from rag import dense as dense_index
-from rag import integrity
-from rag import segments as segment_files
-from rag.chunkstore import ChunkStore, ChunkView, DocumentsById, DocumentTexts, DocumentView
-from rag.dense import Choice, DenseIndex, VectorFiles
 from rag.errors import IndexCorrupt, IndexMismatch, IndexMissing, RagError
-from rag.milvus_store import StoreOptions, begin_write, drop_collection, open_dense
+from rag.index import bm25 as bm25_segments
+from rag.index import dense as dense_index
+from rag.index import integrity
+from rag.index import segments as segment_files
+from rag.index.chunkstore import ChunkStore, ChunkView, DocumentsById, DocumentTexts, DocumentView
+from rag.index.dense import Choice, DenseIndex, VectorFiles
+from rag.index.milvus_store import StoreOptions, begin_write, drop_collection, open_dense
 from rag.types import Chunk, Document
 
 FORMAT_VERSION = 3  # 2: JSONL chunks and documents, pages and headings; 3: SQLite chunk store, segments, dense kinds
@@ -75,10 +76,10 @@ class LoadedIndex:
     path: Path
     manifest: dict
     store: ChunkStore
-    bm25: object  # rag.bm25.Bm25Index
+    bm25: object  # rag.index.bm25.Bm25Index
     vector_files: VectorFiles
-    full_text: object = None  # rag.milvus_store.MilvusFullText where BM25 runs in Milvus, else None
-    _dense: object = None  # DenseIndex or rag.milvus_store.MilvusDense; the FAISS file is read on first use
+    full_text: object = None  # rag.index.milvus_store.MilvusFullText where BM25 runs in Milvus, else None
+    _dense: object = None  # DenseIndex or rag.index.milvus_store.MilvusDense; the FAISS file is read on first use
     _dense_file: object = field(default=None, repr=False)  # held open from load, so a pruned version still reads
     _dense_ids: np.ndarray | None = field(default=None, repr=False)  # dense-ids.npy, read at load (after removals)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)

@@ -2,7 +2,7 @@
 retrieval, answers, citations, abstention and latency against gold quotes.
 
 Relevance never depends on chunking: a retrieved chunk or a citation counts when its span overlaps a
-gold quote's span in the same document. Writing the HTML report lives in `rag.report`.
+gold quote's span in the same document. Writing the HTML report lives in `rag.evaluation.report`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.errors import RagError
-from rag.metrics import (
+from rag.evaluation.metrics import (
     accuracy_at_coverage,
     area_under_risk_coverage,
     contains_answer,
@@ -54,8 +54,8 @@ def eval_index_dir(corpus: Path, settings: Settings, cache: Path) -> Path:
     """Where `rag eval` indexes `corpus`: a folder under `cache` keyed by everything that changes the vectors
     (every file's name and bytes, the chunking, the embedding model and backend, the index format), never the
     live index."""
-    from rag.documents import discover
-    from rag.store import FORMAT_VERSION
+    from rag.index.documents import discover
+    from rag.index.store import FORMAT_VERSION
 
     digest = hashlib.sha256()
     for file in discover([corpus])[0]:
@@ -198,7 +198,7 @@ def summarise(records: list[dict], backend: str, model: str) -> dict:
 
 def run_eval(rag, questions: list[Question], k: int,
              progress: Callable | None = None) -> tuple[list[dict], dict]:
-    """Ask every question with `rag` (a `rag.chain.RAG`); return per-question records and the summary."""
+    """Ask every question with `rag` (a `rag.answer.chain.RAG`); return per-question records and the summary."""
     documents = {d.source: (d.id, d.text) for d in rag.retriever.index.documents}
     records = []
     for q in progress(questions) if progress else questions:

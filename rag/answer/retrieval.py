@@ -3,7 +3,7 @@
 `Retriever.open(index_dir)` loads a verified index once and serves any number of queries; the
 embedding model is the one the index was built with. A search may be restricted to sources matching globs:
 the allowed rows come from a per-source table read once from the chunk store, the dense store skips the other
-rows itself (rag.dense; Milvus filters on its `source` field) and BM25 scores only the allowed rows. Answer
+rows itself (rag.index.dense; Milvus filters on its `source` field) and BM25 scores only the allowed rows. Answer
 generation lives elsewhere.
 """
 
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.embedding import Embedder, compatible_backends, make_embedder
 from rag.errors import IndexMismatch
-from rag.milvus_store import StoreOptions
+from rag.index.embedding import Embedder, compatible_backends, make_embedder
+from rag.index.milvus_store import StoreOptions
+from rag.index.store import REBUILD_HINT, IndexStore, LoadedIndex
 from rag.settings import MODES
-from rag.store import REBUILD_HINT, IndexStore, LoadedIndex
 from rag.text import query_tokens
 from rag.types import Hit
 
@@ -45,7 +45,8 @@ class Ranked:
 class Selection:
     """The part of the index a filtered search may return: the matching sources and their rows (sorted).
 
-    Dense stores take it as it is: FAISS (rag.dense) skips every row not in `rows`, Milvus filters on `sources`."""
+    Dense stores take it as it is: FAISS (rag.index.dense) skips every row not in `rows`, Milvus filters on
+    `sources`."""
 
     sources: tuple[str, ...]
     rows: np.ndarray  # int64

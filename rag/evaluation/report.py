@@ -1,6 +1,6 @@
 """Evaluation reports on disk: per-question JSONL, summary.json and a self-contained HTML page.
 
-The page is rendered by Jinja2 from `rag/templates/report.html` with autoescaping on, so question ids,
+The page is rendered by Jinja2 from `rag/evaluation/templates/report.html` with autoescaping on, so question ids,
 texts and answers are always shown as text, never run as markup. Plots are inline SVG drawn from shapes
 computed here (metric bars per backend, a latency histogram): a new plot is one function returning a
 `Chart` and one `{{ svg(...) }}` line in the template. No scripts, no plotting libraries.
@@ -112,7 +112,7 @@ def latency_histogram(records: list[dict], bins: int = 20) -> Chart:
 def _environment():
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.PackageLoader("rag", "templates"), autoescape=True,
+    return jinja2.Environment(loader=jinja2.PackageLoader("rag.evaluation", "templates"), autoescape=True,
                               undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from rag.embedding import Embedder, make_embedder
 from rag.errors import ConfigError, RagError, needs_extra
+from rag.index.embedding import Embedder, make_embedder
 
 __all__ = ["RayEmbedder"]
 

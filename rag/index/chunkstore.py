@@ -3,7 +3,7 @@
 A version's rows are numbered across its segments in order; `ChunkStore` answers "these rows", "this document",
 "every chunk" without reading anything at open time, so opening a million-chunk index costs what opening a
 few files costs. The files are immutable once written (opened read-only with SQLite's `immutable` flag),
-which is what lets versions share them. Checksums and the version swap are the store's (rag.store) business.
+which is what lets versions share them. Checksums and the version swap are the store's (rag.index.store) business.
 """
 
 from __future__ import annotations

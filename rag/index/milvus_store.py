@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from rag.dense import Choice
 from rag.errors import ConfigError, IndexCorrupt, IndexMismatch, MissingDependency, StoreError, needs_extra
+from rag.index.dense import Choice
 
 STORES = ("faiss", "milvus")
 INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX")
@@ -44,7 +44,7 @@ class StoreOptions:
     `store` "" keeps whatever the index already uses (FAISS for a new one). `milvus_uri` "" means a Milvus Lite
     folder inside the index; on reads a non-empty `milvus_uri` overrides the address recorded in the index.
     `full_text` is "english" (BM25 in Milvus where the server has that analyzer), "" (always local BM25), or
-    analyzer params as JSON. `dense_index` is the FAISS index to build (rag.dense.Choice: flat, hnsw, ivf-pq,
+    analyzer params as JSON. `dense_index` is the FAISS index to build (rag.index.dense.Choice: flat, hnsw, ivf-pq,
     kind@chunks); "" keeps the index's own, flat for a new one.
     """
 
@@ -338,7 +338,7 @@ class MilvusDense(_RowMapped):
 
     def search(self, queries: np.ndarray, n: int, selection=None) -> tuple[np.ndarray, np.ndarray]:
         """Like faiss: (scores, rows), each (len(queries), n); -1 rows where fewer than n exist. With a
-        `selection` (rag.retrieval.Selection), only chunks of its sources."""
+        `selection` (rag.answer.retrieval.Selection), only chunks of its sources."""
         return self.search_sources(queries, n, selection.sources if selection is not None else None)
 
     def search_sources(self, queries: np.ndarray, n: int,

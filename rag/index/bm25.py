@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexCorrupt
-from rag.npyio import PreadArray
+from rag.index.npyio import PreadArray
 from rag.text import _WORD, bm25_stopwords, stem  # _WORD: the pattern query_tokens splits words with
 
 K1, B = 1.5, 0.75  # bm25s's defaults, which the index always used
@@ -314,7 +314,7 @@ class Bm25Index:
         order = np.lexsort((rows, -values))  # by score, then row: deterministic ties
         return rows[order].astype(np.int64), values[order]
 
-    # -- bm25s's attribute names for the corpus statistics (what rag.evidence.Idf reads) ----------------------
+    # -- bm25s's attribute names for the corpus statistics (what rag.answer.evidence.Idf reads) ----------------------
 
     @property
     def vocab_dict(self) -> dict[str, int]:

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
+from rag.answer.prompting import Message
 from rag.errors import BackendError, ConfigError, ModelNotFound, needs_extra
-from rag.prompting import Message
 from rag.settings import Settings
 
 __all__ = [

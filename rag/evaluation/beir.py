@@ -2,7 +2,7 @@
 
 The corpus is mirrored as one text file per document (title, blank line, text) in a cache folder and
 indexed incrementally there, so a second run only searches. A document is scored by its best chunk.
-The metric definitions live in `rag.metrics`; answering is not involved.
+The metric definitions live in `rag.evaluation.metrics`; answering is not involved.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.embedding import Embedder
+from rag.answer.retrieval import Retriever
 from rag.errors import RagError
-from rag.indexer import Indexer
-from rag.metrics import mean_over_queries, mrr_at_k, ndcg_at_k, recall_at_k
-from rag.milvus_store import StoreOptions
-from rag.retrieval import Retriever
+from rag.evaluation.metrics import mean_over_queries, mrr_at_k, ndcg_at_k, recall_at_k
+from rag.index.embedding import Embedder
+from rag.index.indexer import Indexer
+from rag.index.milvus_store import StoreOptions
 from rag.settings import Settings
 
 __all__ = ["BeirData", "load_beir", "mirror_corpus", "document_run", "score", "evaluate_beir"]

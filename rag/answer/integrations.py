@@ -2,7 +2,7 @@
 answering pipeline as a `Runnable`.
 
 Metadata carries the source file and the exact character span of each chunk. Nothing here retrieves or
-answers on its own; it delegates to `rag.retrieval.Retriever` and `rag.chain.RAG`.
+answers on its own; it delegates to `rag.answer.retrieval.Retriever` and `rag.answer.chain.RAG`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Checksums of index artifacts: each file's sha256 and size recorded when it is written, checked at open by
-size and a full or sampled digest, and every byte by `rag verify`. Which files a version has is rag.store's."""
+size and a full or sampled digest, and every byte by `rag verify`. Which files a version has is rag.index.store's."""
 
 from __future__ import annotations
 

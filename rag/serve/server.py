@@ -3,7 +3,7 @@
 `create_app(settings)` serves `POST /v1/chat/completions` (JSON or SSE; the citations ride in an extra
 `citations` field), `GET /v1/models`, `GET /v1/documents`, `DELETE /v1/documents/{id}` and `GET /health`, with
 optional login (RAG_AUTH) and OpenAI-shaped JSON errors. Both the API and the page go through one
-`rag.service.Service` (cached RAGs, the bounded queue: "busy, retry" is HTTP 503 here, uploads). The page is not
+`rag.serve.service.Service` (cached RAGs, the bounded queue: "busy, retry" is HTTP 503 here, uploads). The page is not
 this module's: a `Page` hook mounts it, and `rag serve` takes the one registered under the `rag.pages` entry point
 (ui/app.py), so rag never imports ui.
 """
@@ -34,8 +34,8 @@ with needs_extra("ui"):
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.chain import RAG
-from rag.service import Busy, LastDocument, NotRemovable, Service, Ticket, UnknownDocument
+from rag.answer.chain import RAG
+from rag.serve.service import Busy, LastDocument, NotRemovable, Service, Ticket, UnknownDocument
 from rag.settings import BACKENDS, Settings
 from rag.types import Answer
 

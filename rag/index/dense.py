@@ -11,7 +11,7 @@ Exact re-scoring reads the candidates' float32 vectors with pread, so the full-p
 to sit in memory. A source filter is FAISS's own ID selector on every kind (IVF probing more lists the narrower
 it is); a filter narrow enough (EXACT_SELECTION_ROWS) is scored exactly from the vectors instead. Rows removed since
 `dense.faiss` was written are skipped the same way, through a map from its ids to today's rows. Choosing,
-building and updating the index is here; where files go is rag.store's business.
+building and updating the index is here; where files go is rag.index.store's business.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import ConfigError, IndexCorrupt
-from rag.npyio import layout
+from rag.index.npyio import layout
 
 KINDS = ("flat", "hnsw", "ivf-pq")
 FILE = "dense.faiss"
@@ -365,7 +365,7 @@ class DenseIndex:
 
     def search(self, queries: np.ndarray, n: int, selection=None) -> tuple[np.ndarray, np.ndarray]:
         """Top `n` rows of each query by inner product: (scores, rows), each (len(queries), <= n). With a
-        `selection` (rag.retrieval.Selection), only its rows."""
+        `selection` (rag.answer.retrieval.Selection), only its rows."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if len(queries) != 1:  # one query at a time is what retrieval does; keep batches simple
             results = [self.search(q[None, :], n, selection) for q in queries]

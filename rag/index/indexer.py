@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rag.chunking import Chunker
-from rag.documents import SourceFile, discover, load
-from rag.embedding import Embedder, compatible_backends
 from rag.errors import DocumentError, IndexMismatch, RagError
-from rag.milvus_store import StoreOptions, moves_vectors
+from rag.index.chunking import Chunker
+from rag.index.documents import SourceFile, discover, load
+from rag.index.embedding import Embedder, compatible_backends
+from rag.index.milvus_store import StoreOptions, moves_vectors
+from rag.index.store import IndexData, IndexStore, LoadedIndex
 from rag.settings import Settings
-from rag.store import IndexData, IndexStore, LoadedIndex
 from rag.text import SEGMENTER
 from rag.types import Chunk, Document, IndexReport, RemoveReport, Skipped
 

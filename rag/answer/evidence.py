@@ -5,7 +5,7 @@ Features of a sentence: embedding cosine with the question, BM25 over the senten
 the share of question words it holds, whether it holds the kind of thing the question asks for (a date for
 "when", a number for "how many", a name for "who"/"where"/"which ...") that the question does not already
 contain, and its passage's rank. Weights, the confidence calibrator and the cut-offs come from
-`rag.calibration`; this module holds none. Generation and claim verification live elsewhere.
+`rag.answer.calibration`; this module holds none. Generation and claim verification live elsewhere.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.calibration import Calibration
-from rag.embedding import Embedder
+from rag.answer.calibration import Calibration
+from rag.index.embedding import Embedder
 from rag.text import clauses, content_tokens, content_words, entities, sentences, stem, stopwords, words
 from rag.types import Hit
 

@@ -1,7 +1,7 @@
 """The answering pipeline: condense the follow-up, retrieve, select evidence, decide, answer and verify.
 
-Every backend shares retrieval, evidence selection (rag.evidence), the calibrated decision to answer or
-abstain, and verification (rag.citations); only the answer step differs: the extractive answer is the best
+Every backend shares retrieval, evidence selection (rag.answer.evidence), the calibrated decision to answer or
+abstain, and verification (rag.answer.citations); only the answer step differs: the extractive answer is the best
 evidence itself, an LLM writes from the evidence sentences and falls back to the extractive answer when
 none of its claims survives verification.
 
@@ -20,15 +20,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from rag import calibration as fitted
-from rag.calibration import Calibration
-from rag.citations import Verifier, citations_for, cite
-from rag.embedding import embedder_for
-from rag.evidence import Evidence, EvidenceSelector, Extract, Idf, extract
-from rag.llm import Backend, complete, make_backend, until_repeated
-from rag.milvus_store import StoreOptions
-from rag.prompting import IDK, Message, answer_messages, condense_messages
-from rag.retrieval import Retriever
+from rag.answer import calibration as fitted
+from rag.answer.calibration import Calibration
+from rag.answer.citations import Verifier, citations_for, cite
+from rag.answer.evidence import Evidence, EvidenceSelector, Extract, Idf, extract
+from rag.answer.llm import Backend, complete, make_backend, until_repeated
+from rag.answer.prompting import IDK, Message, answer_messages, condense_messages
+from rag.answer.retrieval import Retriever
+from rag.index.embedding import embedder_for
+from rag.index.milvus_store import StoreOptions
 from rag.settings import Settings
 from rag.text import content_words
 from rag.types import Answer, Citation, Hit
@@ -182,7 +182,7 @@ class RAG:
     @property
     def chain(self):
         """This pipeline as a LangChain Runnable: input a question string or {"question", "history"}."""
-        from rag.integrations import AnswerRunnable
+        from rag.answer.integrations import AnswerRunnable
 
         return AnswerRunnable(rag=self)
 

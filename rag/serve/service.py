@@ -17,17 +17,17 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from rag.catalog import DocumentInfo, list_documents
-from rag.chain import RAG
-from rag.documents import SUPPORTED_SUFFIXES
-from rag.embedding import Embedder, embedder_for
+from rag.answer.chain import RAG
+from rag.answer.llm import Backend, make_backend
+from rag.answer.retrieval import Retriever
 from rag.errors import IndexMissing, RagError
-from rag.indexer import Indexer, source_key
-from rag.llm import Backend, make_backend
-from rag.milvus_store import StoreOptions
-from rag.retrieval import Retriever
+from rag.index.catalog import DocumentInfo, list_documents
+from rag.index.documents import SUPPORTED_SUFFIXES
+from rag.index.embedding import Embedder, embedder_for
+from rag.index.indexer import Indexer, source_key
+from rag.index.milvus_store import StoreOptions
+from rag.index.store import IndexStore
 from rag.settings import BACKENDS, Settings
-from rag.store import IndexStore
 
 __all__ = ["Busy", "LastDocument", "Limiter", "NotRemovable", "Service", "Ticket", "UnknownDocument", "UploadResult"]
 

@@ -1,6 +1,6 @@
 """One segment of an index version: a folder holding a run of rows as a chunk store, their vectors and their
 BM25 postings. A segment is written once and never changed; rows leave it by filtering it into a new one. Which
-segments a version has, and the version swap, are rag.store's business."""
+segments a version has, and the version swap, are rag.index.store's business."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The fitted parameters that decide what a user sees, read from one versioned JSON file in the package.
 
-`rag/calibration.json` is written by `eval/fit_calibration.py` (which records the data, the split and the
+`rag/answer/calibration.json` is written by `eval/fit_calibration.py` (which records the data, the split and the
 command in it); nothing else writes it and no other module holds a threshold of its own. A `Calibration`
 is small and immutable; `load()` reads the packaged file once per process.
 """

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rag.embedding import Embedder
-from rag.evidence import PassageSentence, passage_sentences
+from rag.answer.evidence import PassageSentence, passage_sentences
+from rag.index.embedding import Embedder
 from rag.text import CLAUSE_BREAK, content_words, entities, sentences, stopwords, words
 from rag.types import Citation, Document, Hit
 

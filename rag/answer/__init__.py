@@ -1,0 +1,1 @@
+"""Answering: retrieval, evidence selection, prompting, LLM backends, verification and the chain."""

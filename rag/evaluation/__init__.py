@@ -1,0 +1,1 @@
+"""Evaluation: metrics, question-set runs, reports and BEIR benchmarks."""

@@ -1,0 +1,1 @@
+"""Indexing: documents, chunking, embedding, the stores on disk and the indexer."""

@@ -1,0 +1,1 @@
+"""Serving: the service object and the HTTP server."""
