@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rag import bm25, chunkstore, dense
+from rag.index import bm25, chunkstore, dense
 from rag.types import Chunk, Document
 
 
