@@ -150,7 +150,7 @@ def stage_queries(spec: dict) -> dict:
     out = {}
     for size in spec["sizes"]:
         data = synthetic_index(chunks, documents, vectors, size)
-        data.manifest = {**real.manifest, "created_at": "synthetic"}
+        data.manifest = {**real.manifest.info, "created_at": "synthetic"}
         store = IndexStore(Path(spec["work"]) / f"synthetic-{size}")
         started = time.perf_counter()
         with store.writer_lock():

@@ -24,8 +24,8 @@ import numpy as np
 
 def synthetic(chunks: int, sources: int, dim: int, folder: Path, dense_index: str = "flat", seed: int = 7):
     """Write the synthetic index to `folder` (rag.index.store, as `rag index` would) and open it."""
+    from rag.index.dense_store import StoreOptions
     from rag.index.embedding import HashEmbedder
-    from rag.index.milvus_store import StoreOptions
     from rag.index.store import IndexData, IndexStore
     from rag.types import Chunk, Document
 

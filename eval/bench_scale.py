@@ -105,7 +105,7 @@ class Grown:
         real = IndexStore(index_dir).load()
         _, queries = benchkit.prepare_corpus(0, work / "q")
         queries = queries[:n_queries]
-        return cls(embedder, real.manifest, list(real.chunks), list(real.documents), real.vectors(), queries,
+        return cls(embedder, real.manifest.info, list(real.chunks), list(real.documents), real.vectors(), queries,
                    embedder.embed(queries))
 
     def synthetic(self, size: int):
@@ -120,7 +120,7 @@ def query_figures(index_dir: Path, sizes: list[int], n_queries: int, work: Path)
     import numpy as np
 
     from rag.answer.retrieval import CANDIDATES, Retriever
-    from rag.index.milvus_store import StoreOptions
+    from rag.index.dense_store import StoreOptions
     from rag.index.store import IndexStore
 
     base = Grown.load(index_dir, n_queries, work)
@@ -286,7 +286,7 @@ def kind_figures(index_dir: Path, sizes: list[int], kinds: list[str], n_queries:
     """Per size and dense index kind: write, latency, recall@10, open, serve RSS, adding 1,000 chunks."""
     import gc
 
-    from rag.index.milvus_store import StoreOptions
+    from rag.index.dense_store import StoreOptions
     from rag.index.store import IndexStore
 
     base = Grown.load(index_dir, n_queries, work)

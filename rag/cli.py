@@ -220,7 +220,7 @@ def documents(
     """List the indexed documents: source, title, pages, chunks, size, when added, and whether it is an upload."""
     settings = _settings(ctx, index_dir=index_dir)
     from rag.index.catalog import list_documents
-    from rag.index.milvus_store import StoreOptions
+    from rag.index.dense_store import StoreOptions
     from rag.index.store import IndexStore
 
     try:
@@ -272,8 +272,8 @@ def search(
     """Find the passages that best match QUERY (no LLM involved)."""
     settings = _settings(ctx, index_dir=index_dir, k=k, mode=mode, milvus_uri=milvus_uri)
     from rag.answer.retrieval import Retriever
+    from rag.index.dense_store import StoreOptions
     from rag.index.embedding import embedder_for
-    from rag.index.milvus_store import StoreOptions
 
     try:
         retriever = Retriever.open(settings.index_dir, embedder_for(settings),

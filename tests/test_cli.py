@@ -121,9 +121,9 @@ def test_dense_index_option_and_verify(corpus, settings) -> None:
     assert json.loads(result.stdout)["artifacts"] == 7
     from rag.index.store import IndexStore
 
-    assert IndexStore(settings.index_dir).load().manifest["dense"]["index"] == "hnsw"
+    assert IndexStore(settings.index_dir).load().manifest.dense["index"] == "hnsw"
     result = runner.invoke(app, ["index", str(corpus), "--dense-index", "flat", "--json"], env=env_for(settings))
-    assert result.exit_code == 0 and IndexStore(settings.index_dir).load().manifest["dense"]["index"] == "flat"
+    assert result.exit_code == 0 and IndexStore(settings.index_dir).load().manifest.dense["index"] == "flat"
     assert json.loads(result.stdout)["chunks_embedded"] == 0  # the vectors on disk are re-indexed, not re-embedded
     result = runner.invoke(app, ["index", str(corpus), "--dense-index", "annoy"], env=env_for(settings))
     assert result.exit_code == 2 and "dense index must be one of flat, hnsw, ivf-pq" in result.output

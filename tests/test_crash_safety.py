@@ -34,7 +34,7 @@ def content(index_dir: Path) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for c in loaded.chunks:
         out.setdefault(c.source, []).append(c.text)
-    assert loaded.dense.ntotal == len(loaded.chunks)
+    assert loaded.dense.count() == len(loaded.chunks)
     return out
 
 
@@ -121,7 +121,7 @@ def test_sigkill_during_segment_updates_leaves_old_or_new_index(tmp_path: Path) 
     rag.index.store.APPEND_MIN_ROWS, before = 0, rag.index.store.APPEND_MIN_ROWS
     try:
         assert content(tmp_path / "timing") == new
-        assert IndexStore(tmp_path / "timing").read_manifest()["dense"]["dropped"] > 0  # the update path ran
+        assert IndexStore(tmp_path / "timing").read_manifest().dense["dropped"] > 0  # the update path ran
     finally:
         rag.index.store.APPEND_MIN_ROWS = before
     rng = random.Random(20260428)

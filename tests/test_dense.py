@@ -10,7 +10,7 @@ import pytest
 from rag.errors import ConfigError
 from rag.index import dense
 from rag.index.dense import Choice, DenseIndex, VectorFiles
-from rag.index.milvus_store import StoreOptions
+from rag.index.dense_store import StoreOptions
 from rag.index.store import IndexData, IndexStore
 from rag.types import Chunk, Document
 
@@ -50,7 +50,7 @@ def test_each_kind_round_trips_and_finds_what_flat_finds(tmp_path, kind: str) ->
     manifest = json.loads((store.current() / "manifest.json").read_text())
     assert manifest["dense"]["index"] == kind and manifest["dense"]["rows"] == 3000
     loaded = store.load()
-    assert loaded.dense.kind == kind and loaded.dense.ntotal == 3000 and loaded.dense.d == DIM
+    assert loaded.dense.index.kind == kind and loaded.dense.count() == 3000 and loaded.dense.d == DIM
     np.testing.assert_array_equal(loaded.vectors(), data.vectors)  # the exact vectors stay, whatever the index
     queries = clustered(50, seed=1)
     exact = np.argsort(-(queries @ data.vectors.T), axis=1, kind="stable")[:, :10]
@@ -75,7 +75,7 @@ def test_flat_results_are_faiss_results_unchanged(tmp_path) -> None:
         np.testing.assert_array_equal(got[1], want[1])
 
 
-def test_choice_parsing_and_size_threshold() -> None:
+def test_choice_parsing_and_size_threshold(tmp_path) -> None:
     assert Choice.parse("hnsw") == Choice("hnsw", 0) and str(Choice.parse("ivf-pq@200_000")) == "ivf-pq@200000"
     assert Choice.parse("hnsw@1000").kind_for(999) == "flat" and Choice.parse("hnsw@1000").kind_for(1000) == "hnsw"
     assert Choice.parse("ivf-pq").kind_for(10) == "flat"  # too few vectors to train an IVF-PQ index
@@ -83,22 +83,22 @@ def test_choice_parsing_and_size_threshold() -> None:
         with pytest.raises(ConfigError, match="dense index must be one of flat, hnsw, ivf-pq"):
             Choice.parse(bad)
     with pytest.raises(ConfigError):
-        StoreOptions(dense_index="nope")
+        IndexStore(tmp_path / "nope", StoreOptions(dense_index="nope"))
 
 
 def test_the_index_picks_the_kind_past_the_stated_size(tmp_path) -> None:
     store = IndexStore(tmp_path / "idx", StoreOptions(dense_index="hnsw@1800"), append_min_rows=0)
     with store.writer_lock():
         store.write(synthetic(1500))
-    assert store.load().manifest["dense"] | {"params": None} == {
+    assert store.load().manifest.dense | {"params": None} == {
         "store": "faiss", "index": "flat", "choice": "hnsw@1800", "rows": 1500, "params": None}
     more = synthetic(500, start=1500, seed=3)
     with IndexStore(tmp_path / "idx").writer_lock():  # no option: the index keeps its own choice
         IndexStore(tmp_path / "idx", append_min_rows=0).append(more.documents, more.chunks, more.vectors)
     loaded = IndexStore(tmp_path / "idx").load()
-    record = loaded.manifest["dense"]
+    record = loaded.manifest.dense
     assert (record["index"], record["rows"], loaded.n_chunks) == ("hnsw", 2000, 2000)
-    assert len(loaded.manifest["segments"]) == 2  # the chunks were appended; only the dense index was rebuilt
+    assert len(loaded.manifest.segments) == 2  # the chunks were appended; only the dense index was rebuilt
 
 
 def test_dense_index_with_an_exact_tail_merges_by_score_then_row(tmp_path) -> None:
@@ -131,7 +131,7 @@ def test_a_selection_restricts_every_kind_to_its_rows(tmp_path, monkeypatch, kin
         store.write(base)
         store.append(more.documents, more.chunks, more.vectors)  # 40 rows in the exact tail
     loaded = store.load()
-    assert loaded.manifest["dense"]["index"] == kind and loaded.dense.tail.ntotal == 40
+    assert loaded.manifest.dense["index"] == kind and loaded.dense.index.tail.ntotal == 40
     vectors = np.concatenate([base.vectors, more.vectors])
     for allowed in (np.arange(0, 3040, 50), np.arange(2990, 3020), np.arange(0, 3040, 2)):  # 2%, straddling, 50%
         for q in (7, 1234, 3010):

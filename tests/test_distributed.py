@@ -47,6 +47,6 @@ def test_ray_build_equals_single_process_build(tmp_path, local_ray, backend: str
     a, b = IndexStore(single.index_dir).load(), IndexStore(on_ray.index_dir).load()
     assert report.chunks_embedded == len(b.chunks) > 16
     assert [c.id for c in a.chunks] == [c.id for c in b.chunks]
-    assert a.manifest["embedding"] == b.manifest["embedding"]
+    assert a.manifest.embedding == b.manifest.embedding
     np.testing.assert_allclose(a.vectors(), b.vectors(), rtol=0, atol=1e-5)
     assert Indexer(on_ray, ray_embedder).index([SEEDS]).chunks_embedded == 0  # incremental as before: no job

@@ -56,7 +56,7 @@ def test_backend_change_reembeds_and_mismatch_is_refused(corpus, settings) -> No
     int8 = _Int8Hash()
     report = Indexer(settings, int8).index([corpus])
     assert report.changed and int8.calls == report.chunks_embedded == report.chunks_total > 0
-    assert IndexStore(settings.index_dir).load().manifest["embedding"]["backend"] == "onnx-int8"
+    assert IndexStore(settings.index_dir).load().manifest.embedding["backend"] == "onnx-int8"
     with pytest.raises(IndexMismatch, match="rebuild"):
         Retriever.open(settings.index_dir, fp32)
     assert Indexer(settings, _Int8Hash()).index([corpus]).changed is False  # same backend: nothing to do

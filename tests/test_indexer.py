@@ -117,7 +117,7 @@ def test_model_change_needs_rebuild(corpus, settings, hash_embedder) -> None:
     report = Indexer(settings, other).index([corpus], rebuild=True)
     assert report.chunks_embedded == 4
     manifest = IndexStore(settings.index_dir).load().manifest
-    assert manifest["embedding"] == {"model": "hash-32", "dim": 32, "backend": "hash"}
+    assert manifest.embedding == {"model": "hash-32", "dim": 32, "backend": "hash"}
 
 
 def test_whole_documents_makes_one_chunk_per_file(corpus, settings, hash_embedder) -> None:
@@ -126,4 +126,4 @@ def test_whole_documents_makes_one_chunk_per_file(corpus, settings, hash_embedde
     loaded = IndexStore(settings.index_dir).load()
     docs = {d.id: d.text for d in loaded.documents}
     assert all(c.start == 0 and c.text == docs[c.doc_id] for c in loaded.chunks)
-    assert loaded.manifest["chunking"] == {"whole_documents": True, "tokenizer": "hash"}
+    assert loaded.manifest.chunking == {"whole_documents": True, "tokenizer": "hash"}

@@ -14,9 +14,10 @@ import pytest
 from conftest import write_corpus
 from rag.answer.retrieval import Retriever
 from rag.errors import IndexCorrupt, IndexMismatch, StoreError
+from rag.index.dense_store import StoreOptions
 from rag.index.embedding import HashEmbedder
 from rag.index.indexer import Indexer
-from rag.index.milvus_store import MilvusCollection, StoreOptions, connect, public_uri, record_uri
+from rag.index.milvus_store import MilvusCollection, connect, public_uri, record_uri
 from rag.index.store import IndexData, IndexStore
 from rag.types import Chunk, Document
 
@@ -33,7 +34,7 @@ def sample(model: str = "hash") -> IndexData:
 
 
 def collection_of(store: IndexStore) -> MilvusCollection:
-    record = store.read_manifest()["dense"]
+    record = store.read_manifest().dense
     uri = str(store.root / record["uri"])
     return MilvusCollection(connect(uri), record["collection"], uri)
 
@@ -55,7 +56,7 @@ def test_round_trip_keeps_vectors_in_milvus_and_the_rest_local(tmp_path) -> None
 
     server_manager_instance.release_server(str(tmp_path / "idx" / "milvus.db"))  # as a new process: reopen, reload
     loaded = IndexStore(tmp_path / "idx").load(expected_model="hash")
-    assert (loaded.dense.ntotal, loaded.dense.d) == (2, 3)
+    assert (loaded.dense.count(), loaded.dense.d) == (2, 3)
     scores, rows = loaded.dense.search(np.array([[0, 0.6, 0.8]], dtype=np.float32), 3)
     assert rows.tolist() == [[1, 0, -1]]
     assert scores[0][:2].tolist() == pytest.approx([1.0, 0.0], abs=1e-6)
@@ -76,7 +77,7 @@ def test_both_stores_round_trip_the_same_index(tmp_path, kind: str) -> None:
     loaded = store.load(expected_model="hash")
     assert loaded.path == version == store.current() and len(list(store.versions.iterdir())) == 2
     assert (loaded.documents, loaded.chunks) == (data.documents, data.chunks)
-    assert loaded.manifest["counts"] == {"documents": 1, "chunks": 2}
+    assert loaded.manifest.counts == {"documents": 1, "chunks": 2}
     np.testing.assert_array_equal(loaded.vectors(), data.vectors)
     scores, rows = loaded.dense.search(np.array([[0.6, 0.8, 0]], dtype=np.float32), 2)
     assert rows.tolist() == [[0, 1]] and scores.tolist()[0] == pytest.approx([0.6, 0.48])
@@ -159,31 +160,31 @@ def test_switching_stores_moves_vectors_without_reembedding(corpus, settings) ->
     report = Indexer(settings.with_overrides(store="milvus"), embedder).index([corpus])
     assert (report.changed, report.chunks_embedded, embedder.calls) == (True, 0, calls)
     retriever = Retriever.open(settings.index_dir, embedder)
-    assert retriever.index.manifest["dense"]["store"] == "milvus"
+    assert retriever.index.manifest.dense["store"] == "milvus"
     assert [h.chunk.id for h in retriever.search("kittens open their eyes", k=4)] == [h.chunk.id for h in faiss_hits]
     assert not Indexer(settings, embedder).index([corpus]).changed  # no --store: the index keeps Milvus
     back = Indexer(settings.with_overrides(store="faiss"), embedder).index([corpus])
     assert (back.changed, back.chunks_embedded) == (True, 0)
     loaded = IndexStore(settings.index_dir).load()
-    assert loaded.manifest["dense"]["store"] == "faiss" and (loaded.path / "dense.faiss").is_file()
+    assert loaded.manifest.dense["store"] == "faiss" and (loaded.path / "dense.faiss").is_file()
     assert connect(str(settings.index_dir / "milvus.db")).list_collections() == []  # the collection was dropped
 
 
 def test_new_model_gets_a_new_collection_and_the_old_one_is_dropped(corpus, settings) -> None:
     settings = settings.with_overrides(store="milvus")
     Indexer(settings, HashEmbedder()).index([corpus])
-    first = IndexStore(settings.index_dir).read_manifest()["dense"]["collection"]
+    first = IndexStore(settings.index_dir).read_manifest().dense["collection"]
     rerun = HashEmbedder()
     rerun.backend = "hash-v2"  # same model name, vectors from another backend: re-embedded into the same collection
     assert Indexer(settings, rerun).index([corpus]).chunks_embedded == 4
-    assert IndexStore(settings.index_dir).read_manifest()["dense"]["collection"] == first
+    assert IndexStore(settings.index_dir).read_manifest().dense["collection"] == first
     assert collection_of(IndexStore(settings.index_dir)).count() == 4
     other = HashEmbedder(dim=32)
     other.name = "hash-32"
     Indexer(settings, other).index([corpus], rebuild=True)
     loaded = IndexStore(settings.index_dir).load(expected_model="hash-32")
-    assert loaded.manifest["dense"]["collection"] != first and loaded.dense.d == 32
-    assert connect(str(settings.index_dir / "milvus.db")).list_collections() == [loaded.manifest["dense"]["collection"]]
+    assert loaded.manifest.dense["collection"] != first and loaded.dense.d == 32
+    assert connect(str(settings.index_dir / "milvus.db")).list_collections() == [loaded.manifest.dense["collection"]]
 
 
 def test_full_text_search_runs_in_milvus_where_the_server_has_it(corpus, tmp_path) -> None:
@@ -202,7 +203,7 @@ def test_full_text_search_runs_in_milvus_where_the_server_has_it(corpus, tmp_pat
             store.write(data)
     assert default.load().full_text is None  # the English analyzer is not in Milvus Lite: local bm25s
     loaded = plain.load()
-    assert loaded.manifest["dense"]["full_text"] == analyzer
+    assert loaded.manifest.dense["full_text"] == analyzer
     hits = Retriever(loaded, HashEmbedder()).search("parrots speech", k=3, mode="bm25")
     assert [h.chunk.source for h in hits] == ["birds.txt", "dogs.txt"]  # only chunks sharing a term score
     assert hits[0].score > hits[1].score > 0
@@ -241,7 +242,7 @@ def test_remove_drops_a_source_from_the_collection_without_embedding(corpus, set
     assert (report.chunks_removed, report.chunks_total, embedder.calls) == (1, 4, calls)
     loaded = store.load()
     assert sorted(collection_of(store).ids()) == sorted(c.id for c in loaded.chunks)
-    assert "fish.txt" not in loaded.manifest["files"]
+    assert "fish.txt" not in loaded.manifest.files
     np.testing.assert_allclose(loaded.vectors(), embedder.embed([c.text for c in loaded.chunks]), atol=1e-6)
 
 
@@ -251,7 +252,7 @@ def test_uris_are_recorded_without_credentials(tmp_path) -> None:
     assert record_uri(str(tmp_path / "sub" / "v.db"), tmp_path) == "sub/v.db"
     assert record_uri("/elsewhere/v.db", tmp_path) == "/elsewhere/v.db"
     with pytest.raises(Exception, match="store must be"):
-        StoreOptions(store="pinecone")
+        IndexStore(tmp_path / "idx", StoreOptions(store="pinecone"))
 
 
 def test_index_and_search_from_the_command_line(corpus, settings) -> None:

@@ -64,7 +64,7 @@ def test_int8_index_refuses_fp32_queries_and_reindexing_reembeds(cache, corpus, 
     settings = Settings(index_dir=tmp_path / "index", chunk_size=64, chunk_overlap=8)
     int8 = OnnxEmbedder(quantize=True, cache_dir=cache)
     first = Indexer(settings, int8).index([corpus])
-    assert IndexStore(settings.index_dir).load().manifest["embedding"]["backend"] == "onnx-int8"
+    assert IndexStore(settings.index_dir).load().manifest.embedding["backend"] == "onnx-int8"
     with pytest.raises(IndexMismatch, match="RAG_EMBEDDING_BACKEND=onnx-int8"):
         Retriever.open(settings.index_dir, real_embedder)
     assert Retriever.open(settings.index_dir).embedder.backend == "onnx-int8"  # the index says which backend

@@ -11,9 +11,9 @@ import pytest
 from conftest import write_corpus
 from rag.answer.retrieval import Retriever
 from rag.index import dense
+from rag.index.dense_store import StoreOptions
 from rag.index.embedding import HashEmbedder
 from rag.index.indexer import Indexer
-from rag.index.milvus_store import StoreOptions
 from rag.index.store import IndexData, IndexStore
 from test_dense import synthetic
 
@@ -94,13 +94,13 @@ def test_removing_documents_by_id_and_past_a_quarter_of_the_dense_index(tmp_path
     with store.writer_lock():
         store.remove({d.id for d in base.documents[:50]}, {"files": {"note": "kept"}})
     loaded = store.load()
-    assert loaded.chunks == base.chunks[50:] and loaded.manifest["files"] == {"note": "kept"}
-    assert loaded.manifest["dense"]["dropped"] == 50 and loaded.manifest["chunking"] == base.manifest["chunking"]
+    assert loaded.chunks == base.chunks[50:] and loaded.manifest.files == {"note": "kept"}
+    assert loaded.manifest.dense["dropped"] == 50 and loaded.manifest.chunking == base.manifest["chunking"]
     with store.writer_lock():
         store.remove({d.id for d in base.documents[50:101]})  # 101 of 400 ids dropped: dense.faiss is built anew
     loaded = store.load()
-    assert "dropped" not in loaded.manifest["dense"] and not (loaded.path / "dense-ids.npy").exists()
-    assert loaded.chunks == base.chunks[101:] and loaded.dense.main_rows == 299
+    assert "dropped" not in loaded.manifest.dense and not (loaded.path / "dense-ids.npy").exists()
+    assert loaded.chunks == base.chunks[101:] and loaded.dense.index.main_rows == 299
     rest = IndexData(base.documents[101:], base.chunks[101:], base.vectors[101:], base.manifest)
     assert by_id(loaded) == by_id(fresh_build(tmp_path, rest))
 
@@ -118,9 +118,9 @@ def test_after_removals_no_kind_returns_a_removed_row_and_filters_still_hold(tmp
         store.remove(removed)
         store.append(more.documents, more.chunks, more.vectors)  # past TAIL_MAX_ROWS: folded in with `add`
     loaded = store.load()
-    record = loaded.manifest["dense"]
+    record = loaded.manifest.dense
     assert record["index"] == kind and record["dropped"] == 286 and record["rows"] == loaded.n_chunks == 1794
-    assert loaded.dense.tail.ntotal == 0
+    assert loaded.dense.index.tail.ntotal == 0
     kept = IndexData([d for d in base.documents if d.id not in removed] + more.documents,
                      [c for c in base.chunks if c.doc_id not in removed] + more.chunks,
                      np.concatenate([base.vectors[[i for i in range(2000) if i % 7]], more.vectors]), base.manifest)
@@ -157,7 +157,7 @@ def test_explicit_append_refuses_known_chunks_and_keeps_the_manifest(tmp_path) -
         with pytest.raises(ValueError, match="already in the index"):
             store.append(more.documents[:1], more.chunks[:1], more.vectors[:1])
     loaded = store.load()
-    assert loaded.n_chunks == 330 and loaded.manifest["files"] == {"x": 1}
+    assert loaded.n_chunks == 330 and loaded.manifest.files == {"x": 1}
     assert loaded.chunk(329) == more.chunks[-1] and loaded.document_text(more.documents[0].id) == more.documents[0].text
 
 
@@ -169,7 +169,7 @@ def test_many_appends_keep_few_segments(tmp_path) -> None:
         with store.writer_lock():
             store.append(more.documents, more.chunks, more.vectors)
     loaded = store.load()
-    sizes = [s["chunks"] for s in loaded.manifest["segments"]]
+    sizes = [s["chunks"] for s in loaded.manifest.segments]
     assert sum(sizes) == loaded.n_chunks == 1240 and len(sizes) <= 5
     assert all(a > 2 * b for a, b in zip(sizes, sizes[1:], strict=False))  # geometric: O(log n) segments
     assert [c.id for c in loaded.chunks][1000:1020] == [c.id for c in synthetic(20, start=1000, seed=0).chunks]
@@ -182,13 +182,14 @@ def test_a_long_tail_is_folded_into_the_index_with_add(tmp_path, monkeypatch, ki
     monkeypatch.setattr(dense, "TAIL_MAX_ROWS", 50)
     store = IndexStore(tmp_path / "idx", StoreOptions(dense_index=kind), append_min_rows=0)
     write(store, synthetic(2000))
-    params = store.load().manifest["dense"]["params"]
+    params = store.load().manifest.dense["params"]
     more = synthetic(60, start=2000, seed=7)
     with store.writer_lock():
         store.append(more.documents, more.chunks, more.vectors)
     loaded = store.load()
-    assert loaded.manifest["dense"] == {"store": "faiss", "index": kind, "choice": kind, "rows": 2060, "params": params}
-    assert loaded.dense.main_rows == 2060 and loaded.dense.tail.ntotal == 0  # no retraining: the same parameters
+    assert loaded.manifest.dense == {"store": "faiss", "index": kind, "choice": kind, "rows": 2060, "params": params}
+    # no retraining: the same parameters
+    assert loaded.dense.index.main_rows == 2060 and loaded.dense.index.tail.ntotal == 0
     scores, rows = loaded.dense.search(more.vectors[:1], 1)
     assert rows[0].tolist() == [2000]  # a new vector finds itself
 
@@ -200,7 +201,7 @@ def test_ivf_pq_is_retrained_once_it_has_grown(tmp_path, monkeypatch) -> None:
     more = synthetic(3500, start=1000, seed=8)
     with store.writer_lock():
         store.append(more.documents, more.chunks, more.vectors)
-    assert store.load().manifest["dense"]["params"]["trained_rows"] == 4500
+    assert store.load().manifest.dense["params"]["trained_rows"] == 4500
 
 
 def test_indexer_add_mode_appends_to_a_large_index(tmp_path, monkeypatch, settings) -> None:
@@ -213,7 +214,7 @@ def test_indexer_add_mode_appends_to_a_large_index(tmp_path, monkeypatch, settin
     report = Indexer(settings, HashEmbedder()).index([extra], prune=False)
     assert (report.chunks_embedded, report.chunks_total, report.changed) == (1, 31, True)
     loaded = IndexStore(settings.index_dir).load()
-    assert [s["chunks"] for s in loaded.manifest["segments"]] == [30, 1]
+    assert [s["chunks"] for s in loaded.manifest.segments] == [30, 1]
     assert not Indexer(settings, HashEmbedder()).index([corpus, extra]).changed  # row order is not a change
     hits = Retriever.open(settings.index_dir, HashEmbedder()).search("salmon spawn", k=1)
     assert hits[0].chunk.source == "fish.txt"
@@ -256,16 +257,16 @@ def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_pa
                                             "owl.txt": "Owls hunt at night."})
     Indexer(settings, HashEmbedder()).index([corpus])
     Indexer(settings, HashEmbedder()).index([extra])
-    segments = [s["name"] for s in IndexStore(settings.index_dir).read_manifest()["segments"]]
+    segments = [s["name"] for s in IndexStore(settings.index_dir).read_manifest().segments]
     assert len(segments) == 2
     result = CliRunner().invoke(app, ["remove", "c/f3.txt", "new/owl.txt", "--json"], env=env_for(settings))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["files_removed"], report["chunks_removed"], report["chunks_total"]) == (["f3.txt", "owl.txt"], 2, 30)
     loaded = IndexStore(settings.index_dir).load()
-    assert [s["chunks"] for s in loaded.manifest["segments"]] == [29, 1]  # each segment rewritten without its file
-    assert not {s["name"] for s in loaded.manifest["segments"]} & set(segments)
-    assert loaded.manifest["dense"]["dropped"] == 1 and loaded.manifest["sources"] == ["c", "new"]
+    assert [s["chunks"] for s in loaded.manifest.segments] == [29, 1]  # each segment rewritten without its file
+    assert not {s["name"] for s in loaded.manifest.segments} & set(segments)
+    assert loaded.manifest.dense["dropped"] == 1 and loaded.manifest.sources == ["c", "new"]
     assert sorted(loaded.source_rows()) == sorted([f"f{i}.txt" for i in range(30) if i != 3] + ["fish.txt"])
     retriever = Retriever.open(settings.index_dir, HashEmbedder())
     assert retriever.search("subject 3", k=30, mode="bm25") and "f3.txt" not in \
@@ -277,7 +278,7 @@ def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_pa
     report = Indexer(settings, HashEmbedder()).index()
     assert (report.chunks_embedded, report.chunks_removed, report.chunks_total) == (1, 1, 30)
     loaded = IndexStore(settings.index_dir).load()
-    assert [s["chunks"] for s in loaded.manifest["segments"]] == [28, 2]  # the new chunk merged with the small one
+    assert [s["chunks"] for s in loaded.manifest.segments] == [28, 2]  # the new chunk merged with the small one
     hits = Retriever.open(settings.index_dir, HashEmbedder()).search("herons fishing", k=1, sources=["f5.txt"])
     assert hits[0].chunk.text == "File 5 now talks about herons fishing."
     assert not Indexer(settings, HashEmbedder()).index().changed
@@ -315,6 +316,6 @@ def test_the_indexer_updates_a_large_index_reading_only_what_changed(tmp_path, m
     assert report.chunks_embedded == 2  # the changed paragraph's chunk and the new file; long.txt's others reused
     updated, rebuilt = IndexStore(settings.index_dir).load(), IndexStore(fresh.index_dir).load()
     assert by_id(updated) == by_id(rebuilt)  # chunks, vectors and BM25 scores as a fresh build's
-    assert {k: f["doc_id"] for k, f in updated.manifest["files"].items()} == \
-        {k: f["doc_id"] for k, f in rebuilt.manifest["files"].items()}
+    assert {k: f["doc_id"] for k, f in updated.manifest.files.items()} == \
+        {k: f["doc_id"] for k, f in rebuilt.manifest.files.items()}
     assert not Indexer(settings, HashEmbedder()).index().changed

@@ -42,7 +42,7 @@ def rag(*args: str):
 
 def indexed(index_dir="index") -> dict[str, str]:
     """source name -> the file path the manifest records for it."""
-    return {name: f["path"] for name, f in IndexStore(index_dir).read_manifest()["files"].items()}
+    return {name: f["path"] for name, f in IndexStore(index_dir).read_manifest().files.items()}
 
 
 def test_plain_rag_index_keeps_documents_from_every_source(project) -> None:
@@ -59,12 +59,12 @@ def test_plain_rag_index_keeps_documents_from_every_source(project) -> None:
 
 def test_an_upload_stays_indexed_after_a_plain_rag_index(project) -> None:
     rag("index")  # a new index starts from seeds/
-    assert IndexStore("index").read_manifest()["sources"] == ["seeds"]
+    assert IndexStore("index").read_manifest().sources == ["seeds"]
     (project / "incoming.txt").write_text(FISH)
     service = Service(Settings(index_dir="index", embedding_model="hash", chunk_size=16, chunk_overlap=4,
                                backend="extractive"), HashEmbedder())
     assert [r.status for r in service.add_documents([project / "incoming.txt"])] == ["added"]
-    assert IndexStore("index").read_manifest()["sources"] == ["seeds", "index/uploads"]
+    assert IndexStore("index").read_manifest().sources == ["seeds", "index/uploads"]
     report = json.loads(rag("index", "--json").stdout)
     assert report["chunks_removed"] == 0 and "fish.txt" not in indexed() and "incoming.txt" in indexed()
 
@@ -74,7 +74,7 @@ def test_naming_a_path_adds_it_and_keeps_the_other_sources(project) -> None:
     rag("index", "seeds")
     rag("index", "notes")
     assert sorted(indexed()) == ["birds.txt", "cats.txt", "dogs.md"]
-    assert IndexStore("index").read_manifest()["sources"] == ["seeds", "notes"]
+    assert IndexStore("index").read_manifest().sources == ["seeds", "notes"]
     # within a source the index mirrors the disk: a new file is added, a deleted one dropped
     (notes / "birds.txt").unlink()
     write_corpus(project / "seeds", {"owls.txt": "Owls hunt at night."})
@@ -111,7 +111,7 @@ def test_rag_remove_drops_a_source_without_embedding_anything(project) -> None:
     assert removed == (["notes"], ["birds.txt", "deep/owls.txt"], 2)
     assert (report.files_total, report.chunks_total, report.sources) == (2, 2, ["seeds"])
     after = IndexStore("index").load()
-    assert after.manifest["sources"] == ["seeds"] and sorted(after.manifest["files"]) == ["cats.txt", "dogs.md"]
+    assert after.manifest.sources == ["seeds"] and sorted(after.manifest.files) == ["cats.txt", "dogs.md"]
     assert [c.id for c in after.chunks] == [c.id for c in before.chunks if c.source in ("cats.txt", "dogs.md")]
     rows = [i for i, c in enumerate(before.chunks) if c.source in ("cats.txt", "dogs.md")]
     assert np.array_equal(after.vectors(), before.vectors()[rows])  # the very same vectors
@@ -203,7 +203,7 @@ def test_rag_eval_never_touches_the_live_index(project) -> None:
     assert store.current() == version and store.read_manifest() == manifest  # neither re-synced nor rewritten
     caches = sorted((project / "eval" / ".cache").iterdir())
     assert len(caches) == 1 and caches[0].name.startswith("corpus-seeds-")
-    assert "new.txt" in IndexStore(caches[0]).read_manifest()["files"]
+    assert "new.txt" in IndexStore(caches[0]).read_manifest().files
     # the cache key covers the corpus content and the chunking: either change makes a fresh index
     (project / "seeds" / "new.txt").write_text("Changed.")
     rag("eval", str(questions), "--backend", "extractive", "--out", str(project / "report"), "--json")

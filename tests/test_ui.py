@@ -112,7 +112,7 @@ def test_upload_good_and_bad_files(tmp_path, real_embedder) -> None:
         assert rows["broken.pdf"][0] == "rejected" and "PDF" in rows["broken.pdf"][1]
         assert summary.startswith("1 of 3 files in the index. 2 documents")
         # the index is intact: the seed and the new document answer, the bad files left nothing behind
-        assert sorted(IndexStore(index_dir).read_manifest()["files"]) == ["lunar.md", SEED]
+        assert sorted(IndexStore(index_dir).read_manifest().files) == ["lunar.md", SEED]
         assert sorted(p.name for p in service.settings.uploads.iterdir()) == ["lunar.md"]
         *_, trace = client.predict("When did the Zephyr project open its lunar greenhouse?", [], *DEFAULTS,
                                    api_name="/ask")

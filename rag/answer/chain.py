@@ -27,8 +27,8 @@ from rag.answer.evidence import Evidence, EvidenceSelector, Extract, Idf, extrac
 from rag.answer.llm import Backend, complete, make_backend, until_repeated
 from rag.answer.prompting import IDK, Message, answer_messages, condense_messages
 from rag.answer.retrieval import Retriever
+from rag.index.dense_store import StoreOptions
 from rag.index.embedding import embedder_for
-from rag.index.milvus_store import StoreOptions
 from rag.settings import Settings
 from rag.text import content_words
 from rag.types import Answer, Citation, Hit

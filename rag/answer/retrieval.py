@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from rag.errors import IndexMismatch
+from rag.index.dense_store import StoreOptions
 from rag.index.embedding import Embedder, compatible_backends, make_embedder
-from rag.index.milvus_store import StoreOptions
 from rag.index.store import REBUILD_HINT, IndexStore, LoadedIndex
 from rag.settings import MODES
 from rag.text import query_tokens
@@ -78,7 +78,7 @@ class Retriever:
     """Searches one loaded index version."""
 
     def __init__(self, index: LoadedIndex, embedder: Embedder, rrf_k: int = 60):
-        built = index.manifest.get("embedding", {}).get("backend")
+        built = index.manifest.backend
         if not compatible_backends(built, getattr(embedder, "backend", None)):
             raise IndexMismatch(f"index vectors were made by the {built} embedding backend, settings say "
                                 f"{embedder.backend}: {REBUILD_HINT} (or set RAG_EMBEDDING_BACKEND={built})")
@@ -88,7 +88,7 @@ class Retriever:
         self._selections: dict[tuple[str, ...], Selection] = {}
         self._bm25_threads: ThreadPoolExecutor | None = None
         _one_thread_per_query()
-        _ = index.dense  # read the dense index now: the first query should not pay for it
+        index.dense.warm_up()  # read the dense index now: the first query should not pay for it
 
     @classmethod
     def open(cls, index_dir: Path | str, embedder: Embedder | None = None, rrf_k: int = 60,
@@ -99,8 +99,8 @@ class Retriever:
         """
         store = IndexStore(index_dir, options)
         if embedder is None:
-            built = store.read_manifest()["embedding"]
-            embedder = make_embedder(built["model"], backend=built.get("backend", "torch"))
+            built = store.read_manifest()
+            embedder = make_embedder(built.model, backend=built.backend or "torch")
         return cls(store.load(expected_model=embedder.name), embedder, rrf_k)
 
     def __len__(self) -> int:

@@ -17,9 +17,9 @@ from pathlib import Path
 from rag.answer.retrieval import Retriever
 from rag.errors import RagError
 from rag.evaluation.metrics import mean_over_queries, mrr_at_k, ndcg_at_k, recall_at_k
+from rag.index.dense_store import StoreOptions
 from rag.index.embedding import Embedder
 from rag.index.indexer import Indexer
-from rag.index.milvus_store import StoreOptions
 from rag.settings import Settings
 
 __all__ = ["BeirData", "load_beir", "mirror_corpus", "document_run", "score", "evaluate_beir"]

@@ -33,7 +33,7 @@ class DocumentInfo:
 
 def list_documents(index: LoadedIndex, uploads: Path | str) -> list[DocumentInfo]:
     """Every document of `index`, sorted by source; `uploads` is the upload area (`Settings.uploads`)."""
-    files = {f["doc_id"]: f for f in index.manifest.get("files", {}).values()}
+    files = {f["doc_id"]: f for f in index.manifest.files.values()}
     counts = index.chunk_counts()
     area = Path(uploads).resolve()
     rows = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -23,9 +22,10 @@ import numpy as np
 
 from rag.errors import DocumentError, IndexMismatch, RagError
 from rag.index.chunking import Chunker
+from rag.index.dense_store import StoreOptions
 from rag.index.documents import SourceFile, discover, load
 from rag.index.embedding import Embedder, compatible_backends
-from rag.index.milvus_store import StoreOptions, moves_vectors
+from rag.index.manifest import Manifest
 from rag.index.store import IndexData, IndexStore, LoadedIndex
 from rag.settings import Settings
 from rag.text import SEGMENTER
@@ -85,8 +85,8 @@ class Indexer:
             return _recorded(self.store.read_manifest())[0]
         except IndexMismatch:  # another format version: its sources still say what a rebuild should re-read
             try:
-                return _recorded(json.loads((self.store.current() / "manifest.json").read_text(encoding="utf-8")))[0]
-            except (OSError, ValueError, KeyError, TypeError):
+                return _recorded(Manifest.parse(self.store.current()))[0]
+            except (RagError, OSError, ValueError, KeyError, TypeError):
                 return []
         except RagError:
             return []
@@ -144,9 +144,7 @@ class Indexer:
         new_ids = [c.id for c in chunks]
         removed = len(old_ids - set(new_ids))
         changed = old is None or old_ids != set(new_ids) or self._manifest_changed(old, manifest) or \
-            old.manifest.get("embedding", {}).get("backend", self.backend) != self.backend or \
-            moves_vectors(self.store.options, self.store.root, old.manifest) or \
-            self.store.changes_dense_index(old.manifest)
+            (old.manifest.backend or self.backend) != self.backend or self.store.moves_vectors(old.manifest)
         if changed:
             self.store.write(IndexData([e.doc for e in entries], chunks, vectors, manifest), fresh=rebuild)
         return embedded, removed, len(chunks), changed
@@ -176,7 +174,7 @@ class Indexer:
         return embedded, removed, old.n_chunks - removed + len(chunks), changed
 
     def _manifest_changed(self, old: LoadedIndex, manifest: dict) -> bool:
-        return old.manifest.get("files") != manifest["files"] or old.manifest.get("sources") != manifest["sources"]
+        return old.manifest.info.get("files") != manifest["files"] or old.manifest.sources != manifest["sources"]
 
     def _previous(self, rebuild: bool) -> LoadedIndex | None:
         """The live version; for a rebuild only its documents matter, and an unreadable one is no obstacle."""
@@ -312,7 +310,7 @@ class Indexer:
 
     def _chunks(self, entries: list[_Entry], old: LoadedIndex | None) -> list[Chunk]:
         """Chunks of every entry: reused from the old index where the file and the chunking are unchanged."""
-        same_chunking = old is not None and old.manifest.get("chunking") == self.chunking
+        same_chunking = old is not None and old.manifest.chunking == self.chunking
         old_chunks: dict[str, list[Chunk]] = {}
         for c in old.chunks if old else []:
             old_chunks.setdefault(c.doc_id, []).append(c)
@@ -333,7 +331,7 @@ class Indexer:
     def _vectors(self, chunks: list[Chunk], old: LoadedIndex | None, progress: bool) -> tuple[np.ndarray, int]:
         """Vectors for `chunks`, embedding only texts the old index has no vector for."""
         reusable = old is not None and old.chunks and \
-            compatible_backends(old.manifest.get("embedding", {}).get("backend"), self.backend)
+            compatible_backends(old.manifest.backend, self.backend)
         if not reusable:  # never mix int8 and fp32 vectors in one index
             return self._embed(chunks, [], np.zeros((0, self.embedder.dim), dtype=np.float32), progress)
         return self._embed(chunks, [c.text for c in old.chunks], old.vectors(), progress)
@@ -370,20 +368,20 @@ class Indexer:
         }
 
 
-def _recorded(manifest: dict) -> tuple[list[str], dict[str, dict]]:
+def _recorded(manifest: Manifest) -> tuple[list[str], dict[str, dict]]:
     """The manifest's sources and files, each file with the source it belongs to.
 
     An index written before sources were recorded gets them inferred from its files: the folder a file was
     found under (its path without its source name), so `seeds/` and `index/uploads/` come back as sources.
     """
     files = {}
-    for name, f in manifest.get("files", {}).items():
+    for name, f in manifest.files.items():
         root = f.get("root")
         if root is None:
             path = f["path"]
             root = source_key(path[:-len(name) - 1] if path.endswith("/" + name) else Path(path).parent)
         files[name] = {**f, "root": root}
-    sources = manifest.get("sources")
+    sources = manifest.sources
     if sources is None:
         sources = sorted({f["root"] for f in files.values()})
     return list(sources), files

@@ -4,9 +4,9 @@ The local index directory stays the source of truth: documents, chunks, the bm25
 versioned there as always. The collection holds one row per chunk, keyed by chunk id (vector, doc id, source,
 char span, text, text sha256), and outlives versions: a write upserts the chunks the live version lacks
 *before* the new version is swapped in and deletes the chunks it dropped *after*, so every chunk of the live
-version is always in the collection (rows of other versions may be too; searches skip them). Retrieval sees a
-FAISS-shaped object (`search`, `ntotal`, `d`, `reconstruct_n`); where the server has Milvus's English analyzer,
-BM25 runs there too (`MilvusFullText`), otherwise on the local bm25s index. pymilvus is imported lazily.
+version is always in the collection (rows of other versions may be too; searches skip them). The rest of rag
+sees `MilvusStore`, a rag.index.dense_store.DenseStore; where the server has Milvus's English analyzer, BM25
+runs there too (`MilvusFullText`), otherwise on the local bm25s index. pymilvus is imported lazily.
 """
 
 from __future__ import annotations
@@ -17,17 +17,22 @@ import importlib.util
 import json
 import logging
 import socket
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from rag.errors import ConfigError, IndexCorrupt, IndexMismatch, MissingDependency, StoreError, needs_extra
-from rag.index.dense import Choice
 
-STORES = ("faiss", "milvus")
+if TYPE_CHECKING:
+    from rag.index.dense import VectorFiles
+    from rag.index.dense_store import StoreOptions
+    from rag.index.manifest import Manifest
+    from rag.types import Chunk
+
 INDEX_TYPES = ("FLAT", "HNSW", "IVF_FLAT", "AUTOINDEX")
 LITE_FILE = "milvus.db"  # default Milvus Lite location, inside the index root (beside versions/)
 ENGLISH = {"type": "english"}  # Milvus's analyzer: standard tokenizer, lowercase, English stop words and stemmer
@@ -37,43 +42,13 @@ BATCH = 512  # rows per upsert / get request
 REBUILD_HINT = "rebuild it with `rag index --rebuild`"
 
 
-@dataclass(frozen=True)
-class StoreOptions:
-    """Where the dense vectors go and how to reach them; settings name them, the index records them.
-
-    `store` "" keeps whatever the index already uses (FAISS for a new one). `milvus_uri` "" means a Milvus Lite
-    folder inside the index; on reads a non-empty `milvus_uri` overrides the address recorded in the index.
-    `full_text` is "english" (BM25 in Milvus where the server has that analyzer), "" (always local BM25), or
-    analyzer params as JSON. `dense_index` is the FAISS index to build (rag.index.dense.Choice: flat, hnsw, ivf-pq,
-    kind@chunks); "" keeps the index's own, flat for a new one.
-    """
-
-    store: str = ""
-    milvus_uri: str = ""
-    milvus_token: str = field(default="", repr=False)
-    index_type: str = "FLAT"
-    full_text: str = "english"
-    dense_index: str = ""
-
-    def __post_init__(self) -> None:
-        if self.dense_index:
-            Choice.parse(self.dense_index)
-        if self.store not in ("", *STORES):
-            raise ConfigError(f"store must be one of {', '.join(STORES)}, got {self.store!r}")
-        if self.index_type not in INDEX_TYPES:
-            raise ConfigError(f"milvus index type must be one of {', '.join(INDEX_TYPES)}, got {self.index_type!r}")
-
-    @classmethod
-    def from_settings(cls, settings) -> StoreOptions:
-        return cls(store=settings.store, milvus_uri=settings.milvus_uri, milvus_token=settings.milvus_token,
-                   index_type=settings.milvus_index, dense_index=settings.dense_index)
-
-    def analyzer(self) -> dict | None:
-        if not self.full_text:
-            return None
-        if self.full_text == "english":
-            return dict(ENGLISH)
-        return json.loads(self.full_text)
+def full_text_analyzer(options: StoreOptions) -> dict | None:
+    """The full-text analyzer the options ask for: Milvus's English one, none, or analyzer params as JSON."""
+    if not options.full_text:
+        return None
+    if options.full_text == "english":
+        return dict(ENGLISH)
+    return json.loads(options.full_text)
 
 
 def is_remote(uri: str) -> bool:
@@ -334,7 +309,7 @@ class MilvusDense(_RowMapped):
         super().__init__(collection, ids, slack)
         self.d = dim
         self.index_type = index_type
-        self._ids = list(ids)
+        self.ids = list(ids)
 
     def search(self, queries: np.ndarray, n: int, selection=None) -> tuple[np.ndarray, np.ndarray]:
         """Like faiss: (scores, rows), each (len(queries), n); -1 rows where fewer than n exist. With a
@@ -356,7 +331,7 @@ class MilvusDense(_RowMapped):
 
     def reconstruct_n(self, start: int, count: int) -> np.ndarray:
         """The vectors of rows start..start+count, fetched by chunk id (incremental builds reuse them)."""
-        ids = self._ids[start:start + count]
+        ids = self.ids[start:start + count]
         found = self.collection.vectors(ids)
         missing = [i for i in ids if i not in found]
         if missing:
@@ -375,15 +350,6 @@ class MilvusFullText(_RowMapped):
 
 
 # -- the store's hooks ----------------------------------------------------------------------------------
-
-
-def moves_vectors(options: StoreOptions, root: Path, manifest: dict) -> bool:
-    """Whether `options` send the vectors of the index with `manifest` to another store or Milvus address."""
-    dense = manifest.get("dense") or {"store": "faiss"}
-    if options.store not in ("", dense["store"]):
-        return True
-    return dense["store"] == "milvus" and bool(options.milvus_uri) \
-        and resolve_uri(record_uri(options.milvus_uri, root), root) != resolve_uri(dense["uri"], root)
 
 
 @dataclass
@@ -408,28 +374,29 @@ class MilvusWrite:
 
 
 def begin_write(root: Path, options: StoreOptions, chunks: Sequence, vectors: np.ndarray, embedding: dict,
-                previous: dict | None, previous_ids: Sequence[str]) -> MilvusWrite:
+                previous: Manifest | None, previous_ids: Callable[[], Sequence[str]]) -> MilvusWrite:
     """Make the collection hold every chunk of the version about to be written (before it is swapped in)."""
-    prev = (previous or {}).get("dense") or {}
-    prev_milvus = prev.get("store") == "milvus"
+    prev = previous.dense if previous is not None else {}
+    prev_milvus = prev.get("store") == MilvusStore.name
     uri_recorded = record_uri(options.milvus_uri, root) if options.milvus_uri or not prev_milvus else prev["uri"]
     uri = options.milvus_uri or resolve_uri(uri_recorded, root)
     same = prev_milvus and resolve_uri(prev["uri"], root) == resolve_uri(uri_recorded, root) \
-        and (previous or {}).get("embedding") == embedding
+        and previous is not None and previous.embedding == embedding
     name = prev["collection"] if same else collection_name(root, embedding["model"])
     collection = MilvusCollection(connect(uri, options.milvus_token), name, uri)
     if collection.exists():
         props = collection.properties()
         _check(props, embedding, collection, uri)
         analyzer = json.loads(props.get("rag.full_text") or "null")
-        known = set(previous_ids) if same else set()
+        known = set(previous_ids()) if same else set()
     else:
-        analyzer = collection.create(embedding["dim"], embedding["model"], options.index_type, options.analyzer())
+        analyzer = collection.create(embedding["dim"], embedding["model"], options.index_type,
+                                     full_text_analyzer(options))
         known = set()
     keep = {c.id for c in chunks}
     todo = [row for row, c in enumerate(chunks) if c.id not in known]
     collection.upsert(chunks, vectors, todo)
-    record = {"store": "milvus", "uri": uri_recorded, "collection": name, "metric": "IP",
+    record = {"store": MilvusStore.name, "uri": uri_recorded, "collection": name, "metric": "IP",
               "index_type": collection.properties().get("rag.index_type", options.index_type),
               "full_text": analyzer}
     moved = prev_milvus and (prev["collection"], resolve_uri(prev["uri"], root)) != \
@@ -449,10 +416,10 @@ def drop_collection(root: Path, options: StoreOptions, record: dict) -> None:
         pass
 
 
-def open_dense(root: Path, options: StoreOptions, manifest: dict, chunk_ids: Sequence[str]):
+def open_dense(root: Path, options: StoreOptions, manifest: Manifest, chunk_ids: Sequence[str]):
     """The dense index (and full-text index, if any) of a version whose vectors live in Milvus."""
-    record = manifest["dense"]
-    embedding = manifest.get("embedding", {})
+    record = manifest.dense
+    embedding = manifest.embedding
     uri = options.milvus_uri or resolve_uri(record["uri"], root)
     collection = MilvusCollection(connect(uri, options.milvus_token), record["collection"], uri)
     if not collection.exists():
@@ -474,3 +441,82 @@ def _check(props: dict, embedding: dict, collection: MilvusCollection, uri: str)
         raise IndexMismatch(
             f"Milvus collection {collection.name} at {public_uri(uri)} holds vectors of model {model!r} ({dim} dims), "
             f"the index says {embedding.get('model')!r} ({embedding.get('dim')} dims): {REBUILD_HINT}")
+
+
+class MilvusStore:
+    """rag.index.dense_store.DenseStore over a Milvus collection. A write upserts on `add` (before the new version
+    exists) and deletes what it dropped on `finish` (once it is live); updates always write a whole version."""
+
+    name: ClassVar[str] = "milvus"
+    updates_in_place: ClassVar[bool] = False
+
+    def __init__(self, root: Path, options: StoreOptions, record: dict | None = None, dense: MilvusDense | None = None,
+                 full_text: MilvusFullText | None = None, write: tuple | None = None):
+        self.root, self.options = root, options
+        self.record = dict(record or {})
+        self._dense, self._full_text = dense, full_text
+        self._write_args = write  # (embedding, previous manifest, previous ids) of a new version
+        self._write: MilvusWrite | None = None
+        self.d = dense.d if dense is not None else 0
+
+    @classmethod
+    def check_options(cls, options: StoreOptions) -> None:
+        if options.index_type not in INDEX_TYPES:
+            raise ConfigError(f"milvus index type must be one of {', '.join(INDEX_TYPES)}, got {options.index_type!r}")
+
+    @classmethod
+    def create(cls, root: Path, options: StoreOptions, embedding: dict, live: Path | None,
+               previous: Manifest | None, previous_ids: Callable[[], Sequence[str]]) -> MilvusStore:
+        return cls(root, options, write=(embedding, previous, previous_ids))
+
+    @classmethod
+    def load(cls, root: Path, options: StoreOptions, version: Path, manifest: Manifest,
+             chunk_ids: Callable[[], Sequence[str]], vectors: VectorFiles | None) -> MilvusStore:
+        dense, full_text = open_dense(root, options, manifest, chunk_ids())
+        return cls(root, options, manifest.dense, dense, full_text)
+
+    @classmethod
+    def moves(cls, root: Path, options: StoreOptions, record: dict) -> bool:
+        """Another Milvus address asked for than the one recorded."""
+        return bool(options.milvus_uri) \
+            and resolve_uri(record_uri(options.milvus_uri, root), root) != resolve_uri(record["uri"], root)
+
+    @classmethod
+    def retire(cls, root: Path, options: StoreOptions, record: dict) -> None:
+        drop_collection(root, options, record)
+
+    def add(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        embedding, previous, previous_ids = self._write_args
+        self._write = begin_write(self.root, self.options, chunks, vectors, embedding, previous, previous_ids)
+
+    def delete(self, rows: np.ndarray) -> None:
+        self._dense.collection.delete([self._dense.ids[int(r)] for r in rows])
+
+    def save(self, folder: Path, vectors: VectorFiles) -> dict:
+        self.record = dict(self._write.record)
+        return self.describe()
+
+    def finish(self) -> None:
+        if self._write is not None:  # rows the new version dropped go only now that it is live
+            self._write.finish(self.root, self.options)
+
+    def search(self, queries: np.ndarray, n: int, selection=None) -> tuple[np.ndarray, np.ndarray]:
+        return self._dense.search(queries, n, selection)
+
+    def reconstruct_n(self, start: int, count: int) -> np.ndarray:
+        return self._dense.reconstruct_n(start, count)
+
+    def count(self) -> int:
+        return self._dense.ntotal
+
+    def describe(self) -> dict:
+        return dict(self.record)
+
+    def full_text(self) -> MilvusFullText | None:
+        return self._full_text
+
+    def warm_up(self) -> None:
+        """The collection was loaded for search when the store opened."""
+
+    def close(self) -> None:
+        """The client is Milvus's to pool; nothing to release here."""

@@ -10,15 +10,14 @@ killed at any point leaves CURRENT naming a whole version. Files are never chang
 that only adds rows hard-links the previous version's segments and writes one new segment (small indexes are
 always rewritten whole instead). Loading opens files without reading them whole: small artifacts are sha256-checked
 in full, large ones by size and a sampled digest (`verify()` checks every byte). Chunking and embedding happen
-elsewhere. With the Milvus store the vectors are searched in a collection (rag.index.milvus_store) instead of
-dense.faiss.
+elsewhere. Which dense store holds the vectors is the manifest's `dense.store`, a name in rag.index.stores's
+registry; this module talks to it only through rag.index.dense_store.DenseStore. The manifest is rag.index.manifest.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import tempfile
@@ -36,14 +35,17 @@ from rag.index import dense as dense_index
 from rag.index import integrity
 from rag.index import segments as segment_files
 from rag.index.chunkstore import ChunkStore, ChunkView, DocumentsById, DocumentTexts, DocumentView
-from rag.index.dense import Choice, DenseIndex, VectorFiles
-from rag.index.milvus_store import StoreOptions, begin_write, drop_collection, open_dense
+from rag.index.dense import VectorFiles
+from rag.index.dense_store import DenseStore, FullText, StoreOptions
+from rag.index.files import fsync as _fsync
+from rag.index.files import link as _link
+from rag.index.manifest import CORE_KEYS, FORMAT_VERSION, REBUILD_HINT, Manifest
+from rag.index.stores import DEFAULT, check_options, store_class
 from rag.types import Chunk, Document
 
-FORMAT_VERSION = 3  # 2: JSONL chunks and documents, pages and headings; 3: SQLite chunk store, segments, dense kinds
-REBUILD_HINT = "rebuild it with `rag index --rebuild`"
+__all__ = ["APPEND_MIN_ROWS", "FORMAT_VERSION", "IndexData", "IndexStore", "LoadedIndex", "Manifest"]
+
 APPEND_MIN_ROWS = 20_000  # smaller indexes are rewritten whole on every change (row order as a fresh build)
-_CORE_KEYS = ("format_version", "artifacts", "counts", "segments", "dense")  # what the store owns in a manifest
 
 
 @dataclass
@@ -53,7 +55,7 @@ class IndexData:
     documents: list[Document]
     chunks: list[Chunk]
     vectors: np.ndarray  # (len(chunks), dim) float32, row i is chunks[i]
-    manifest: dict
+    manifest: dict  # the indexer's entries (embedding, chunking, files, ...); the store adds its own on write
 
 
 @dataclass
@@ -74,32 +76,18 @@ class LoadedIndex:
     `document_texts` are read-only views (sequence / mapping) over the same store."""
 
     path: Path
-    manifest: dict
+    manifest: Manifest
     store: ChunkStore
-    bm25: object  # rag.index.bm25.Bm25Index
+    bm25: bm25_segments.Bm25Index
     vector_files: VectorFiles
-    full_text: object = None  # rag.index.milvus_store.MilvusFullText where BM25 runs in Milvus, else None
-    _dense: object = None  # DenseIndex or rag.index.milvus_store.MilvusDense; the FAISS file is read on first use
-    _dense_file: object = field(default=None, repr=False)  # held open from load, so a pruned version still reads
-    _dense_ids: np.ndarray | None = field(default=None, repr=False)  # dense-ids.npy, read at load (after removals)
+    dense: DenseStore  # opens cheaply; a FAISS file is read on the first search
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _source_rows: dict | None = field(default=None, repr=False)
 
     @property
-    def dense(self):
-        """The dense index (search/ntotal/d/reconstruct_n); read from dense.faiss on first use."""
-        if self._dense is None:
-            with self._lock:
-                if self._dense is None:
-                    record = self.manifest.get("dense") or {}
-                    main = dense_index.read_file(self._dense_file, self.path / dense_index.FILE)
-                    self._dense = DenseIndex(record.get("index", "flat"), main, self.vector_files, record.get("params"),
-                                             self._dense_ids)
-                    if self._dense.main_rows != record.get("rows", self._dense.main_rows):
-                        raise IndexCorrupt(f"{self.path}/dense.faiss holds {self._dense.main_rows} rows, the manifest "
-                                           f"says {record.get('rows')}: {REBUILD_HINT}")
-                    self._dense_file.close()
-        return self._dense
+    def full_text(self) -> FullText | None:
+        """BM25 run by the dense store itself (Milvus full-text search), or None: the local BM25 index serves."""
+        return self.dense.full_text()
 
     @property
     def n_chunks(self) -> int:
@@ -169,33 +157,16 @@ class LoadedIndex:
         return self.vector_files.range(0, self.vector_files.ntotal)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _link(src: Path, dst: Path) -> None:
-    """Share an immutable file with the previous version (a copy where hard links are not possible)."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
 class IndexStore:
     """Reads and writes the versioned index directory at `root`.
 
-    `options` say where dense vectors go on write (FAISS file or Milvus collection), which dense index to build
-    and how to reach Milvus on read; without them a write keeps what the index already uses.
+    `options` say which dense store the vectors go to on write and how each store builds and reaches them
+    (rag.index.dense_store.StoreOptions); without them a write keeps what the index already uses.
     """
 
     def __init__(self, root: Path | str, options: StoreOptions | None = None, append_min_rows: int | None = None):
         self.root = Path(root)
-        self.options = options or StoreOptions()
+        self.options = check_options(options or StoreOptions())
         self.append_min_rows = APPEND_MIN_ROWS if append_min_rows is None else append_min_rows
 
     @property
@@ -233,9 +204,8 @@ class IndexStore:
         self.versions.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         previous = self._previous_manifest()
-        store = self.options.store or (previous or {}).get("dense", {}).get("store", "faiss")
-        if not fresh and store == "faiss" and previous is not None and data.chunks \
-                and self._appendable(previous, data.manifest):
+        store = self._store_name(previous)
+        if not fresh and previous is not None and data.chunks and self._appendable(previous, data.manifest, store):
             try:
                 change = self._changes(data, previous)
             except RagError:  # the live version is damaged: write everything anew
@@ -258,10 +228,10 @@ class IndexStore:
         previous = self._previous_manifest()
         manifest = self._carried(previous, manifest)
         drop = set(drop_documents)
-        vectors = _matrix(vectors, len(chunks), manifest.get("embedding", {}).get("dim"))
+        vectors = _matrix(vectors, len(chunks), Manifest(manifest).dim)
         if previous is None:
             return self._write_whole(IndexData(list(documents), list(chunks), vectors, manifest), None,
-                                     self.options.store or "faiss")
+                                     self._store_name(None))
         old = self._open_store(self.current(), previous)
         try:
             clash = old.rows_of([c.id for c in chunks])
@@ -272,9 +242,9 @@ class IndexStore:
         if clash:
             raise ValueError(f"{len(clash)} of the chunks to add are already in the index (e.g. {next(iter(clash))})")
         documents = [d for d in documents if d.id not in known_docs]
-        store = self.options.store or previous.get("dense", {}).get("store", "faiss")
-        emptied = not chunks and len(rows) == previous["counts"]["chunks"]
-        if store == "faiss" and self._appendable(previous, manifest) and not emptied:
+        store = self._store_name(previous)
+        emptied = not chunks and len(rows) == previous.n_chunks
+        if self._appendable(previous, manifest, store) and not emptied:
             return self._write_update(previous, _Change(documents, list(chunks), vectors, rows, drop), manifest)
         loaded = self.load()
         keep = [row for row, c in enumerate(loaded.chunks) if c.doc_id not in drop]
@@ -293,27 +263,37 @@ class IndexStore:
         """`update` that only drops documents: a large index keeps its dense index (the dropped rows are skipped)."""
         return self.update([], [], np.zeros((0, 0), np.float32), doc_ids, manifest)
 
-    def updates_in_place(self, previous: dict, manifest: dict) -> bool:
+    def updates_in_place(self, previous: Manifest, manifest: dict) -> bool:
         """Whether a write to the index with manifest `previous` that keeps `manifest`'s embedding and chunking
-        would change only what changed (a large FAISS index keeping its dense index)."""
-        return (self.options.store or "faiss") == "faiss" and self._appendable(previous, manifest) \
-            and not self.changes_dense_index(previous)
+        would change only what changed (a large index in a store that updates in place, kept as it is)."""
+        return self._appendable(previous, manifest, self._store_name(previous)) and not self.moves_vectors(previous)
+
+    def moves_vectors(self, manifest: Manifest) -> bool:
+        """Whether the options send the vectors of the index with `manifest` to another store, or ask its store
+        to keep them otherwise (another address, another dense index kind)."""
+        if self.options.store not in ("", manifest.store):
+            return True
+        return store_class(manifest.store).moves(self.root, self.options, manifest.dense)
+
+    def _store_name(self, previous: Manifest | None) -> str:
+        """The store a write goes to: the options', else the live version's, else the default."""
+        return self.options.store or (previous.store if previous is not None else DEFAULT)
 
     @staticmethod
-    def _carried(previous: dict | None, manifest: dict | None) -> dict:
+    def _carried(previous: Manifest | None, manifest: dict | None) -> dict:
         """The non-store entries of the live manifest, with `manifest`'s on top."""
-        return {**{k: v for k, v in (previous or {}).items() if k not in _CORE_KEYS}, **(manifest or {})}
+        return {**(previous.info if previous is not None else {}), **(manifest or {})}
 
-    def _appendable(self, previous: dict, manifest: dict) -> bool:
-        """A large FAISS index whose embedding and chunking stay as they are."""
-        return previous.get("counts", {}).get("chunks", 0) >= self.append_min_rows \
-            and (previous.get("dense") or {}).get("store") == "faiss" \
-            and previous.get("embedding") == manifest.get("embedding") \
-            and previous.get("chunking") == manifest.get("chunking")
+    def _appendable(self, previous: Manifest, manifest: dict, store: str) -> bool:
+        """A large index staying in a store that updates in place, its embedding and chunking as they are."""
+        return previous.n_chunks >= self.append_min_rows \
+            and previous.store == store and store_class(store).updates_in_place \
+            and previous.info.get("embedding") == manifest.get("embedding") \
+            and previous.info.get("chunking") == manifest.get("chunking")
 
-    def _changes(self, data: IndexData, previous: dict) -> _Change:
+    def _changes(self, data: IndexData, previous: Manifest) -> _Change:
         """What `data` adds to and drops from the live version."""
-        for name, record in previous["artifacts"].items():  # never share a damaged file (the cheap check)
+        for name, record in previous.artifacts.items():  # never share a damaged file (the cheap check)
             integrity.check(self.current() / name, record, full=False)
         old = self._open_store(self.current(), previous)
         try:
@@ -327,78 +307,70 @@ class IndexStore:
                        np.array([r for r, c in enumerate(old_chunks) if c not in ids], dtype=np.int64),
                        old_docs - doc_ids)
 
-    def changes_dense_index(self, manifest: dict) -> bool:
-        """Whether the options ask for another dense index than the one the index with `manifest` records."""
-        recorded = (manifest.get("dense") or {}).get("choice", "flat")
-        return bool(self.options.dense_index) and Choice.parse(self.options.dense_index) != Choice.parse(recorded)
-
-    def _choice(self, previous: dict | None) -> Choice:
-        requested = self.options.dense_index or ((previous or {}).get("dense") or {}).get("choice") or "flat"
-        return Choice.parse(requested)
-
-    def _write_whole(self, data: IndexData, previous: dict | None, store: str) -> Path:
-        milvus = None
-        if store == "milvus":  # the collection gets this version's vectors before the version exists
-            milvus = begin_write(self.root, self.options, data.chunks, data.vectors, data.manifest["embedding"],
-                                 previous, self._current_chunk_ids() if previous else [])
+    def _write_whole(self, data: IndexData, previous: Manifest | None, store: str) -> Path:
+        cls = store_class(store)
+        vectors = _matrix(data.vectors, len(data.chunks), Manifest(data.manifest).dim)
+        dense = cls.create(self.root, self.options, data.manifest["embedding"],
+                           self.current() if previous is not None else None, previous,
+                           self._current_chunk_ids if previous is not None else list)
+        dense.add(data.chunks, vectors)  # a remote store gets this version's vectors before the version exists
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
         try:
-            vectors = _matrix(data.vectors, len(data.chunks), data.manifest.get("embedding", {}).get("dim"))
             segment = segment_files.write(tmp, data.documents, data.chunks, vectors)
-            if milvus is None:
-                choice = self._choice(previous)
-                kind = choice.kind_for(len(data.chunks))
-                like, like_params = self._previous_dense(previous, kind)
-                index, params = dense_index.build(kind, vectors, like, like_params)
-                dense_index.write(index, tmp / dense_index.FILE)
-                record = {"store": "faiss", "index": kind, "choice": str(choice), "rows": len(data.chunks),
-                          "params": params}
-            else:
-                record = milvus.record
+            record = self._save_dense(dense, tmp, [segment])
             name = self._commit(tmp, data.manifest, [segment], record, {})
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if milvus is not None:  # rows the new version dropped go only now that it is live
-            milvus.finish(self.root, self.options)
-        elif (previous or {}).get("dense", {}).get("store") == "milvus":  # moved back to FAISS
-            drop_collection(self.root, self.options, previous["dense"])
+        dense.finish()  # what the new version dropped goes only now that it is live
+        if previous is not None and previous.store != cls.name:  # moved to another store
+            store_class(previous.store).retire(self.root, self.options, previous.dense)
         self._remove_old_versions(keep=name)
         return self.versions / name
 
-    def _previous_dense(self, previous: dict | None, kind: str):
-        """The live IVF-PQ index, when the new one may reuse its training."""
-        record = (previous or {}).get("dense") or {}
-        if kind != "ivf-pq" or record.get("index") != "ivf-pq":
-            return None, None
+    @staticmethod
+    def _save_dense(dense: DenseStore, tmp: Path, segments: list[dict]) -> dict:
+        """`dense` saved into the new version `tmp` with the given segments; its manifest record."""
+        files = VectorFiles([(tmp / "segments" / s["name"] / dense_index.VECTORS, s["chunks"]) for s in segments],
+                            segments[0]["dim"] if segments else 0)
         try:
-            return dense_index.read(self.current() / dense_index.FILE), record.get("params")
-        except (RagError, OSError):
-            return None, None
+            return dense.save(tmp, files)
+        finally:
+            files.close()
 
-    def _write_update(self, previous: dict, change: _Change, manifest: dict) -> Path:
+    def _write_update(self, previous: Manifest, change: _Change, manifest: dict) -> Path:
         """A version made of the live one's files (hard links), its segments that lose rows rewritten without
         them, and one segment with the new rows."""
         live = self.current()
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
         try:
-            segments = list(previous["segments"])
-            artifacts = {k: v for k, v in previous["artifacts"].items() if k.startswith("segments/")}
+            segments = list(previous.segments)
+            artifacts = {k: v for k, v in previous.artifacts.items() if k.startswith("segments/")}
             sources = {s["name"]: live for s in segments}
             if len(change.drop_rows) or change.drop_documents:
                 segments = self._drop(tmp, live, segments, sources, change)
             if change.chunks or change.documents:
-                dim = previous["segments"][0]["dim"]
+                dim = previous.segments[0]["dim"]
                 segments.append(segment_files.write(tmp, change.documents, change.chunks,
                                                _matrix(change.vectors, len(change.chunks), dim)))
                 sources[segments[-1]["name"]] = tmp
             segments = self._merge_small(tmp, segments, sources, artifacts)
             for seg in segments:  # share the untouched segments' files with the live version
                 if sources[seg["name"]] is live:
-                    for rel in (k for k in previous["artifacts"] if k.startswith(f"segments/{seg['name']}/")):
+                    for rel in (k for k in previous.artifacts if k.startswith(f"segments/{seg['name']}/")):
                         _link(live / rel, tmp / rel)
             artifacts = {k: v for k, v in artifacts.items() if k.split("/")[1] in {s["name"] for s in segments}}
-            record = self._update_dense(tmp, live, previous, segments, artifacts, change.drop_rows)
+            dense = store_class(previous.store).load(self.root, self.options, live, previous, list, None)
+            try:
+                dense.delete(change.drop_rows)
+                dense.add(change.chunks, change.vectors)
+                record = self._save_dense(dense, tmp, segments)
+            finally:
+                dense.close()
+            for rel, digest in previous.artifacts.items():  # files the store shared with the live version
+                shared = not rel.startswith("segments/") and (tmp / rel).is_file()
+                if shared and os.path.samefile(tmp / rel, live / rel):
+                    artifacts[rel] = digest
             name = self._commit(tmp, manifest, segments, record, artifacts)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -453,53 +425,6 @@ class IndexStore:
             sources[merged["name"]] = tmp
         return segments
 
-    def _update_dense(self, tmp: Path, live: Path, previous: dict, segments: list[dict], artifacts: dict,
-                      drop_rows: np.ndarray) -> dict:
-        """The dense index of the new version. The live dense.faiss is kept while it can serve: rows dropped from
-        it are skipped through `dense-ids.npy` (its ids -> rows, -1 for dropped ones) until a quarter of it is
-        dropped, and appended rows are searched exactly beside it until there are TAIL_MAX_ROWS of them, when
-        FAISS's `add` folds them in. A kind change, a grown IVF-PQ or too many dropped rows build it anew."""
-        record = dict(previous["dense"])
-        total = sum(s["chunks"] for s in segments)
-        choice = self._choice(previous)
-        kind = choice.kind_for(total)
-        ids = dense_index.renumbered(self._dense_ids(live, record), record["rows"], drop_rows)
-        covered = int((ids >= 0).sum()) if ids is not None else record["rows"]  # rows 0..covered-1 are in it
-        params = record.get("params", {})
-        grown = kind == "ivf-pq" and total > dense_index.RETRAIN_GROWTH * params.get("trained_rows", total)
-        files = VectorFiles([(tmp / "segments" / s["name"] / dense_index.VECTORS, s["chunks"]) for s in segments],
-                            segments[0]["dim"] if segments else 0)
-        try:
-            worn = ids is not None and (ids < 0).mean() > dense_index.DROPPED_MAX_SHARE
-            if kind != record["index"] or grown or worn:
-                like, like_params = self._previous_dense(previous, kind) if not grown else (None, None)
-                index, params = dense_index.build(kind, files.range(0, total), like, like_params)
-                ids = covered = None
-            elif total - covered > dense_index.TAIL_MAX_ROWS:
-                index = dense_index.read(live / dense_index.FILE)
-                dense_index.extend(index, files.range(covered, total))
-                if ids is not None:
-                    ids = np.concatenate([ids, np.arange(covered, total)])
-            else:
-                _link(live / dense_index.FILE, tmp / dense_index.FILE)
-                artifacts[dense_index.FILE] = previous["artifacts"][dense_index.FILE]
-                index = None
-        finally:
-            files.close()
-        if index is not None:
-            dense_index.write(index, tmp / dense_index.FILE)
-            covered = total
-        if ids is not None and (ids < 0).any():
-            np.save(tmp / dense_index.IDS, ids, allow_pickle=False)
-        else:
-            ids = None
-        return {"store": "faiss", "index": kind, "choice": str(choice), "rows": covered, "params": params,
-                **({"dropped": int((ids < 0).sum())} if ids is not None else {})}
-
-    def _dense_ids(self, version: Path, record: dict) -> np.ndarray | None:
-        """The live dense index's map from its ids to rows, or None where id i is row i."""
-        return np.load(version / dense_index.IDS, allow_pickle=False) if record.get("dropped") else None
-
     def _commit(self, tmp: Path, manifest: dict, segments: list[dict], dense: dict, artifacts: dict) -> str:
         """Checksum what is new in `tmp`, write the manifest, fsync, rename into versions/, flip CURRENT."""
         artifacts = dict(artifacts)
@@ -508,13 +433,10 @@ class IndexStore:
             if rel not in artifacts:  # written by this version (linked files keep their recorded digests)
                 _fsync(path)
                 artifacts[rel] = integrity.record(path)
-        base = {k: v for k, v in manifest.items() if k not in _CORE_KEYS}
-        full = {**base, "format_version": FORMAT_VERSION, "artifacts": dict(sorted(artifacts.items())),
-                "counts": {"documents": sum(s["documents"] for s in segments),
-                           "chunks": sum(s["chunks"] for s in segments)},
-                "segments": segments, "dense": dense}
-        (tmp / "manifest.json").write_text(json.dumps(full, indent=2, ensure_ascii=False), encoding="utf-8")
-        _fsync(tmp / "manifest.json")
+        counts = {"documents": sum(s["documents"] for s in segments), "chunks": sum(s["chunks"] for s in segments)}
+        full = Manifest({k: v for k, v in manifest.items() if k not in CORE_KEYS}, FORMAT_VERSION,
+                        dict(sorted(artifacts.items())), counts, segments, dense)
+        _fsync(full.write(tmp))
         for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             _fsync(folder)
         _fsync(tmp)
@@ -524,7 +446,7 @@ class IndexStore:
         self._point_current_at(name)
         return name
 
-    def _previous_manifest(self) -> dict | None:
+    def _previous_manifest(self) -> Manifest | None:
         try:
             return self.read_manifest() if self.current() is not None else None
         except RagError:  # a damaged or old-format live version is being replaced: nothing to carry over
@@ -566,22 +488,12 @@ class IndexStore:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def read_manifest(self, version: Path | None = None) -> dict:
+    def read_manifest(self, version: Path | None = None) -> Manifest:
+        """The manifest of `version` (the live one by default), its format version checked."""
         version = version or self.current()
         if version is None:
             raise IndexMissing(f"no index at {self.root}: build one with `rag index`")
-        try:
-            manifest = json.loads((version / "manifest.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise IndexCorrupt(f"{version} has no manifest.json: {REBUILD_HINT}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise IndexCorrupt(f"{version}/manifest.json is not valid JSON ({exc}): {REBUILD_HINT}") from None
-        found = manifest.get("format_version")
-        if found != FORMAT_VERSION:
-            why = " (chunks and documents in JSONL files read whole at open)" if found in (1, 2) else ""
-            raise IndexMismatch(f"index format {found} at {version}{why}, this version reads format "
-                                f"{FORMAT_VERSION} (chunks on disk, segments, choice of dense index): {REBUILD_HINT}")
-        return manifest
+        return Manifest.read(version)
 
     def load(self, expected_model: str | None = None) -> LoadedIndex:
         """Open the live version, checking the artifacts' checksums and the embedding model.
@@ -604,51 +516,47 @@ class IndexStore:
         manifest = self.read_manifest(version)
         started = time.perf_counter()
         total = 0
-        for name, record in manifest["artifacts"].items():
+        for name, record in manifest.artifacts.items():
             integrity.check(version / name, record, full=True)
             total += record["bytes"]
-        return {"version": version.name, "artifacts": len(manifest["artifacts"]), "bytes": total,
+        return {"version": version.name, "artifacts": len(manifest.artifacts), "bytes": total,
                 "seconds": round(time.perf_counter() - started, 2)}
 
-    def _open_store(self, version: Path, manifest: dict) -> ChunkStore:
+    def _open_store(self, version: Path, manifest: Manifest) -> ChunkStore:
         return ChunkStore.open([(version / "segments" / s["name"], s["chunks"], s["documents"])
-                                for s in manifest["segments"]])
+                                for s in manifest.segments])
 
     def _load_version(self, version: Path | None, expected_model: str | None) -> LoadedIndex:
         manifest = self.read_manifest(version)
-        model = manifest.get("embedding", {}).get("model")
+        model = manifest.model
         if expected_model is not None and model != expected_model:
             raise IndexMismatch(
                 f"index was built with embedding model {model!r}, settings say {expected_model!r}: "
                 f"{REBUILD_HINT} (or set RAG_EMBEDDING_MODEL={model})"
             )
-        for name, record in manifest.get("artifacts", {}).items():
+        for name, record in manifest.artifacts.items():
             integrity.check(version / name, record, full=False)
-        segments = manifest["segments"]
+        segments = manifest.segments
         store = self._open_store(version, manifest)
         try:
             folders = [version / "segments" / s["name"] for s in segments]
-            dim = segments[0]["dim"] if segments else int(manifest.get("embedding", {}).get("dim", 0))
+            dim = segments[0]["dim"] if segments else manifest.dim
             vectors = VectorFiles([(f / dense_index.VECTORS, s["chunks"])
                                    for f, s in zip(folders, segments, strict=True)], dim)
             starts = np.cumsum([0] + [s["chunks"] for s in segments])[:-1].tolist()
             bm25 = bm25_segments.Bm25Index.open(list(zip((f / "bm25" for f in folders), starts, strict=True)))
-            dense = full_text = dense_file = dense_ids = None
-            if manifest.get("dense", {}).get("store") == "milvus":
-                dense, full_text = open_dense(self.root, self.options, manifest, store.chunk_ids())
-            else:
-                dense_file = open(version / dense_index.FILE, "rb")
-                dense_ids = self._dense_ids(version, manifest["dense"])
+            dense = store_class(manifest.store).load(self.root, self.options, version, manifest, store.chunk_ids,
+                                                     vectors)
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
             store.close()
             raise IndexCorrupt(f"cannot read the index at {version} ({exc}): {REBUILD_HINT}") from None
-        counts = manifest.get("counts", {})
-        if store.n_chunks != counts.get("chunks") or vectors.ntotal != store.n_chunks \
-                or bm25.num_docs != store.n_chunks or (dense is not None and dense.ntotal != store.n_chunks):
+        if store.n_chunks != manifest.counts.get("chunks") or vectors.ntotal != store.n_chunks \
+                or bm25.num_docs != store.n_chunks or dense.count() != store.n_chunks:
             store.close()
+            dense.close()
             raise IndexCorrupt(f"{version}: {vectors.ntotal} vectors and {bm25.num_docs} BM25 rows for "
                                f"{store.n_chunks} chunks: {REBUILD_HINT}")
-        return LoadedIndex(version, manifest, store, bm25, vectors, full_text, dense, dense_file, dense_ids)
+        return LoadedIndex(version, manifest, store, bm25, vectors, dense)
 
 
 def _matrix(vectors, rows: int, dim: int | None) -> np.ndarray:

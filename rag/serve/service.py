@@ -22,10 +22,10 @@ from rag.answer.llm import Backend, make_backend
 from rag.answer.retrieval import Retriever
 from rag.errors import IndexMissing, RagError
 from rag.index.catalog import DocumentInfo, list_documents
+from rag.index.dense_store import StoreOptions
 from rag.index.documents import SUPPORTED_SUFFIXES
 from rag.index.embedding import Embedder, embedder_for
 from rag.index.indexer import Indexer, source_key
-from rag.index.milvus_store import StoreOptions
 from rag.index.store import IndexStore
 from rag.settings import BACKENDS, Settings
 
@@ -239,7 +239,7 @@ class Service:
             return UploadResult(name, "rejected", f"cannot read the upload: {exc.strerror or exc}")
         if size > limit * 1024 * 1024:
             return UploadResult(name, "rejected", f"larger than the {limit:g} MB upload limit ({size} bytes)")
-        manifest_files = self._store.read_manifest().get("files", {}) if self._store.current() else {}
+        manifest_files = self._store.read_manifest().files if self._store.current() else {}
         known = manifest_files.get(name)
         if known and Path(known["path"]).resolve() != dest.resolve():
             return UploadResult(name, "rejected", f"a document named {name} is already indexed from "
