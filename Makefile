@@ -32,11 +32,11 @@ run: index
 test: install browser lint
 	$(BIN)/python -m pytest
 
-# ruff, configured in pyproject.toml: the lint runs before every test run
+# ruff, configured in pyproject.toml: the lint and the format check run before every test run
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
-# ready, not yet part of `make test`: the tree gets its one formatting commit once the branches in flight have landed
 format-check: install
 	$(BIN)/ruff format --check .
 

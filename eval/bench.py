@@ -57,9 +57,14 @@ def _worker(stage: str, spec: dict) -> dict:
 def _settings(spec: dict, index_dir: Path, backend: str):
     from rag.settings import Settings
 
-    return Settings(index_dir=index_dir, embedding_backend=backend, batch_size=spec["batch_size"],
-                    chunk_size=spec["chunk_size"], chunk_overlap=spec["chunk_overlap"],
-                    model_cache_dir=Path(spec["model_cache_dir"]))
+    return Settings(
+        index_dir=index_dir,
+        embedding_backend=backend,
+        batch_size=spec["batch_size"],
+        chunk_size=spec["chunk_size"],
+        chunk_overlap=spec["chunk_overlap"],
+        model_cache_dir=Path(spec["model_cache_dir"]),
+    )
 
 
 def _warm_embedder(spec: dict, backend: str):
@@ -99,18 +104,28 @@ def stage_build(spec: dict) -> dict:
     unchanged = Indexer(settings, embedder).index([corpus])
     unchanged_s = time.perf_counter() - started
     first = sorted(corpus.glob("*.txt"))[0]
-    first.write_text(first.read_text(encoding="utf-8") + "\n\nAn added closing sentence changes this file.",
-                     encoding="utf-8")
+    first.write_text(
+        first.read_text(encoding="utf-8") + "\n\nAn added closing sentence changes this file.", encoding="utf-8"
+    )
     started = time.perf_counter()
     one = Indexer(settings, embedder).index([corpus])
     one_s = time.perf_counter() - started
     return {
-        "backend": backend, "documents": report.files_indexed, "chunks": report.chunks_total,
-        "chunks_embedded": report.chunks_embedded, "unique_texts": len(texts), "model_load_s": round(model_load, 3),
-        "build_s": round(build, 3), "encode_s": round(encode, 3),
-        "unchanged_s": round(unchanged_s, 4), "unchanged_embedded": unchanged.chunks_embedded,
-        "one_changed_s": round(one_s, 3), "one_changed_embedded": one.chunks_embedded,
-        "index_dir": str(settings.index_dir), "peak_rss_mb": rss_build, "peak_rss_with_reindex_mb": _peak_rss_mb(),
+        "backend": backend,
+        "documents": report.files_indexed,
+        "chunks": report.chunks_total,
+        "chunks_embedded": report.chunks_embedded,
+        "unique_texts": len(texts),
+        "model_load_s": round(model_load, 3),
+        "build_s": round(build, 3),
+        "encode_s": round(encode, 3),
+        "unchanged_s": round(unchanged_s, 4),
+        "unchanged_embedded": unchanged.chunks_embedded,
+        "one_changed_s": round(one_s, 3),
+        "one_changed_embedded": one.chunks_embedded,
+        "index_dir": str(settings.index_dir),
+        "peak_rss_mb": rss_build,
+        "peak_rss_with_reindex_mb": _peak_rss_mb(),
     }
 
 
@@ -130,8 +145,12 @@ def stage_raw(spec: dict) -> dict:
     started = time.perf_counter()
     model.encode(texts, batch_size=spec["batch_size"], normalize_embeddings=True, convert_to_numpy=True)
     encode = time.perf_counter() - started
-    return {"texts": len(texts), "model_load_s": round(model_load, 3), "encode_s": round(encode, 3),
-            "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "texts": len(texts),
+        "model_load_s": round(model_load, 3),
+        "encode_s": round(encode, 3),
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def stage_queries(spec: dict) -> dict:
@@ -160,7 +179,9 @@ def stage_queries(spec: dict) -> dict:
             folder = Path(spec["work"]) / "langchain-data" / f"size-{size}"
             folder.mkdir(parents=True, exist_ok=True)
             np.save(folder / "vectors.npy", data.vectors, allow_pickle=False)
-            (folder / "texts.jsonl").write_text("".join(json.dumps(c.text) + "\n" for c in data.chunks), encoding="utf-8")
+            (folder / "texts.jsonl").write_text(
+                "".join(json.dumps(c.text) + "\n" for c in data.chunks), encoding="utf-8"
+            )
         started = time.perf_counter()
         retriever = Retriever.open(store.root, embedder)
         open_s = time.perf_counter() - started
@@ -191,13 +212,20 @@ def stage_answers(spec: dict) -> dict:
     """RAG.stream over the seed questions: time to the first text piece and to the final Answer."""
     from rag.answer.chain import RAG
 
-    questions = [json.loads(line)["question"] for line in Path(spec["questions"]).read_text(encoding="utf-8").splitlines()
-                 if line.strip()][:spec["limit"]]
+    questions = [
+        json.loads(line)["question"]
+        for line in Path(spec["questions"]).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ][: spec["limit"]]
     out = {}
     for backend in spec["backends"]:
         started = time.perf_counter()
-        rag = RAG.open(spec["index_dir"], backend=backend, embedding_backend=spec["backend"],
-                       model_cache_dir=Path(spec["model_cache_dir"]))
+        rag = RAG.open(
+            spec["index_dir"],
+            backend=backend,
+            embedding_backend=spec["backend"],
+            model_cache_dir=Path(spec["model_cache_dir"]),
+        )
         rag.ask("What is this about?")  # loads the LLM and warms every path
         load = time.perf_counter() - started
         first, total, abstained = [], [], 0
@@ -211,8 +239,13 @@ def stage_answers(spec: dict) -> dict:
                     abstained += item.abstained
             total.append(time.perf_counter() - t0)
             first.append(got if got is not None else total[-1])  # nothing streamed: the answer is the first token
-        out[backend] = {"questions": len(questions), "load_s": round(load, 2), "abstained": abstained,
-                        **percentiles(first, "first_token"), **percentiles(total, "total")}
+        out[backend] = {
+            "questions": len(questions),
+            "load_s": round(load, 2),
+            "abstained": abstained,
+            **percentiles(first, "first_token"),
+            **percentiles(total, "total"),
+        }
         del rag
     return {"backends": out, "peak_rss_mb": _peak_rss_mb()}
 
@@ -256,10 +289,12 @@ def server_memory(index_dir: Path, questions: list[str], work: Path, local_quest
             latencies = {"extractive": [], "local": []}
             for model, qs in (("rag-extractive", questions), ("rag-local", questions[:local_questions])):
                 latencies[model.removeprefix("rag-")] += [ask(base, model, q) for q in qs]
-            return {"rss_ready_mb": ready_rss, "peak_rss_mb": vm_mb(proc.pid, "VmHWM"),
-                    "requests": {k: len(v) for k, v in latencies.items()},
-                    **{k: v for name, lat in latencies.items() if lat
-                       for k, v in percentiles(lat, f"http_{name}").items()}}
+            return {
+                "rss_ready_mb": ready_rss,
+                "peak_rss_mb": vm_mb(proc.pid, "VmHWM"),
+                "requests": {k: len(v) for k, v in latencies.items()},
+                **{k: v for name, lat in latencies.items() if lat for k, v in percentiles(lat, f"http_{name}").items()},
+            }
     except RuntimeError as exc:
         return {"skipped": str(exc)}
 
@@ -267,18 +302,43 @@ def server_memory(index_dir: Path, questions: list[str], work: Path, local_quest
 def langchain_build(corpus: Path, work: Path, batch_size: int) -> dict:
     from rag.index.embedding import bundled_model_dir
 
-    return run_json([str(BENCH_PYTHON), str(ROOT / "eval" / "bench_langchain.py"), "build", "--corpus", str(corpus),
-                      "--out", str(work / "langchain-index"), "--model", str(bundled_model_dir()),
-                      "--batch-size", str(batch_size)])
+    return run_json(
+        [
+            str(BENCH_PYTHON),
+            str(ROOT / "eval" / "bench_langchain.py"),
+            "build",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(work / "langchain-index"),
+            "--model",
+            str(bundled_model_dir()),
+            "--batch-size",
+            str(batch_size),
+        ]
+    )
 
 
 def langchain_queries(work: Path, sizes: list[int], queries_file: Path, batch_size: int) -> dict:
     from rag.index.embedding import bundled_model_dir
 
-    return run_json([str(BENCH_PYTHON), str(ROOT / "eval" / "bench_langchain.py"), "query",
-                      "--data", str(work / "langchain-data"), "--sizes", ",".join(map(str, sizes)),
-                      "--queries", str(queries_file), "--model", str(bundled_model_dir()),
-                      "--batch-size", str(batch_size)])
+    return run_json(
+        [
+            str(BENCH_PYTHON),
+            str(ROOT / "eval" / "bench_langchain.py"),
+            "query",
+            "--data",
+            str(work / "langchain-data"),
+            "--sizes",
+            ",".join(map(str, sizes)),
+            "--queries",
+            str(queries_file),
+            "--model",
+            str(bundled_model_dir()),
+            "--batch-size",
+            str(batch_size),
+        ]
+    )
 
 
 def run(args: argparse.Namespace) -> Path:
@@ -292,13 +352,26 @@ def run(args: argparse.Namespace) -> Path:
     out = Path(args.out) if args.out else ROOT / "eval" / "reports" / f"bench-{run_name}"
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
-    spec = {"work": str(work), "batch_size": defaults.batch_size, "model_cache_dir": str(defaults.model_cache_dir),
-            "chunk_size": defaults.chunk_size, "chunk_overlap": defaults.chunk_overlap}
-    result: dict = {"run": run_name, "command": " ".join(["python eval/bench.py", *sys.argv[1:]]), "machine": machine(),
-                    "settings": {"chunk_size": defaults.chunk_size, "chunk_overlap": defaults.chunk_overlap,
-                                 "batch_size": defaults.batch_size, "embedding_backend": defaults.embedding_backend},
-                    "warm_up": "model load and library imports are excluded from every build and encode timing (each "
-                               "process loads its model and embeds two texts first); model load is reported as model_load_s"}
+    spec = {
+        "work": str(work),
+        "batch_size": defaults.batch_size,
+        "model_cache_dir": str(defaults.model_cache_dir),
+        "chunk_size": defaults.chunk_size,
+        "chunk_overlap": defaults.chunk_overlap,
+    }
+    result: dict = {
+        "run": run_name,
+        "command": " ".join(["python eval/bench.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "settings": {
+            "chunk_size": defaults.chunk_size,
+            "chunk_overlap": defaults.chunk_overlap,
+            "batch_size": defaults.batch_size,
+            "embedding_backend": defaults.embedding_backend,
+        },
+        "warm_up": "model load and library imports are excluded from every build and encode timing (each "
+        "process loads its model and embeds two texts first); model load is reported as model_load_s",
+    }
 
     def say(msg: str) -> None:
         print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -308,7 +381,7 @@ def run(args: argparse.Namespace) -> Path:
         say(f"rag --help: {result['rag_help_s']} s")
         corpus, queries = prepare_corpus(args.docs, work)
         queries_file = work / "queries.json"
-        queries_file.write_text(json.dumps(queries[:args.queries]), encoding="utf-8")
+        queries_file.write_text(json.dumps(queries[: args.queries]), encoding="utf-8")
         builds = {}
         for backend in backends:
             builds[backend] = _worker("build", {**spec, "corpus": str(corpus), "backend": backend})
@@ -320,28 +393,46 @@ def run(args: argparse.Namespace) -> Path:
         if not args.skip_langchain:
             result["langchain_build"] = langchain_build(corpus, work, defaults.batch_size)
             say(f"langchain build: {result['langchain_build']['seconds']} s")
-        result["queries"] = _worker("queries", {**spec, "backend": default_backend, "index_dir": main_index,
-                                                "sizes": sizes, "queries": str(queries_file),
-                                                "export_for_langchain": not args.skip_langchain})
+        result["queries"] = _worker(
+            "queries",
+            {
+                **spec,
+                "backend": default_backend,
+                "index_dir": main_index,
+                "sizes": sizes,
+                "queries": str(queries_file),
+                "export_for_langchain": not args.skip_langchain,
+            },
+        )
         say("queries: done")
         if not args.skip_langchain:
             result["langchain_queries"] = langchain_queries(work, sizes, queries_file, defaults.batch_size)
             say("langchain queries: done")
         if not args.skip_answers:
             seeds_index = index_seeds(work, spec, default_backend)
-            answers_spec = {**spec, "backend": default_backend, "index_dir": str(seeds_index),
-                            "questions": str(ROOT / "eval" / "seed_questions.jsonl"), "limit": args.answer_questions,
-                            "backends": ["extractive", "local"]}
+            answers_spec = {
+                **spec,
+                "backend": default_backend,
+                "index_dir": str(seeds_index),
+                "questions": str(ROOT / "eval" / "seed_questions.jsonl"),
+                "limit": args.answer_questions,
+                "backends": ["extractive", "local"],
+            }
             result["answers"] = _worker("answers", answers_spec)
             say("answers: done")
-            seed_questions = [json.loads(line)["question"] for line in
-                              (ROOT / "eval" / "seed_questions.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-            result["server"] = server_memory(seeds_index, seed_questions[:args.answer_questions], work,
-                                             args.server_local_questions)
+            seed_questions = [
+                json.loads(line)["question"]
+                for line in (ROOT / "eval" / "seed_questions.jsonl").read_text(encoding="utf-8").splitlines()
+                if line.strip()
+            ]
+            result["server"] = server_memory(
+                seeds_index, seed_questions[: args.answer_questions], work, args.server_local_questions
+            )
             say("server: done")
         if not args.skip_scale:  # eval/bench_scale.py, in its own process: Milvus Lite vs FAISS, Ray vs one process
-            result["scale_out"] = run_json([sys.executable, str(ROOT / "eval" / "bench_scale.py"), "--json"],
-                                            timeout=4 * 3600)  # the dense index kinds up to 1M chunks take ~40 min
+            result["scale_out"] = run_json(
+                [sys.executable, str(ROOT / "eval" / "bench_scale.py"), "--json"], timeout=4 * 3600
+            )  # the dense index kinds up to 1M chunks take ~40 min
             say("scale-out: done")
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -393,65 +484,107 @@ def summarize(r: dict, default: str) -> dict:
 def markdown(r: dict, default: str) -> str:
     s = r["summary"]
     m = r["machine"]
-    lines = [f"# Benchmark {r['run']}", "",
-             f"`{r['command']}` on {m.get('cpu', '?')} ({m.get('cpus')} CPUs, {', '.join(m.get('simd', []))}), "
-             f"load average at start {', '.join(f'{x:.1f}' for x in m.get('load_average_at_start', []))}. "
-             f"Chunking {r['settings']['chunk_size']}/{r['settings']['chunk_overlap']} tokens, batch "
-             f"{r['settings']['batch_size']}, default embedding backend `{default}`. {r['warm_up']}.", "",
-             "## Index build", "",
-             "| pipeline | docs | chunks | seconds | chunks/s | docs/s | model load s | peak RSS MB |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Benchmark {r['run']}",
+        "",
+        f"`{r['command']}` on {m.get('cpu', '?')} ({m.get('cpus')} CPUs, {', '.join(m.get('simd', []))}), "
+        f"load average at start {', '.join(f'{x:.1f}' for x in m.get('load_average_at_start', []))}. "
+        f"Chunking {r['settings']['chunk_size']}/{r['settings']['chunk_overlap']} tokens, batch "
+        f"{r['settings']['batch_size']}, default embedding backend `{default}`. {r['warm_up']}.",
+        "",
+        "## Index build",
+        "",
+        "| pipeline | docs | chunks | seconds | chunks/s | docs/s | model load s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for backend, b in r["build"].items():
-        lines.append(f"| ours, `{backend}` | {b['documents']} | {b['chunks']} | {b['build_s']:.2f} | "
-                     f"{b['chunks'] / b['build_s']:.1f} | {b['documents'] / b['build_s']:.2f} | {b['model_load_s']:.1f} | "
-                     f"{b['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| ours, `{backend}` | {b['documents']} | {b['chunks']} | {b['build_s']:.2f} | "
+            f"{b['chunks'] / b['build_s']:.1f} | {b['documents'] / b['build_s']:.2f} | {b['model_load_s']:.1f} | "
+            f"{b['peak_rss_mb']:.0f} |"
+        )
     for backend, b in r["build"].items():
-        lines.append(f"| encoder only, `{backend}` (same texts, same process) | | {b['unique_texts']} | {b['encode_s']:.2f} | "
-                     f"{b['unique_texts'] / b['encode_s']:.1f} | | | |")
+        lines.append(
+            f"| encoder only, `{backend}` (same texts, same process) | | {b['unique_texts']} | {b['encode_s']:.2f} | "
+            f"{b['unique_texts'] / b['encode_s']:.1f} | | | |"
+        )
     raw = r["raw_sentence_transformers"]
-    lines.append(f"| raw sentence-transformers `encode` (torch, same texts) | | {raw['texts']} | {raw['encode_s']:.2f} | "
-                 f"{raw['texts'] / raw['encode_s']:.1f} | | {raw['model_load_s']:.1f} | {raw['peak_rss_mb']:.0f} |")
+    lines.append(
+        f"| raw sentence-transformers `encode` (torch, same texts) | | {raw['texts']} | {raw['encode_s']:.2f} | "
+        f"{raw['texts'] / raw['encode_s']:.1f} | | {raw['model_load_s']:.1f} | {raw['peak_rss_mb']:.0f} |"
+    )
     if "langchain_build" in r:
         lc = r["langchain_build"]
-        lines.append(f"| LangChain: {lc['splitter']} + HuggingFaceEmbeddings + FAISS + save_local | {lc['documents']} | "
-                     f"{lc['chunks']} | {lc['seconds']:.2f} | {lc['chunks'] / lc['seconds']:.1f} | "
-                     f"{lc['documents'] / lc['seconds']:.2f} | {lc['model_load_s']:.1f} | {lc['peak_rss_mb']:.0f} |")
+        lines.append(
+            f"| LangChain: {lc['splitter']} + HuggingFaceEmbeddings + FAISS + save_local | {lc['documents']} | "
+            f"{lc['chunks']} | {lc['seconds']:.2f} | {lc['chunks'] / lc['seconds']:.1f} | "
+            f"{lc['documents'] / lc['seconds']:.2f} | {lc['model_load_s']:.1f} | {lc['peak_rss_mb']:.0f} |"
+        )
     lines += ["", "| ratio (throughput; > 1 means ours is faster) | value |", "|---|---|"]
     for backend in r["build"]:
-        lines.append(f"| ours `{backend}` vs its own encoder on the same texts (pipeline overhead) | "
-                     f"{s[f'build_{backend}_vs_own_encoder']:.2f}× |")
-        lines.append(f"| ours `{backend}` vs raw sentence-transformers encode on the same texts | "
-                     f"{s[f'build_{backend}_vs_raw_sentence_transformers']:.2f}× |")
+        lines.append(
+            f"| ours `{backend}` vs its own encoder on the same texts (pipeline overhead) | "
+            f"{s[f'build_{backend}_vs_own_encoder']:.2f}× |"
+        )
+        lines.append(
+            f"| ours `{backend}` vs raw sentence-transformers encode on the same texts | "
+            f"{s[f'build_{backend}_vs_raw_sentence_transformers']:.2f}× |"
+        )
         if f"build_{backend}_vs_langchain" in s:
-            lines.append(f"| ours `{backend}` vs stock LangChain on the same files (docs/s) | "
-                         f"{s[f'build_{backend}_vs_langchain']:.2f}× |")
-    lines += ["", "## Re-index", "", "| backend | full build s | unchanged s (embedded) | speed-up | one file changed s (embedded) | speed-up |",
-              "|---|---|---|---|---|---|"]
+            lines.append(
+                f"| ours `{backend}` vs stock LangChain on the same files (docs/s) | "
+                f"{s[f'build_{backend}_vs_langchain']:.2f}× |"
+            )
+    lines += [
+        "",
+        "## Re-index",
+        "",
+        "| backend | full build s | unchanged s (embedded) | speed-up | one file changed s (embedded) | speed-up |",
+        "|---|---|---|---|---|---|",
+    ]
     for backend, b in r["build"].items():
-        lines.append(f"| `{backend}` | {b['build_s']:.2f} | {b['unchanged_s']:.3f} ({b['unchanged_embedded']}) | "
-                     f"{s[f'unchanged_reindex_{backend}_speedup']:.0f}× | {b['one_changed_s']:.3f} ({b['one_changed_embedded']}) | "
-                     f"{s[f'one_changed_reindex_{backend}_speedup']:.0f}× |")
+        lines.append(
+            f"| `{backend}` | {b['build_s']:.2f} | {b['unchanged_s']:.3f} ({b['unchanged_embedded']}) | "
+            f"{s[f'unchanged_reindex_{backend}_speedup']:.0f}× | {b['one_changed_s']:.3f} ({b['one_changed_embedded']}) | "
+            f"{s[f'one_changed_reindex_{backend}_speedup']:.0f}× |"
+        )
     q = r["queries"]
-    lines += ["", f"## Query latency (warm, {q['queries']} SciFact queries, k=5, `{q['backend']}` query embedding; ms)", "",
-              "| chunks | query embed p50/p95 | dense p50/p95 | BM25 p50/p95 | hybrid p50/p95 | LangChain FAISS retriever p50/p95 |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        f"## Query latency (warm, {q['queries']} SciFact queries, k=5, `{q['backend']}` query embedding; ms)",
+        "",
+        "| chunks | query embed p50/p95 | dense p50/p95 | BM25 p50/p95 | hybrid p50/p95 | LangChain FAISS retriever p50/p95 |",
+        "|---|---|---|---|---|---|",
+    ]
     for size, row in q["sizes"].items():
         lc = r.get("langchain_queries", {}).get("sizes", {}).get(size)
         lc_cell = f"{lc['retriever_p50_ms']:.1f} / {lc['retriever_p95_ms']:.1f}" if lc else "—"
-        lines.append(f"| {int(size):,} | {row['query_embed_p50_ms']:.1f} / {row['query_embed_p95_ms']:.1f} | "
-                     + " | ".join(f"{row[f'{m}_p50_ms']:.1f} / {row[f'{m}_p95_ms']:.1f}" for m in ("dense", "bm25", "hybrid"))
-                     + f" | {lc_cell} |")
+        lines.append(
+            f"| {int(size):,} | {row['query_embed_p50_ms']:.1f} / {row['query_embed_p95_ms']:.1f} | "
+            + " | ".join(f"{row[f'{m}_p50_ms']:.1f} / {row[f'{m}_p95_ms']:.1f}" for m in ("dense", "bm25", "hybrid"))
+            + f" | {lc_cell} |"
+        )
     lines.append(f"\nQuery process peak RSS {q['peak_rss_mb']:.0f} MB (largest size loaded).")
     if "answers" in r:
-        lines += ["", "## Answer latency (seeds index, RAG.stream over eval/seed_questions.jsonl; seconds)", "",
-                  "| backend | questions | first token p50/p95 | total p50/p95 | abstained |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Answer latency (seeds index, RAG.stream over eval/seed_questions.jsonl; seconds)",
+            "",
+            "| backend | questions | first token p50/p95 | total p50/p95 | abstained |",
+            "|---|---|---|---|---|",
+        ]
         for backend, a in r["answers"]["backends"].items():
-            lines.append(f"| `{backend}` | {a['questions']} | {a['first_token_p50_ms'] / 1000:.2f} / {a['first_token_p95_ms'] / 1000:.2f} | "
-                         f"{a['total_p50_ms'] / 1000:.2f} / {a['total_p95_ms'] / 1000:.2f} | {a['abstained']} |")
+            lines.append(
+                f"| `{backend}` | {a['questions']} | {a['first_token_p50_ms'] / 1000:.2f} / {a['first_token_p95_ms'] / 1000:.2f} | "
+                f"{a['total_p50_ms'] / 1000:.2f} / {a['total_p95_ms'] / 1000:.2f} | {a['abstained']} |"
+            )
         lines.append(f"\nAnswering process peak RSS {r['answers']['peak_rss_mb']:.0f} MB.")
         srv = r.get("server", {})
         if "peak_rss_mb" in srv:
-            lines.append(f"`rag serve` (local backend, chat page mounted): RSS {srv['rss_ready_mb']:.0f} MB when ready, "
-                         f"peak {srv['peak_rss_mb']:.0f} MB after {srv['requests']} API requests.")
+            lines.append(
+                f"`rag serve` (local backend, chat page mounted): RSS {srv['rss_ready_mb']:.0f} MB when ready, "
+                f"peak {srv['peak_rss_mb']:.0f} MB after {srv['requests']} API requests."
+            )
         elif srv:
             lines.append(f"Server: {srv.get('skipped')}.")
     if "scale_out" in r:
@@ -464,18 +597,31 @@ def markdown(r: dict, default: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=600, help="SciFact documents indexed for build throughput (default 600)")
+    parser.add_argument(
+        "--docs", type=int, default=600, help="SciFact documents indexed for build throughput (default 600)"
+    )
     parser.add_argument("--sizes", default="1000,10000,100000", help="index sizes for query latency, in chunks")
     parser.add_argument("--queries", type=int, default=200, help="queries timed per mode and size (default 200)")
-    parser.add_argument("--backends", default="", help="embedding backends to build with, comma-separated "
-                        "(default: the settings' default); the first or the default one is used for queries")
+    parser.add_argument(
+        "--backends",
+        default="",
+        help="embedding backends to build with, comma-separated "
+        "(default: the settings' default); the first or the default one is used for queries",
+    )
     parser.add_argument("--answer-questions", type=int, default=1000, help="seed questions answered (default all)")
-    parser.add_argument("--server-local-questions", type=int, default=10,
-                        help="of those, how many the server answers with the local model (all go to extractive)")
+    parser.add_argument(
+        "--server-local-questions",
+        type=int,
+        default=10,
+        help="of those, how many the server answers with the local model (all go to extractive)",
+    )
     parser.add_argument("--skip-langchain", action="store_true", help="skip the stock LangChain pipeline (.venv-bench)")
     parser.add_argument("--skip-answers", action="store_true", help="skip answer latency and server memory")
-    parser.add_argument("--skip-scale", action="store_true",
-                        help="skip eval/bench_scale.py (dense index kinds to 1M chunks, Milvus Lite vs FAISS, Ray)")
+    parser.add_argument(
+        "--skip-scale",
+        action="store_true",
+        help="skip eval/bench_scale.py (dense index kinds to 1M chunks, Milvus Lite vs FAISS, Ray)",
+    )
     parser.add_argument("--out", help="report folder (default eval/reports/bench-<run>)")
     parser.add_argument("--data", help=f"the BEIR SciFact folder (default: $RAG_BENCH_DATA, else {DEFAULT_SCIFACT})")
     parser.add_argument("--worker", nargs=2, metavar=("STAGE", "SPEC"), help=argparse.SUPPRESS)

@@ -83,10 +83,16 @@ def main() -> None:
     queries = [" ".join(rng.choices(words, k=6)) for _ in range(args.queries)]
     for q in queries[:5]:
         retriever.search(q, k=5, sources=[glob])  # warm up (and build the selection once)
-    result = {"chunks": index.n_chunks, "dense_index": args.dense_index, "sources": args.sources, "filter": glob,
-              "sources_matched": len(matched), "rows_matched": int(len(retriever.select([glob]).rows)),
-              "build_s": round(built, 1),
-              "per_source_table_ms": round(load * 1000, 1)}
+    result = {
+        "chunks": index.n_chunks,
+        "dense_index": args.dense_index,
+        "sources": args.sources,
+        "filter": glob,
+        "sources_matched": len(matched),
+        "rows_matched": int(len(retriever.select([glob]).rows)),
+        "build_s": round(built, 1),
+        "per_source_table_ms": round(load * 1000, 1),
+    }
     for mode in ("dense", "bm25", "hybrid"):
         for name, sources in (("unfiltered", None), ("filtered", [glob])):
             p50, p95 = timed(partial(retriever.search, k=5, mode=mode, sources=sources), queries)

@@ -25,8 +25,9 @@ def _embeddings(model: str, batch_size: int):
     from langchain_huggingface import HuggingFaceEmbeddings
 
     started = time.perf_counter()
-    embeddings = HuggingFaceEmbeddings(model_name=model, model_kwargs={"device": "cpu"},
-                                       encode_kwargs={"batch_size": batch_size})
+    embeddings = HuggingFaceEmbeddings(
+        model_name=model, model_kwargs={"device": "cpu"}, encode_kwargs={"batch_size": batch_size}
+    )
     embeddings.embed_documents(["warm up the model", "and its first batch"])  # model load stays out of the timings
     return embeddings, time.perf_counter() - started
 
@@ -39,8 +40,9 @@ def build(args: argparse.Namespace) -> dict:
 
     embeddings, model_load = _embeddings(args.model, args.batch_size)
     started = time.perf_counter()
-    docs = DirectoryLoader(args.corpus, glob="**/*.txt", loader_cls=TextLoader,
-                           loader_kwargs={"encoding": "utf-8"}).load()
+    docs = DirectoryLoader(
+        args.corpus, glob="**/*.txt", loader_cls=TextLoader, loader_kwargs={"encoding": "utf-8"}
+    ).load()
     loaded = time.perf_counter()
     splitter = RecursiveCharacterTextSplitter(chunk_size=args.chunk_size, chunk_overlap=args.chunk_overlap)
     splits = splitter.split_documents(docs)
@@ -50,9 +52,13 @@ def build(args: argparse.Namespace) -> dict:
     store.save_local(args.out)
     done = time.perf_counter()
     return {
-        "documents": len(docs), "chunks": len(splits), "model_load_s": round(model_load, 3),
-        "load_s": round(loaded - started, 3), "split_s": round(split - loaded, 3),
-        "embed_index_s": round(embedded - split, 3), "save_s": round(done - embedded, 3),
+        "documents": len(docs),
+        "chunks": len(splits),
+        "model_load_s": round(model_load, 3),
+        "load_s": round(loaded - started, 3),
+        "split_s": round(split - loaded, 3),
+        "embed_index_s": round(embedded - split, 3),
+        "save_s": round(done - embedded, 3),
         "seconds": round(done - started, 3),
         "splitter": f"RecursiveCharacterTextSplitter({args.chunk_size}, {args.chunk_overlap})",
     }
@@ -84,8 +90,12 @@ def query(args: argparse.Namespace) -> dict:
             latencies.append(time.perf_counter() - t1)
             embed.append(t1 - t0)
             assert len(docs) == min(args.k, len(texts))
-        out[size] = {"chunks": len(texts), "build_s": round(built, 3), **_percentiles(latencies, "retriever"),
-                     **_percentiles(embed, "query_embed")}
+        out[size] = {
+            "chunks": len(texts),
+            "build_s": round(built, 3),
+            **_percentiles(latencies, "retriever"),
+            **_percentiles(embed, "query_embed"),
+        }
     return {"model_load_s": round(model_load, 3), "sizes": out}
 
 

@@ -73,10 +73,16 @@ def build_figures(docs: int, workers: int, work: Path) -> tuple[dict, Path]:
     a, b = IndexStore(single.index_dir).load(), IndexStore(on_ray.index_dir).load()
     chunks = report.chunks_embedded
     return {
-        "documents": report.files_indexed, "chunks": report.chunks_total, "chunks_embedded": chunks,
-        "single_process_s": round(single_s, 2), "single_process_chunks_per_s": round(chunks / single_s, 1),
-        "ray_workers": workers, "ray_workers_used": len(ray_embedder.last_workers), "ray_init_s": round(ray_init_s, 2),
-        "ray_build_s": round(ray_s, 2), "ray_chunks_per_s": round(chunks / ray_s, 1),
+        "documents": report.files_indexed,
+        "chunks": report.chunks_total,
+        "chunks_embedded": chunks,
+        "single_process_s": round(single_s, 2),
+        "single_process_chunks_per_s": round(chunks / single_s, 1),
+        "ray_workers": workers,
+        "ray_workers_used": len(ray_embedder.last_workers),
+        "ray_init_s": round(ray_init_s, 2),
+        "ray_build_s": round(ray_s, 2),
+        "ray_chunks_per_s": round(chunks / ray_s, 1),
         "same_chunk_ids": [c.id for c in a.chunks] == [c.id for c in b.chunks],
         "max_vector_diff": float(np.abs(a.vectors() - b.vectors()).max()),
         "note": "ray_build_s includes each worker loading the model; the single-process model was loaded before timing",
@@ -105,8 +111,15 @@ class Grown:
         real = IndexStore(index_dir).load()
         _, queries = benchkit.prepare_corpus(0, work / "q")
         queries = queries[:n_queries]
-        return cls(embedder, real.manifest.info, list(real.chunks), list(real.documents), real.vectors(), queries,
-                   embedder.embed(queries))
+        return cls(
+            embedder,
+            real.manifest.info,
+            list(real.chunks),
+            list(real.documents),
+            real.vectors(),
+            queries,
+            embedder.embed(queries),
+        )
 
     def synthetic(self, size: int):
         """`size` chunks grown from the real ones (eval/benchkit.py's synthetic_index)."""
@@ -140,7 +153,7 @@ def query_figures(index_dir: Path, sizes: list[int], n_queries: int, work: Path)
             open_s = time.perf_counter() - started
             dense, hybrid, ranked = [], [], []
             for i, q in enumerate(queries):
-                qv = query_vectors[i:i + 1]
+                qv = query_vectors[i : i + 1]
                 t0 = time.perf_counter()
                 _, rows = retriever.index.dense.search(qv, CANDIDATES)
                 dense.append(time.perf_counter() - t0)
@@ -149,22 +162,34 @@ def query_figures(index_dir: Path, sizes: list[int], n_queries: int, work: Path)
                 retriever.search(q, k=5, mode="hybrid")
                 hybrid.append(time.perf_counter() - t0)
             rankings[kind] = ranked
-            row[kind] = {"write_s": round(write_s, 2), "open_s": round(open_s, 2),
-                         **benchkit.percentiles(dense, "dense_search"), **benchkit.percentiles(hybrid, "hybrid")}
+            row[kind] = {
+                "write_s": round(write_s, 2),
+                "open_s": round(open_s, 2),
+                **benchkit.percentiles(dense, "dense_search"),
+                **benchkit.percentiles(hybrid, "hybrid"),
+            }
             del retriever
             if kind == "milvus":
                 from milvus_lite import server_manager_instance
 
                 server_manager_instance.release_server(str(store.root / "milvus.db"))
             shutil.rmtree(store.root, ignore_errors=True)
-        row["same_top10"] = round(float(np.mean([f == m for f, m in zip(rankings["faiss"], rankings["milvus"],
-                                                                        strict=True)])), 3)
+        row["same_top10"] = round(
+            float(np.mean([f == m for f, m in zip(rankings["faiss"], rankings["milvus"], strict=True)])), 3
+        )
         out[str(size)] = row
     return {"queries": len(queries), "k_dense": CANDIDATES, "sizes": out}
 
+
 KINDS = ("flat", "hnsw", "ivf-pq")
-TARGETS = {"hybrid_p50_ms": 20, "hybrid_p95_ms": 50, "recall_at_10": 0.95, "open_first_query_s": 3.0,
-           "serve_rss_mb": 2048, "append_1000_s": 10}  # at 1M chunks (issue 15)
+TARGETS = {
+    "hybrid_p50_ms": 20,
+    "hybrid_p95_ms": 50,
+    "recall_at_10": 0.95,
+    "open_first_query_s": 3.0,
+    "serve_rss_mb": 2048,
+    "append_1000_s": 10,
+}  # at 1M chunks (issue 15)
 
 
 def _subset(data, n: int, docs_by_id: dict):
@@ -183,7 +208,7 @@ def _exact_top10(vectors, query_vectors):
     best_s = np.full((len(query_vectors), 0), -np.inf, np.float32)
     best_r = np.zeros((len(query_vectors), 0), np.int64)
     for start in range(0, len(vectors), 100_000):
-        scores = query_vectors @ vectors[start:start + 100_000].T
+        scores = query_vectors @ vectors[start : start + 100_000].T
         s = np.concatenate([best_s, scores], axis=1)
         r = np.concatenate([best_r, np.broadcast_to(np.arange(start, start + scores.shape[1]), scores.shape)], axis=1)
         top = np.argsort(-s, axis=1, kind="stable")[:, :10]
@@ -220,21 +245,36 @@ def open_worker(index_dir: str, cold: bool) -> dict:
     open_s = time.perf_counter() - started
     hits = retriever.search("What causes inflammation of the airways in asthma?", k=5)
     total = time.perf_counter() - started
-    return {"model_load_s": round(model_s, 2), "open_s": round(open_s, 3), "open_first_query_s": round(total, 3),
-            "hits": len(hits), "rss_mb": round(benchkit.vm_mb(os.getpid(), "VmRSS"), 1),
-            "hwm_mb": round(benchkit.vm_mb(os.getpid(), "VmHWM"), 1)}
+    return {
+        "model_load_s": round(model_s, 2),
+        "open_s": round(open_s, 3),
+        "open_first_query_s": round(total, 3),
+        "hits": len(hits),
+        "rss_mb": round(benchkit.vm_mb(os.getpid(), "VmRSS"), 1),
+        "hwm_mb": round(benchkit.vm_mb(os.getpid(), "VmHWM"), 1),
+    }
 
 
 def serve_rss(index_dir: Path, questions: list[str], work: Path) -> dict:
     """`rag serve` (extractive backend, chat page mounted) on the index: RSS when ready and after `questions`."""
     try:
-        with benchkit.rag_serve([sys.executable, "-m", "rag.cli", "serve"], index_dir, "extractive", work / "serve.log",
-                             300, PYTHONPATH=str(benchkit.ROOT)) as (proc, base):
+        with benchkit.rag_serve(
+            [sys.executable, "-m", "rag.cli", "serve"],
+            index_dir,
+            "extractive",
+            work / "serve.log",
+            300,
+            PYTHONPATH=str(benchkit.ROOT),
+        ) as (proc, base):
             ready = benchkit.vm_mb(proc.pid, "VmRSS")
             latencies = [benchkit.ask(base, "rag", q) for q in questions]
-            return {"serve_rss_ready_mb": ready, "serve_rss_mb": benchkit.vm_mb(proc.pid, "VmRSS"),
-                    "serve_hwm_mb": benchkit.vm_mb(proc.pid, "VmHWM"), "serve_requests": len(questions),
-                    **benchkit.percentiles(latencies, "serve_answer")}
+            return {
+                "serve_rss_ready_mb": ready,
+                "serve_rss_mb": benchkit.vm_mb(proc.pid, "VmRSS"),
+                "serve_hwm_mb": benchkit.vm_mb(proc.pid, "VmHWM"),
+                "serve_requests": len(questions),
+                **benchkit.percentiles(latencies, "serve_answer"),
+            }
     except RuntimeError as exc:
         return {"skipped": str(exc)}
 
@@ -249,11 +289,17 @@ def measure_kind(root: Path, embedder, queries: list[str], query_vectors, truth,
 
     fig: dict = {}
     for cold in (True, False):
-        got = benchkit.run_json([sys.executable, str(Path(__file__).resolve()), "--open-worker", str(root),
-                               *(["--cold"] if cold else [])])
+        got = benchkit.run_json(
+            [sys.executable, str(Path(__file__).resolve()), "--open-worker", str(root), *(["--cold"] if cold else [])]
+        )
         prefix = "cold_" if cold else ""
-        fig.update({f"{prefix}open_first_query_s": got["open_first_query_s"], f"{prefix}open_s": got["open_s"],
-                    f"{prefix}open_rss_mb": got["rss_mb"]})
+        fig.update(
+            {
+                f"{prefix}open_first_query_s": got["open_first_query_s"],
+                f"{prefix}open_s": got["open_s"],
+                f"{prefix}open_rss_mb": got["rss_mb"],
+            }
+        )
         fig["model_load_s"] = got["model_load_s"]
     retriever = Retriever.open(root, embedder)
     for q in queries[:10]:
@@ -261,7 +307,7 @@ def measure_kind(root: Path, embedder, queries: list[str], query_vectors, truth,
     dense, found = [], []
     for i in range(len(queries)):
         t0 = time.perf_counter()
-        _, rows = retriever.index.dense.search(query_vectors[i:i + 1], CANDIDATES)
+        _, rows = retriever.index.dense.search(query_vectors[i : i + 1], CANDIDATES)
         dense.append(time.perf_counter() - t0)
         found.append(rows[0][:10].tolist())
     overlap = [len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth, strict=True)]
@@ -281,8 +327,9 @@ def measure_kind(root: Path, embedder, queries: list[str], query_vectors, truth,
     return fig
 
 
-def kind_figures(index_dir: Path, sizes: list[int], kinds: list[str], n_queries: int, work: Path,
-                 serve: bool = True) -> dict:
+def kind_figures(
+    index_dir: Path, sizes: list[int], kinds: list[str], n_queries: int, work: Path, serve: bool = True
+) -> dict:
     """Per size and dense index kind: write, latency, recall@10, open, serve RSS, adding 1,000 chunks."""
     import gc
 
@@ -306,18 +353,21 @@ def kind_figures(index_dir: Path, sizes: list[int], kinds: list[str], n_queries:
             started = time.perf_counter()
             with store.writer_lock():
                 store.write(current)
-            fig = {"chunks": n, "write_s": round(time.perf_counter() - started, 2),
-                   "write": "whole index" if i == 0 else "dense index only (the same stored vectors)",
-                   "disk_mb": _du_mb(store.current())}
+            fig = {
+                "chunks": n,
+                "write_s": round(time.perf_counter() - started, 2),
+                "write": "whole index" if i == 0 else "dense index only (the same stored vectors)",
+                "disk_mb": _du_mb(store.current()),
+            }
             del current
             gc.collect()
             truth = _exact_top10(data.vectors[:n], query_vectors)
             fig.update(measure_kind(root, embedder, queries, query_vectors, truth, work, serve))
-            new = data.chunks[n:n + 1000]
+            new = data.chunks[n : n + 1000]
             new_docs = [docs_by_id[d] for d in dict.fromkeys(c.doc_id for c in new)]
             started = time.perf_counter()
             with store.writer_lock():
-                version = store.append(new_docs, new, data.vectors[n:n + 1000])
+                version = store.append(new_docs, new, data.vectors[n : n + 1000])
             fig["append_1000_s"] = round(time.perf_counter() - started, 2)
             fig["segments_after_append"] = len(json.loads((version / "manifest.json").read_text())["segments"])
             n += 1000
@@ -339,13 +389,14 @@ def plot(result: dict, path: Path) -> None:
 
     k = result["kinds"]
     sizes = sorted(int(s) for s in k["sizes"])
-    panels = [("hybrid query p50 / p95 (ms, warm)", ["hybrid_p50_ms", "hybrid_p95_ms"], [20, 50]),
-              ("dense recall@10 vs exact", ["recall_at_10"], [0.95]),
-              ("open + first query (s, fresh process; cold, warm)",
-               ["cold_open_first_query_s", "open_first_query_s"], [3]),
-              ("RSS of rag serve (MB)", ["serve_rss_mb"], [2048]),
-              ("adding 1,000 chunks (s, embedding excluded)", ["append_1000_s"], [10]),
-              ("write (s) / disk (GB)", ["write_s", "disk_gb"], [])]
+    panels = [
+        ("hybrid query p50 / p95 (ms, warm)", ["hybrid_p50_ms", "hybrid_p95_ms"], [20, 50]),
+        ("dense recall@10 vs exact", ["recall_at_10"], [0.95]),
+        ("open + first query (s, fresh process; cold, warm)", ["cold_open_first_query_s", "open_first_query_s"], [3]),
+        ("RSS of rag serve (MB)", ["serve_rss_mb"], [2048]),
+        ("adding 1,000 chunks (s, embedding excluded)", ["append_1000_s"], [10]),
+        ("write (s) / disk (GB)", ["write_s", "disk_gb"], []),
+    ]
     fig, axes = plt.subplots(2, 3, figsize=(15, 8.5))
     colours = {"flat": "tab:blue", "hnsw": "tab:orange", "ivf-pq": "tab:green"}
     for ax, (title, keys, targets) in zip(axes.flat, panels, strict=True):
@@ -364,8 +415,9 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
     m = result["machine"]
-    fig.suptitle(f"Dense index kinds at scale ({m.get('cpu', '?')}, {m.get('cpus')} CPUs); "
-                 "dotted: targets at 1M", fontsize=11)
+    fig.suptitle(
+        f"Dense index kinds at scale ({m.get('cpu', '?')}, {m.get('cpus')} CPUs); dotted: targets at 1M", fontsize=11
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -380,8 +432,9 @@ def run(args: argparse.Namespace) -> dict:
         else:
             result["build"], index_dir = build_figures(args.docs, args.ray_workers, work)
         if args.kind_sizes:
-            result["kinds"] = kind_figures(index_dir, _ints(args.kind_sizes), args.kinds.split(","), args.queries, work,
-                                           serve=not args.no_serve)
+            result["kinds"] = kind_figures(
+                index_dir, _ints(args.kind_sizes), args.kinds.split(","), args.queries, work, serve=not args.no_serve
+            )
         if not args.skip_milvus:
             result["queries"] = query_figures(index_dir, _ints(args.sizes), args.queries, work)
     finally:
@@ -401,18 +454,22 @@ def kinds_markdown(r: dict, plot_name: str | None = "scale.png") -> list[str]:
     k = r["kinds"]
     sizes = sorted(int(s) for s in k["sizes"])
     m = r["machine"]
-    lines = ["## Dense index kinds, 10k to 1M chunks", "",
-             f"`{r.get('command', 'python eval/bench_scale.py')}` on {m.get('cpu', '?')} ({m.get('cpus')} CPUs, "
-             f"{', '.join(m.get('simd', []))}), load average at start "
-             f"{', '.join(f'{x:.1f}' for x in m.get('load_average_at_start', []))}. Synthetic indexes: the real "
-             f"SciFact chunks repeated with fresh ids and perturbed vectors; {k['queries']} SciFact queries, warm; "
-             "hybrid and BM25 "
-             "are `Retriever.search` (k=5, query embedding included), dense is the index's own search for the top 50 "
-             "with the query vector given; recall@10 is against exact search over the same vectors; open + first query "
-             "runs in a fresh process after the model is loaded, with the index files dropped from the page cache "
-             "(cold) and in it (warm); `rag serve` runs the extractive backend with the chat page mounted, RSS after "
-             f"20 answers. Adding 1,000 chunks excludes their embedding ({k['embed_1000_s']} s for 1,000 chunk texts "
-             "with the default `onnx-int8` embedder here).", ""]
+    lines = [
+        "## Dense index kinds, 10k to 1M chunks",
+        "",
+        f"`{r.get('command', 'python eval/bench_scale.py')}` on {m.get('cpu', '?')} ({m.get('cpus')} CPUs, "
+        f"{', '.join(m.get('simd', []))}), load average at start "
+        f"{', '.join(f'{x:.1f}' for x in m.get('load_average_at_start', []))}. Synthetic indexes: the real "
+        f"SciFact chunks repeated with fresh ids and perturbed vectors; {k['queries']} SciFact queries, warm; "
+        "hybrid and BM25 "
+        "are `Retriever.search` (k=5, query embedding included), dense is the index's own search for the top 50 "
+        "with the query vector given; recall@10 is against exact search over the same vectors; open + first query "
+        "runs in a fresh process after the model is loaded, with the index files dropped from the page cache "
+        "(cold) and in it (warm); `rag serve` runs the extractive backend with the chat page mounted, RSS after "
+        f"20 answers. Adding 1,000 chunks excludes their embedding ({k['embed_1000_s']} s for 1,000 chunk texts "
+        "with the default `onnx-int8` embedder here).",
+        "",
+    ]
     if plot_name:
         lines += [f"![cost curves per dense index kind]({plot_name})", ""]
     for kind in k["kinds"]:
@@ -420,14 +477,23 @@ def kinds_markdown(r: dict, plot_name: str | None = "scale.png") -> list[str]:
         lines += [f"### `{kind}`", "", f"| figure | {head} | target at 1M |", "|---" * (len(sizes) + 2) + "|"]
         rows = [
             ("hybrid query p50 / p95 ms", lambda f: _pair(f, "hybrid_p50_ms", "hybrid_p95_ms"), "≤ 20 / ≤ 50"),
-            ("dense search alone p50 / p95 ms",
-             lambda f: _pair(f, "dense_search_p50_ms", "dense_search_p95_ms", "{:.2f}"), ""),
+            (
+                "dense search alone p50 / p95 ms",
+                lambda f: _pair(f, "dense_search_p50_ms", "dense_search_p95_ms", "{:.2f}"),
+                "",
+            ),
             ("BM25 p50 / p95 ms", lambda f: _pair(f, "bm25_p50_ms", "bm25_p95_ms"), ""),
             ("dense recall@10 vs exact", lambda f: f"{f['recall_at_10']:.3f}", "≥ 0.95"),
-            ("open + first query s, cold / warm",
-             lambda f: _pair(f, "cold_open_first_query_s", "open_first_query_s", "{:.2f}"), "≤ 3"),
-            ("RSS of `rag serve` MB (peak)", lambda f: f"{f['serve_rss_mb']:.0f} ({f['serve_hwm_mb']:.0f})"
-             if "serve_rss_mb" in f else "—", "≤ 2,048"),
+            (
+                "open + first query s, cold / warm",
+                lambda f: _pair(f, "cold_open_first_query_s", "open_first_query_s", "{:.2f}"),
+                "≤ 3",
+            ),
+            (
+                "RSS of `rag serve` MB (peak)",
+                lambda f: f"{f['serve_rss_mb']:.0f} ({f['serve_hwm_mb']:.0f})" if "serve_rss_mb" in f else "—",
+                "≤ 2,048",
+            ),
             ("RSS of a fresh process after open + first query MB", lambda f: f"{f['open_rss_mb']:.0f}", ""),
             ("adding 1,000 chunks s", lambda f: f"{f['append_1000_s']:.2f}", "≤ 10 + embedding"),
             ("write s", lambda f: f"{f['write_s']:.1f}", ""),
@@ -447,31 +513,43 @@ def markdown(r: dict, plot_name: str | None = "scale.png") -> str:
         lines += kinds_markdown(r, plot_name)
     if "queries" in r:
         q = r["queries"]
-        lines += ["## Scale-out: Milvus Lite vs FAISS", "",
-                  f"Query latency ({q['queries']} SciFact queries; dense = the store's own search for the top "
-                  f"{q['k_dense']} with the query vector given; hybrid = `Retriever.search`, k=5, query embedding "
-                  "included):", "",
-                  "| chunks | store | write s | dense p50 ms | dense p95 ms | hybrid p50 ms | hybrid p95 ms "
-                  "| same top-10 |",
-                  "|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "## Scale-out: Milvus Lite vs FAISS",
+            "",
+            f"Query latency ({q['queries']} SciFact queries; dense = the store's own search for the top "
+            f"{q['k_dense']} with the query vector given; hybrid = `Retriever.search`, k=5, query embedding "
+            "included):",
+            "",
+            "| chunks | store | write s | dense p50 ms | dense p95 ms | hybrid p50 ms | hybrid p95 ms | same top-10 |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for size, row in q["sizes"].items():
             for kind in ("faiss", "milvus"):
                 s = row[kind]
                 same = f"{row['same_top10']:.3f}" if kind == "milvus" else ""
-                lines.append(f"| {int(size):,} | {kind} | {s['write_s']} | {s['dense_search_p50_ms']} | "
-                             f"{s['dense_search_p95_ms']} | {s['hybrid_p50_ms']} | {s['hybrid_p95_ms']} | {same} |")
+                lines.append(
+                    f"| {int(size):,} | {kind} | {s['write_s']} | {s['dense_search_p50_ms']} | "
+                    f"{s['dense_search_p95_ms']} | {s['hybrid_p50_ms']} | {s['hybrid_p95_ms']} | {same} |"
+                )
         lines.append("")
     if "build" in r:
         b = r["build"]
-        lines += ["## Scale-out: Ray vs one process", "",
-                  f"Build of {b['documents']} SciFact abstracts ({b['chunks']} chunks):", "",
-                  "| build | seconds | chunks/s |", "|---|---|---|",
-                  f"| single process (warm model) | {b['single_process_s']} | {b['single_process_chunks_per_s']} |",
-                  f"| Ray Data, {b['ray_workers']} local workers (+{b['ray_init_s']} s Ray start) "
-                  f"| {b['ray_build_s']} | "
-                  f"{b['ray_chunks_per_s']} |", "",
-                  f"Same chunk ids: {b['same_chunk_ids']}; largest vector difference {b['max_vector_diff']:.2e}; "
-                  f"workers that embedded: {b['ray_workers_used']}.", ""]
+        lines += [
+            "## Scale-out: Ray vs one process",
+            "",
+            f"Build of {b['documents']} SciFact abstracts ({b['chunks']} chunks):",
+            "",
+            "| build | seconds | chunks/s |",
+            "|---|---|---|",
+            f"| single process (warm model) | {b['single_process_s']} | {b['single_process_chunks_per_s']} |",
+            f"| Ray Data, {b['ray_workers']} local workers (+{b['ray_init_s']} s Ray start) "
+            f"| {b['ray_build_s']} | "
+            f"{b['ray_chunks_per_s']} |",
+            "",
+            f"Same chunk ids: {b['same_chunk_ids']}; largest vector difference {b['max_vector_diff']:.2e}; "
+            f"workers that embedded: {b['ray_workers_used']}.",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -479,8 +557,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=300, help="SciFact documents indexed for real (default 300)")
     parser.add_argument("--kinds", default=",".join(KINDS), help="dense index kinds measured (default all)")
-    parser.add_argument("--kind-sizes", default="10000,100000,1000000",
-                        help="index sizes for the dense index kinds, in chunks (\"\" skips them)")
+    parser.add_argument(
+        "--kind-sizes",
+        default="10000,100000,1000000",
+        help='index sizes for the dense index kinds, in chunks ("" skips them)',
+    )
     parser.add_argument("--sizes", default="10000,100000", help="index sizes for Milvus vs FAISS, in chunks")
     parser.add_argument("--queries", type=int, default=200, help="queries timed per index (default 200)")
     parser.add_argument("--ray-workers", type=int, default=2, help="local Ray workers (default 2)")
@@ -489,8 +570,9 @@ def main() -> None:
     parser.add_argument("--no-serve", action="store_true", help="skip the `rag serve` RSS per index")
     parser.add_argument("--out", help="also write scale.json, scale.md and scale.png to this folder")
     parser.add_argument("--json", action="store_true", help="print the figures as one JSON line")
-    parser.add_argument("--data", help="the BEIR SciFact folder "
-                        f"(default: $RAG_BENCH_DATA, else {benchkit.DEFAULT_SCIFACT})")
+    parser.add_argument(
+        "--data", help=f"the BEIR SciFact folder (default: $RAG_BENCH_DATA, else {benchkit.DEFAULT_SCIFACT})"
+    )
     parser.add_argument("--open-worker", help=argparse.SUPPRESS)
     parser.add_argument("--cold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()

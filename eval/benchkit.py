@@ -25,9 +25,11 @@ def scifact_dir(explicit: str | None = None) -> Path:
     Exits with a message saying where to put it when it is not there."""
     folder = Path(explicit or os.environ.get("RAG_BENCH_DATA") or DEFAULT_SCIFACT)
     if not (folder / "corpus.jsonl").is_file() or not (folder / "queries.jsonl").is_file():
-        sys.exit(f"SciFact is not at {folder}: put the BEIR SciFact folder (corpus.jsonl, queries.jsonl, "
-                 f"qrels/test.tsv; BEIR's scifact.zip) at {DEFAULT_SCIFACT}, or point RAG_BENCH_DATA or --data "
-                 "at it. It is CC BY-NC: keep it out of the repository.")
+        sys.exit(
+            f"SciFact is not at {folder}: put the BEIR SciFact folder (corpus.jsonl, queries.jsonl, "
+            f"qrels/test.tsv; BEIR's scifact.zip) at {DEFAULT_SCIFACT}, or point RAG_BENCH_DATA or --data "
+            "at it. It is CC BY-NC: keep it out of the repository."
+        )
     return folder
 
 
@@ -76,8 +78,11 @@ def synthetic_index(chunks, documents, vectors, size: int, seed: int = 0):
         doc = docs[base.doc_id]
         doc_id = content_hash(doc.id, str(copy))
         out_docs.setdefault(doc_id, Document(doc_id, f"copy{copy}/{doc.source}", doc.title, doc.text))
-        out_chunks.append(Chunk(content_hash(base.id, str(copy)), doc_id, f"copy{copy}/{base.source}",
-                                base.start, base.end, base.text))
+        out_chunks.append(
+            Chunk(
+                content_hash(base.id, str(copy)), doc_id, f"copy{copy}/{base.source}", base.start, base.end, base.text
+            )
+        )
     out = vectors[rows].copy()
     copies = np.arange(size) >= len(chunks)
     out[copies] += rng.normal(0, 0.45 / np.sqrt(out.shape[1]), (int(copies.sum()), out.shape[1])).astype(np.float32)
@@ -86,15 +91,22 @@ def synthetic_index(chunks, documents, vectors, size: int, seed: int = 0):
 
 
 @contextlib.contextmanager
-def rag_serve(command: list[str], index_dir: Path, backend: str, log_path: Path, seconds: float,
-              **env_extra: str) -> Iterator[tuple[subprocess.Popen, str]]:
+def rag_serve(
+    command: list[str], index_dir: Path, backend: str, log_path: Path, seconds: float, **env_extra: str
+) -> Iterator[tuple[subprocess.Popen, str]]:
     """`rag serve` on `index_dir` on a free port, once its /health answers: (process, base URL); stopped on exit.
     RuntimeError with the end of its log if it does not start within `seconds`."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_PORT": str(port), "RAG_BACKEND": backend,
-           "RAG_HOST": "127.0.0.1", **env_extra}
+    env = {
+        **os.environ,
+        "RAG_INDEX_DIR": str(index_dir),
+        "RAG_PORT": str(port),
+        "RAG_BACKEND": backend,
+        "RAG_HOST": "127.0.0.1",
+        **env_extra,
+    }
     env.pop("RAG_AUTH", None)
     with open(log_path, "w") as log:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
@@ -140,8 +152,9 @@ def machine() -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
-                           if line.startswith("model name"))
+        info["cpu"] = next(
+            line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")
+        )
         flags = next(line for line in cpuinfo.splitlines() if line.startswith("flags")).split()
         info["simd"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
     except (OSError, StopIteration):

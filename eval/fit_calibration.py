@@ -78,15 +78,21 @@ def collect(settings: Settings, corpus: Path, questions, k: int, cache: Path) ->
     return rows, selector
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], weight: np.ndarray | None = None,
-                 c: float = 1.0) -> Logistic:
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, names: tuple[str, ...], weight: np.ndarray | None = None, c: float = 1.0
+) -> Logistic:
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
     model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y, sample_weight=weight)
-    return Logistic(names, tuple(float(w) for w in model.coef_[0]), float(model.intercept_[0]),
-                    tuple(float(m) for m in mean), tuple(float(s) for s in scale))
+    return Logistic(
+        names,
+        tuple(float(w) for w in model.coef_[0]),
+        float(model.intercept_[0]),
+        tuple(float(m) for m in mean),
+        tuple(float(s) for s in scale),
+    )
 
 
 def fit_ranker(rows: list[dict], x: np.ndarray, y: np.ndarray) -> Logistic:
@@ -110,16 +116,25 @@ def fit_ranker(rows: list[dict], x: np.ndarray, y: np.ndarray) -> Logistic:
     w = ranker.coef_[0]
     platt = LogisticRegression(C=1.0, max_iter=2000).fit((z @ w).reshape(-1, 1), y)
     a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
-    return Logistic(SENTENCE_FEATURES, tuple(float(v) * a for v in w), b,
-                    tuple(float(m) for m in mean), tuple(float(s) for s in scale))
+    return Logistic(
+        SENTENCE_FEATURES,
+        tuple(float(v) * a for v in w),
+        b,
+        tuple(float(m) for m in mean),
+        tuple(float(s) for s in scale),
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD, help="SQuAD 2.0 folder (corpus/, questions.jsonl)")
     parser.add_argument("--fit-article", default="Normans", help="the SQuAD article to fit on (the other reports)")
-    parser.add_argument("--seed-questions", type=Path, nargs="+",
-                        default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"])
+    parser.add_argument(
+        "--seed-questions",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"],
+    )
     parser.add_argument("--k", type=int, default=Settings().k)
     parser.add_argument("--out", type=Path, default=PACKAGED)
     parser.add_argument("--cache", type=Path, default=ROOT / "eval" / ".cache")
@@ -132,8 +147,10 @@ def main() -> None:
     if f"{args.fit_article}.txt" not in squad:
         sys.exit(f"no article {args.fit_article!r} in {args.squad}: one of {', '.join(s[:-4] for s in squad)}")
     fit_questions = squad[f"{args.fit_article}.txt"]
-    sets = [("squad", args.squad / "corpus", fit_questions),
-            ("seed", ROOT / "seeds", [q for path in args.seed_questions for q in load_questions(path)])]
+    sets = [
+        ("squad", args.squad / "corpus", fit_questions),
+        ("seed", ROOT / "seeds", [q for path in args.seed_questions for q in load_questions(path)]),
+    ]
     rows, selectors = [], []
     for name, corpus, questions in sets:
         got, selector = collect(settings, corpus, questions, args.k, args.cache)
@@ -145,9 +162,22 @@ def main() -> None:
     x = np.array([[f[name] for name in SENTENCE_FEATURES] for r in rows for f in r["features"]])
     y = np.array([label for r in rows for label in r["labels"]])
     sentence = fit_ranker(rows, x, y)
-    provisional = Calibration(sentence, Logistic(CONFIDENCE_FEATURES, (0.0,) * len(CONFIDENCE_FEATURES), 0.0,
-                                                 (0.0,) * len(CONFIDENCE_FEATURES), (1.0,) * len(CONFIDENCE_FEATURES)),
-                              0.0, 1.0, MAX_WORDS, SUPPORT, PROMPT_SENTENCES, {})
+    provisional = Calibration(
+        sentence,
+        Logistic(
+            CONFIDENCE_FEATURES,
+            (0.0,) * len(CONFIDENCE_FEATURES),
+            0.0,
+            (0.0,) * len(CONFIDENCE_FEATURES),
+            (1.0,) * len(CONFIDENCE_FEATURES),
+        ),
+        0.0,
+        1.0,
+        MAX_WORDS,
+        SUPPORT,
+        PROMPT_SENTENCES,
+        {},
+    )
 
     def evidence_of(calibration: Calibration):
         out = []
@@ -186,6 +216,7 @@ def main() -> None:
     # 4. the abstention threshold
     scored = [(ev.confidence, correct(ev, provisional, r["q"])) for ev, r in zip(evidences, rows, strict=True)]
     thresholds = sorted({round(c, 3) for c, _ in scored} | {0.0, 1.0})
+
     def balanced(t: float) -> float:
         means = []
         for name in per_set:
@@ -202,32 +233,43 @@ def main() -> None:
 
     figures = {"balanced_accuracy": round(accuracy[threshold], 4)}
     for name in per_set:
-        answered = [(c >= threshold, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True)
-                    if r["set"] == name]
+        answered = [
+            (c >= threshold, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name
+        ]
         n_ans = sum(a for _, _, a in answered)
         figures[f"{name}_answerable_correct"] = round(sum(d and ok for d, ok, a in answered if a) / max(1, n_ans), 4)
-        figures[f"{name}_unanswerable_abstained"] = round(sum(not d for d, _, a in answered if not a) /
-                                                          max(1, len(answered) - n_ans), 4)
-    figures.update({
-        "untyped_answers": {kind: f"{sum(oks)} of {len(oks)} right" for kind, oks in sorted(untyped.items())},
-        "sentence_positive_rate": round(float(y.mean()), 4),
-        "confidence_auc": round(float(roc_auc_score([ok for _, ok in scored], [c for c, _ in scored])), 4),
-        "second_sentence_grid": {str(v): hits_at[v] for v in grid},
-    })
+        figures[f"{name}_unanswerable_abstained"] = round(
+            sum(not d for d, _, a in answered if not a) / max(1, len(answered) - n_ans), 4
+        )
+    figures.update(
+        {
+            "untyped_answers": {kind: f"{sum(oks)} of {len(oks)} right" for kind, oks in sorted(untyped.items())},
+            "sentence_positive_rate": round(float(y.mean()), 4),
+            "confidence_auc": round(float(roc_auc_score([ok for _, ok in scored], [c for c, _ in scored])), 4),
+            "second_sentence_grid": {str(v): hits_at[v] for v in grid},
+        }
+    )
     meta = {
         "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python eval/fit_calibration.py " + " ".join(sys.argv[1:]),
         "calibration_split": {
             "squad2": f"{args.squad.name}: article {args.fit_article} ({len(fit_questions)} questions, "
-                      f"{sum(q.answerable for q in fit_questions)} answerable)",
+            f"{sum(q.answerable for q in fit_questions)} answerable)",
             "seed": f"{' + '.join(p.name for p in args.seed_questions)} ({per_set['seed']} questions)",
         },
         "held_out": "the other SQuAD 2.0 article; eval/seed_questions_heldout.jsonl",
-        "retrieval": {"k": args.k, "mode": settings.mode, "embedding": f"{settings.embedding_model} "
-                                                                      f"({settings.embedding_backend})"},
-        "sentences": int(len(y)), "questions": len(rows),
-        "not_fitted": {"max_words": "issue 11's cap", "prompt_sentences": "prompt size",
-                       "support": "grounding cut-off carried over from the first seed-set calibration"},
+        "retrieval": {
+            "k": args.k,
+            "mode": settings.mode,
+            "embedding": f"{settings.embedding_model} ({settings.embedding_backend})",
+        },
+        "sentences": int(len(y)),
+        "questions": len(rows),
+        "not_fitted": {
+            "max_words": "issue 11's cap",
+            "prompt_sentences": "prompt size",
+            "support": "grounding cut-off carried over from the first seed-set calibration",
+        },
         "figures_on_calibration_split": figures,
         "seconds": round(time.time() - started, 1),
     }

@@ -18,20 +18,40 @@ if TYPE_CHECKING:
     from rag.types import Answer, Chunk, Citation, Document, Hit, IndexReport, Skipped
 
 __all__ = [
-    "RAG", "Answer", "Chunk", "Citation", "Document", "HashEmbedder", "Hit", "IndexReport", "IndexStore", "Indexer",
-    "RagRetriever", "Retriever", "SentenceTransformerEmbedder", "Settings", "Skipped", "make_embedder",
+    "RAG",
+    "Answer",
+    "Chunk",
+    "Citation",
+    "Document",
+    "HashEmbedder",
+    "Hit",
+    "IndexReport",
+    "IndexStore",
+    "Indexer",
+    "RagRetriever",
+    "Retriever",
+    "SentenceTransformerEmbedder",
+    "Settings",
+    "Skipped",
+    "make_embedder",
 ]
 _EXPORTS = {  # name -> the module it is loaded from on first use; the same pairs as the imports above
     "RAG": "rag.answer.chain",
-    "HashEmbedder": "rag.index.embedding", "SentenceTransformerEmbedder": "rag.index.embedding",
+    "HashEmbedder": "rag.index.embedding",
+    "SentenceTransformerEmbedder": "rag.index.embedding",
     "make_embedder": "rag.index.embedding",
     "Indexer": "rag.index.indexer",
     "RagRetriever": "rag.answer.integrations",
     "Retriever": "rag.answer.retrieval",
     "Settings": "rag.settings",
     "IndexStore": "rag.index.store",
-    "Answer": "rag.types", "Chunk": "rag.types", "Citation": "rag.types", "Document": "rag.types", "Hit": "rag.types",
-    "IndexReport": "rag.types", "Skipped": "rag.types",
+    "Answer": "rag.types",
+    "Chunk": "rag.types",
+    "Citation": "rag.types",
+    "Document": "rag.types",
+    "Hit": "rag.types",
+    "IndexReport": "rag.types",
+    "Skipped": "rag.types",
 }
 
 

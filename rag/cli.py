@@ -31,38 +31,73 @@ class _Commands(TyperGroup):
 
 app = typer.Typer(
     help="Cited-answer question answering over your documents: index files, search them, ask questions.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, cls=_Commands,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    cls=_Commands,
     rich_markup_mode=None,  # plain help: flags read as flags, and no [bracketed] text is taken for markup
 )
 
 
 def setting(field: str, *flags: str, help: str, shown_default: str | None = None, **kw: Any) -> Any:
     """An option that sets `Settings.<field>`: --help shows its RAG_* variable and its default."""
-    return typer.Option(*flags, envvar=Settings.env_name(field), help=help,
-                        show_default=shown_default if shown_default is not None else True, **kw)
+    return typer.Option(
+        *flags,
+        envvar=Settings.env_name(field),
+        help=help,
+        show_default=shown_default if shown_default is not None else True,
+        **kw,
+    )
 
 
 Mode = Literal[MODES]
 Backend = Literal[BACKENDS]
 IndexDir = Annotated[Path, setting("index_dir", "--index-dir", help="Index directory.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
-StoreFlag = Annotated[Optional[Literal["faiss", "milvus"]], setting(
-    "store", "--store", help="Where vectors live.", shown_default="what the index uses; faiss for a new one")]
-MilvusUri = Annotated[str, setting("milvus_uri", "--milvus-uri", help="Milvus: a local Milvus Lite folder or "
-                                   "http://HOST:19530 (a token goes in RAG_MILVUS_TOKEN).",
-                                   shown_default="INDEX_DIR/milvus.db")]
-DenseIndexFlag = Annotated[str, setting(
-    "dense_index", "--dense-index", metavar="KIND[@CHUNKS]", help="FAISS index: flat (exact), hnsw or ivf-pq "
-    "(approximate), or e.g. ivf-pq@200000 (flat below 200,000 chunks).",
-    shown_default="what the index uses; flat for a new one")]
+StoreFlag = Annotated[
+    Optional[Literal["faiss", "milvus"]],
+    setting("store", "--store", help="Where vectors live.", shown_default="what the index uses; faiss for a new one"),
+]
+MilvusUri = Annotated[
+    str,
+    setting(
+        "milvus_uri",
+        "--milvus-uri",
+        help="Milvus: a local Milvus Lite folder or http://HOST:19530 (a token goes in RAG_MILVUS_TOKEN).",
+        shown_default="INDEX_DIR/milvus.db",
+    ),
+]
+DenseIndexFlag = Annotated[
+    str,
+    setting(
+        "dense_index",
+        "--dense-index",
+        metavar="KIND[@CHUNKS]",
+        help="FAISS index: flat (exact), hnsw or ivf-pq "
+        "(approximate), or e.g. ivf-pq@200000 (flat below 200,000 chunks).",
+        shown_default="what the index uses; flat for a new one",
+    ),
+]
 K = Annotated[int, setting("k", "--k", help="Number of passages.", min=1)]
 ModeOption = Annotated[Mode, setting("mode", "--mode", help="Retrieval: dense and BM25 fused, or one of them.")]
 BackendOption = Annotated[Backend, setting("backend", "--backend", help="What writes the answer.")]
-SourceGlobs = Annotated[Optional[list[str]], typer.Option(
-    "--source", metavar="GLOB", help="Only documents whose name (as search shows it) matches GLOB; repeatable.")]
-MinConfidence = Annotated[Optional[float], setting(
-    "min_confidence", "--min-confidence", min=0.0, max=1.0, help="Abstain below this calibrated confidence, 0-1 "
-    "(higher: fewer but surer answers).", shown_default="the fitted threshold in rag/answer/calibration.json")]
+SourceGlobs = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--source", metavar="GLOB", help="Only documents whose name (as search shows it) matches GLOB; repeatable."
+    ),
+]
+MinConfidence = Annotated[
+    Optional[float],
+    setting(
+        "min_confidence",
+        "--min-confidence",
+        min=0.0,
+        max=1.0,
+        help="Abstain below this calibrated confidence, 0-1 (higher: fewer but surer answers).",
+        shown_default="the fitted threshold in rag/answer/calibration.json",
+    ),
+]
 
 
 @app.callback()
@@ -75,8 +110,7 @@ def _validate_environment(ctx: typer.Context) -> None:
 def _settings(ctx: typer.Context | None = None, **flags: Any) -> Settings:
     """Settings from the environment, with the options given on the command line on top. Values typer took
     from the environment or its defaults are left to `Settings.from_env`, so they are validated in one place."""
-    given = {name: value for name, value in flags.items()
-             if ctx is not None and _from_command_line(ctx, name)}
+    given = {name: value for name, value in flags.items() if ctx is not None and _from_command_line(ctx, name)}
     try:
         return Settings.from_env(os.environ).with_overrides(**given)
     except RagError as exc:
@@ -107,8 +141,9 @@ def _check_sources(retriever, globs: list[str] | None) -> None:
     if globs and not retriever.matching_sources(globs):
         names = sorted(retriever.index.source_rows())
         shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
-        raise RagError(f"no indexed document matches --source {' '.join(globs)} (documents: {shown}; "
-                       "`rag documents` lists them)")
+        raise RagError(
+            f"no indexed document matches --source {' '.join(globs)} (documents: {shown}; `rag documents` lists them)"
+        )
 
 
 def _print_json(data) -> None:
@@ -118,20 +153,40 @@ def _print_json(data) -> None:
 @app.command()
 def index(
     ctx: typer.Context,
-    paths: Annotated[Optional[list[Path]], typer.Argument(help="Files or folders to add or re-sync [default: every "
-                     "source the index records; seeds/ for a new index].")] = None,
+    paths: Annotated[
+        Optional[list[Path]],
+        typer.Argument(
+            help="Files or folders to add or re-sync [default: every source the index records; seeds/ for a new index]."
+        ),
+    ] = None,
     index_dir: IndexDir = Settings.default("index_dir"),
-    rebuild: Annotated[bool, typer.Option("--rebuild", help="Ignore the existing vectors and embed every source again.")] = False,
-    add: Annotated[bool, typer.Option("--add", help="Keep files deleted from PATHS in the index (no pruning).")] = False,
-    chunk_size: Annotated[int, setting("chunk_size", "--chunk-size", help="Chunk size in tokens.")] = Settings.default("chunk_size"),
-    chunk_overlap: Annotated[int, setting("chunk_overlap", "--chunk-overlap", help="Overlap in tokens.")] = Settings.default("chunk_overlap"),
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Ignore the existing vectors and embed every source again.")
+    ] = False,
+    add: Annotated[
+        bool, typer.Option("--add", help="Keep files deleted from PATHS in the index (no pruning).")
+    ] = False,
+    chunk_size: Annotated[int, setting("chunk_size", "--chunk-size", help="Chunk size in tokens.")] = Settings.default(
+        "chunk_size"
+    ),
+    chunk_overlap: Annotated[
+        int, setting("chunk_overlap", "--chunk-overlap", help="Overlap in tokens.")
+    ] = Settings.default("chunk_overlap"),
     store: StoreFlag = None,
     milvus_uri: MilvusUri = Settings.default("milvus_uri"),
     dense_index: DenseIndexFlag = Settings.default("dense_index"),
-    ray: Annotated[Optional[str], typer.Option("--ray", metavar="[ADDRESS]", help="Embed as a Ray Data job: on the "
-                   "cluster at ADDRESS (ray://HOST:10001, HOST:6379 or auto), or alone for a local Ray instance.")] = None,
-    ray_workers: Annotated[Optional[int], typer.Option(help="Embedding workers on Ray.", min=1,
-                                                       show_default="one per CPU")] = None,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Embed as a Ray Data job: on the "
+            "cluster at ADDRESS (ray://HOST:10001, HOST:6379 or auto), or alone for a local Ray instance.",
+        ),
+    ] = None,
+    ray_workers: Annotated[
+        Optional[int], typer.Option(help="Embedding workers on Ray.", min=1, show_default="one per CPU")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Build or update the index from its sources: new or changed files are embedded, deleted files dropped.
@@ -142,8 +197,15 @@ def index(
     missing = [str(p) for p in paths or [] if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
-    settings = _settings(ctx, index_dir=index_dir, chunk_size=chunk_size, chunk_overlap=chunk_overlap, store=store,
-                         milvus_uri=milvus_uri, dense_index=dense_index)
+    settings = _settings(
+        ctx,
+        index_dir=index_dir,
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        store=store,
+        milvus_uri=milvus_uri,
+        dense_index=dense_index,
+    )
     from rag.index.embedding import embedder_for
     from rag.index.indexer import Indexer
 
@@ -160,8 +222,12 @@ def index(
     except RagError as exc:
         _fail(exc)
     for source in report.sources_missing:
-        typer.secho(f"warning: source {source} no longer exists; its documents stay in the index: "
-                    f"run `rag remove {source}` to drop them", fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"warning: source {source} no longer exists; its documents stay in the index: "
+            f"run `rag remove {source}` to drop them",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -178,8 +244,14 @@ def index(
 
 @app.command()
 def remove(
-    targets: Annotated[list[str], typer.Argument(metavar="SOURCE...", help="Recorded sources, or indexed files or "
-                       "folders (paths, names as search shows them, or doc ids), to drop from the index.")],
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="SOURCE...",
+            help="Recorded sources, or indexed files or "
+            "folders (paths, names as search shows them, or doc ids), to drop from the index.",
+        ),
+    ],
     ctx: typer.Context,
     index_dir: IndexDir = Settings.default("index_dir"),
     as_json: JsonFlag = False,
@@ -198,17 +270,24 @@ def remove(
         _print_json(report.to_dict())
     else:
         if report.sources_removed:
-            typer.echo(f"removed source{'s' if len(report.sources_removed) > 1 else ''} "
-                       f"{', '.join(report.sources_removed)}")
-        typer.echo(f"removed {_count(len(report.files_removed), 'file')} ({', '.join(report.files_removed)}), "
-                   f"{_count(report.chunks_removed, 'chunk')}; the index at {settings.index_dir} holds "
-                   f"{_count(report.files_total, 'file')}, {_count(report.chunks_total, 'chunk')}; "
-                   f"sources: {', '.join(report.sources) or 'none'}")
+            typer.echo(
+                f"removed source{'s' if len(report.sources_removed) > 1 else ''} {', '.join(report.sources_removed)}"
+            )
+        typer.echo(
+            f"removed {_count(len(report.files_removed), 'file')} ({', '.join(report.files_removed)}), "
+            f"{_count(report.chunks_removed, 'chunk')}; the index at {settings.index_dir} holds "
+            f"{_count(report.files_total, 'file')}, {_count(report.chunks_total, 'chunk')}; "
+            f"sources: {', '.join(report.sources) or 'none'}"
+        )
     for path in report.uploads_deleted if not as_json else ():
         typer.echo(f"deleted the uploaded copy {path}")
     for path in report.still_in_sources:
-        typer.secho(f"warning: {path} is still inside a recorded source: the next `rag index` adds it back "
-                    "(delete the file, or remove its folder)", fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            f"warning: {path} is still inside a recorded source: the next `rag index` adds it back "
+            "(delete the file, or remove its folder)",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 @app.command()
@@ -224,8 +303,9 @@ def documents(
     from rag.index.store import IndexStore
 
     try:
-        rows = list_documents(IndexStore(settings.index_dir, StoreOptions.from_settings(settings)).load(),
-                              settings.uploads)
+        rows = list_documents(
+            IndexStore(settings.index_dir, StoreOptions.from_settings(settings)).load(), settings.uploads
+        )
     except RagError as exc:
         _fail(exc)
     if as_json:
@@ -235,10 +315,13 @@ def documents(
     for d in rows:
         pages = f"{d.pages} p." if d.pages else "-"
         size = f"{d.size / 1024:.1f} KB" if d.size is not None else "-"
-        typer.echo(f"{d.source:<{width}}  {pages:>6}  {_count(d.chunks, 'chunk'):>10}  {size:>9}  "
-                   f"{d.added_at or '-':<20}  {'upload  ' if d.upload else ''}{d.title}")
-    typer.echo(f"{_count(len(rows), 'document')}, {_count(sum(d.chunks for d in rows), 'chunk')} "
-               f"in {settings.index_dir}")
+        typer.echo(
+            f"{d.source:<{width}}  {pages:>6}  {_count(d.chunks, 'chunk'):>10}  {size:>9}  "
+            f"{d.added_at or '-':<20}  {'upload  ' if d.upload else ''}{d.title}"
+        )
+    typer.echo(
+        f"{_count(len(rows), 'document')}, {_count(sum(d.chunks for d in rows), 'chunk')} in {settings.index_dir}"
+    )
 
 
 @app.command()
@@ -254,8 +337,10 @@ def verify(ctx: typer.Context, index_dir: IndexDir = Settings.default("index_dir
     if as_json:
         _print_json(report)
     else:
-        typer.echo(f"index {report['version']} at {settings.index_dir} is intact: {report['artifacts']} files, "
-                   f"{report['bytes'] / 1e6:.1f} MB checked in {report['seconds']:.1f}s")
+        typer.echo(
+            f"index {report['version']} at {settings.index_dir} is intact: {report['artifacts']} files, "
+            f"{report['bytes'] / 1e6:.1f} MB checked in {report['seconds']:.1f}s"
+        )
 
 
 @app.command()
@@ -276,8 +361,12 @@ def search(
     from rag.index.embedding import embedder_for
 
     try:
-        retriever = Retriever.open(settings.index_dir, embedder_for(settings),
-                                   rrf_k=settings.rrf_k, options=StoreOptions.from_settings(settings))
+        retriever = Retriever.open(
+            settings.index_dir,
+            embedder_for(settings),
+            rrf_k=settings.rrf_k,
+            options=StoreOptions.from_settings(settings),
+        )
         _check_sources(retriever, source)
         hits = retriever.search(query, k=settings.k, mode=settings.mode, sources=source)
     except RagError as exc:
@@ -289,8 +378,11 @@ def search(
         typer.echo("no matching passages")
     for n, hit in enumerate(hits, 1):
         c = hit.chunk
-        typer.secho(f"[{n}] {_where(c.source, c.location)} (chars {c.start}-{c.end})  score {hit.score:.4f} "
-                    f"(dense #{hit.dense_rank or '-'}, bm25 #{hit.bm25_rank or '-'})", bold=True)
+        typer.secho(
+            f"[{n}] {_where(c.source, c.location)} (chars {c.start}-{c.end})  score {hit.score:.4f} "
+            f"(dense #{hit.dense_rank or '-'}, bm25 #{hit.bm25_rank or '-'})",
+            bold=True,
+        )
         typer.echo("    " + c.text.replace("\n", "\n    "))
 
 
@@ -301,16 +393,19 @@ def ask(
     backend: BackendOption = Settings.default("backend"),
     k: Annotated[int, setting("k", "--k", help="Passages given to the model.", min=1)] = Settings.default("k"),
     mode: ModeOption = Settings.default("mode"),
-    grounding: Annotated[bool, setting("grounding", "--grounding/--no-grounding",
-                                       help="Drop answer sentences the passages do not support.")] = Settings.default("grounding"),
+    grounding: Annotated[
+        bool,
+        setting("grounding", "--grounding/--no-grounding", help="Drop answer sentences the passages do not support."),
+    ] = Settings.default("grounding"),
     min_confidence: MinConfidence = None,
     source: SourceGlobs = None,
     index_dir: IndexDir = Settings.default("index_dir"),
     as_json: JsonFlag = False,
 ) -> None:
     """Answer QUESTION from the indexed documents, with citations to exact source spans."""
-    settings = _settings(ctx, index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding,
-                         min_confidence=min_confidence)
+    settings = _settings(
+        ctx, index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding, min_confidence=min_confidence
+    )
     from rag.answer.chain import RAG
 
     try:
@@ -334,14 +429,20 @@ def ask(
     if answer.abstained and answer.passages:
         typer.echo("\nClosest passages:")
         for n, hit in enumerate(answer.passages[:3], 1):
-            typer.echo(f"  [{n}] {_where(hit.chunk.source, hit.chunk.location)} (chars {hit.chunk.start}-"
-                       f"{hit.chunk.end}): {hit.chunk.text[:160]}...")
+            typer.echo(
+                f"  [{n}] {_where(hit.chunk.source, hit.chunk.location)} (chars {hit.chunk.start}-"
+                f"{hit.chunk.end}): {hit.chunk.text[:160]}..."
+            )
     for c in answer.citations:
-        typer.echo(f"  [{c.n}] {_where(c.source, c.location)} (chars {c.char_start}-{c.char_end}): "
-                   f"\u201c{c.quote}\u201d")
+        typer.echo(
+            f"  [{c.n}] {_where(c.source, c.location)} (chars {c.char_start}-{c.char_end}): \u201c{c.quote}\u201d"
+        )
     fallback = f", fell back to {answer.fallback}" if answer.fallback else ""
-    typer.secho(f"({answer.backend}: {answer.model}, confidence {answer.confidence:.2f}{fallback}, "
-                f"{answer.timings.get('total', 0):.1f}s)", dim=True)
+    typer.secho(
+        f"({answer.backend}: {answer.model}, confidence {answer.confidence:.2f}{fallback}, "
+        f"{answer.timings.get('total', 0):.1f}s)",
+        dim=True,
+    )
 
 
 @app.command("eval")
@@ -349,13 +450,22 @@ def eval_(
     file: Annotated[Path, typer.Argument(help="Question set (JSONL: id, question, answers, answerable, support).")],
     ctx: typer.Context,
     corpus: Annotated[Path, typer.Option(help="Corpus folder.")] = Path("seeds"),
-    backend: Annotated[str, setting("backend", "--backend", help="Backends, comma-separated, e.g. extractive,local.")] = Settings.default("backend"),
+    backend: Annotated[
+        str, setting("backend", "--backend", help="Backends, comma-separated, e.g. extractive,local.")
+    ] = Settings.default("backend"),
     k: Annotated[int, setting("k", "--k", help="Passages per question.", min=1)] = Settings.default("k"),
     out: Annotated[Optional[Path], typer.Option(help="Report folder.", show_default="eval/reports/RUN")] = None,
-    cache: Annotated[Path, typer.Option(help="Where evaluation indexes are built, one per corpus content, chunking and "
-                                        "embedding model.")] = Path("eval/.cache"),
-    source: Annotated[Optional[str], typer.Option(help="Only the questions on this source file (e.g. one SQuAD "
-                                                  "article; questions without support go with the one before).")] = None,
+    cache: Annotated[
+        Path,
+        typer.Option(help="Where evaluation indexes are built, one per corpus content, chunking and embedding model."),
+    ] = Path("eval/.cache"),
+    source: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Only the questions on this source file (e.g. one SQuAD "
+            "article; questions without support go with the one before)."
+        ),
+    ] = None,
     min_confidence: MinConfidence = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -404,25 +514,42 @@ def eval_(
             summaries.append(summary)
     except RagError as exc:
         _fail(exc)
-    meta = {"run": run, "questions_file": str(file), "source": source, "corpus": str(corpus), "k": settings.k,
-            "mode": settings.mode, "grounding": settings.grounding}
+    meta = {
+        "run": run,
+        "questions_file": str(file),
+        "source": source,
+        "corpus": str(corpus),
+        "k": settings.k,
+        "mode": settings.mode,
+        "grounding": settings.grounding,
+    }
     write_report(out, records, summaries, meta)
     if as_json:
         _print_json({**meta, "out": str(out), "backends": summaries})
         return
-    cols = [("backend", lambda s: s["backend"]), ("recall@k", lambda s: s["retrieval"]["recall@k"]),
-            ("mrr@10", lambda s: s["retrieval"]["mrr@10"]), ("ndcg@10", lambda s: s["retrieval"]["ndcg@10"]),
-            ("EM", lambda s: s["answer"]["exact_match"]), ("F1", lambda s: s["answer"]["token_f1"]),
-            ("contains", lambda s: s["answer"]["contains_answer"]), ("cite P", lambda s: s["citations"]["precision"]),
-            ("cite R", lambda s: s["citations"]["recall"]), ("abstain", lambda s: s["abstention_rate"]),
-            ("false abst", lambda s: s["false_abstention_rate"]), ("RC area", lambda s: s["selective"]["area"]),
-            ("acc@50%", lambda s: s["selective"]["accuracy_at_50"]), ("ECE", lambda s: s["selective"]["ece"]),
-            ("p50 s", lambda s: s["latency"]["p50"]),
-            ("p95 s", lambda s: s["latency"]["p95"])]
+    cols = [
+        ("backend", lambda s: s["backend"]),
+        ("recall@k", lambda s: s["retrieval"]["recall@k"]),
+        ("mrr@10", lambda s: s["retrieval"]["mrr@10"]),
+        ("ndcg@10", lambda s: s["retrieval"]["ndcg@10"]),
+        ("EM", lambda s: s["answer"]["exact_match"]),
+        ("F1", lambda s: s["answer"]["token_f1"]),
+        ("contains", lambda s: s["answer"]["contains_answer"]),
+        ("cite P", lambda s: s["citations"]["precision"]),
+        ("cite R", lambda s: s["citations"]["recall"]),
+        ("abstain", lambda s: s["abstention_rate"]),
+        ("false abst", lambda s: s["false_abstention_rate"]),
+        ("RC area", lambda s: s["selective"]["area"]),
+        ("acc@50%", lambda s: s["selective"]["accuracy_at_50"]),
+        ("ECE", lambda s: s["selective"]["ece"]),
+        ("p50 s", lambda s: s["latency"]["p50"]),
+        ("p95 s", lambda s: s["latency"]["p95"]),
+    ]
     typer.echo(" | ".join(name for name, _ in cols))
     for s in summaries:
-        typer.echo(" | ".join(v if isinstance(v := get(s), str) else ("-" if v is None else f"{v:.3f}")
-                              for _, get in cols))
+        typer.echo(
+            " | ".join(v if isinstance(v := get(s), str) else ("-" if v is None else f"{v:.3f}") for _, get in cols)
+        )
     typer.echo(f"report: {out / 'report.html'}")
 
 
@@ -431,30 +558,40 @@ def eval_beir(
     folder: Annotated[Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl, qrels/<split>.tsv.")],
     mode: Annotated[Literal[("all", *MODES)], typer.Option(help="Which retrieval to score.")] = "all",
     split: Annotated[str, typer.Option(help="Which qrels file to score against.")] = "test",
-    whole_docs: Annotated[bool, typer.Option("--whole-docs", help="One vector per document, cut at 256 tokens (as MTEB).")] = False,
+    whole_docs: Annotated[
+        bool, typer.Option("--whole-docs", help="One vector per document, cut at 256 tokens (as MTEB).")
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
     """Benchmark retrieval on a BEIR dataset with this pipeline: nDCG@10, recall@100, MRR@10 per mode."""
     if not (folder / "corpus.jsonl").is_file():
-        what = "is not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)" if folder.is_dir() else "does not exist"
-        _fail(f"{folder} {what}. For SciFact, unpack BEIR's scifact.zip into a folder and pass it; `make bench` "
-              "reads it from ../shared/data/scifact beside the repository, or from RAG_BENCH_DATA", code=2)
+        what = (
+            "is not a BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)"
+            if folder.is_dir()
+            else "does not exist"
+        )
+        _fail(
+            f"{folder} {what}. For SciFact, unpack BEIR's scifact.zip into a folder and pass it; `make bench` "
+            "reads it from ../shared/data/scifact beside the repository, or from RAG_BENCH_DATA",
+            code=2,
+        )
     modes = ["bm25", "dense", "hybrid"] if mode == "all" else [mode]
     settings = _settings()
     from rag.evaluation.beir import evaluate_beir
     from rag.index.embedding import embedder_for
 
     try:
-        result = evaluate_beir(folder, settings, embedder_for(settings),
-                               modes, split, whole_docs, progress=not as_json)
+        result = evaluate_beir(folder, settings, embedder_for(settings), modes, split, whole_docs, progress=not as_json)
     except RagError as exc:
         _fail(exc)
     if as_json:
         _print_json(result)
         return
-    typer.echo(f"{result['dataset']} ({result['split']}): {result['queries']} queries, {result['documents']} documents, "
-               f"{result['chunks']} chunks ({result['chunking']}); index {result['index_seconds']}s, "
-               f"{result['chunks_embedded']} chunks embedded")
+    typer.echo(
+        f"{result['dataset']} ({result['split']}): {result['queries']} queries, {result['documents']} documents, "
+        f"{result['chunks']} chunks ({result['chunking']}); index {result['index_seconds']}s, "
+        f"{result['chunks_embedded']} chunks embedded"
+    )
     typer.echo("mode    | nDCG@10 | recall@100 | MRR@10")
     for name, m in result["modes"].items():
         typer.echo(f"{name:<7} | {m['ndcg@10']:.4f}  | {m['recall@100']:.4f}     | {m['mrr@10']:.4f}")
@@ -467,8 +604,14 @@ def serve(
     port: Annotated[int, setting("port", "--port", help="Port.", min=1, max=65535)] = Settings.default("port"),
     index_dir: IndexDir = Settings.default("index_dir"),
     backend: BackendOption = Settings.default("backend"),
-    remove_any: Annotated[bool, setting("remove_any", "--remove-any", help="Let the page and DELETE "
-                          "/v1/documents remove any document, not only uploads.")] = Settings.default("remove_any"),
+    remove_any: Annotated[
+        bool,
+        setting(
+            "remove_any",
+            "--remove-any",
+            help="Let the page and DELETE /v1/documents remove any document, not only uploads.",
+        ),
+    ] = Settings.default("remove_any"),
 ) -> None:
     """Serve the chat page at / and an OpenAI-compatible API at /v1 (login with RAG_AUTH=user:password)."""
     settings = _settings(ctx, host=host, port=port, index_dir=index_dir, backend=backend, remove_any=remove_any)

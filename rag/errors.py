@@ -10,8 +10,17 @@ import contextlib
 from collections.abc import Iterator
 
 __all__ = [
-    "RagError", "ConfigError", "MissingDependency", "needs_extra", "ModelNotFound", "DocumentError", "IndexMissing",
-    "IndexCorrupt", "IndexMismatch", "StoreError", "BackendError",
+    "RagError",
+    "ConfigError",
+    "MissingDependency",
+    "needs_extra",
+    "ModelNotFound",
+    "DocumentError",
+    "IndexMissing",
+    "IndexCorrupt",
+    "IndexMismatch",
+    "StoreError",
+    "BackendError",
 ]
 
 
@@ -39,8 +48,8 @@ class MissingDependency(RagError):
 def needs_extra(extra: str | None) -> Iterator[None]:
     """Wrap the imports of an optional extra: an ImportError inside becomes one `MissingDependency` line.
 
-        with needs_extra("ui"):
-            import gradio as gr
+    with needs_extra("ui"):
+        import gradio as gr
     """
     try:
         yield

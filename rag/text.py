@@ -83,12 +83,14 @@ def _trim(text: str, start: int, end: int) -> Span | None:
 
 # Function words that carry no content when matching a question to a sentence (question words, auxiliaries,
 # pronouns, common prepositions), on top of the short Lucene list BM25 uses for its index.
-_FUNCTION_WORDS = frozenset("""a an the and or but if then of to in on at by for with from as is are was were be been
+_FUNCTION_WORDS = frozenset(
+    """a an the and or but if then of to in on at by for with from as is are was were be been
 being it its this that these those there their they them he she his her we our you your i me my do does did
 done has have had having not no yes can could will would shall should may might must what which who whom whose
 when where why how than so such into about over under also more most other some any each all both only own
 same too very just while during before after again further once here out up down off per via
-many much""".split())
+many much""".split()
+)
 
 
 @functools.cache
@@ -142,8 +144,9 @@ def bm25_tokens(texts: list[str], return_ids: bool = True):
     import bm25s
     import Stemmer
 
-    return bm25s.tokenize(texts, stopwords="en", stemmer=Stemmer.Stemmer("english"),
-                          return_ids=return_ids, show_progress=False)
+    return bm25s.tokenize(
+        texts, stopwords="en", stemmer=Stemmer.Stemmer("english"), return_ids=return_ids, show_progress=False
+    )
 
 
 _ENTITY = re.compile(r"(?<![.!?]\s)(?<!^)\b(?:[A-Z][\w’'-]+|\d[\d,.%]*)")
@@ -154,7 +157,8 @@ def entities(text: str) -> set[str]:
     question asks about, and what a model tends to invent."""
     found = set()
     for span in sentences(text):
-        sentence = text[span.start:span.end]
-        found.update(re.sub(r"[’']s$", "", m.group(0).rstrip(".,%")) for m in _ENTITY.finditer(sentence)
-                     if m.start() > 0)
+        sentence = text[span.start : span.end]
+        found.update(
+            re.sub(r"[’']s$", "", m.group(0).rstrip(".,%")) for m in _ENTITY.finditer(sentence) if m.start() > 0
+        )
     return {f for f in found if f and f.lower() not in stopwords()}

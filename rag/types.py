@@ -10,7 +10,15 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 
 __all__ = [
-    "content_hash", "Location", "Document", "Chunk", "Hit", "Skipped", "IndexReport", "RemoveReport", "Citation",
+    "content_hash",
+    "Location",
+    "Document",
+    "Chunk",
+    "Hit",
+    "Skipped",
+    "IndexReport",
+    "RemoveReport",
+    "Citation",
     "Answer",
 ]
 
@@ -57,10 +65,17 @@ class Document:
     headings: tuple[tuple[int, str], ...] = ()
 
     @classmethod
-    def create(cls, source: str, title: str, text: str, pages: tuple[int, ...] = (),
-               headings: tuple[tuple[int, str], ...] = ()) -> Document:
-        return cls(id=content_hash(source, text), source=source, title=title, text=text,
-                   pages=tuple(pages), headings=tuple((int(o), str(h)) for o, h in headings))
+    def create(
+        cls, source: str, title: str, text: str, pages: tuple[int, ...] = (), headings: tuple[tuple[int, str], ...] = ()
+    ) -> Document:
+        return cls(
+            id=content_hash(source, text),
+            source=source,
+            title=title,
+            text=text,
+            pages=tuple(pages),
+            headings=tuple((int(o), str(h)) for o, h in headings),
+        )
 
     @classmethod
     def from_dict(cls, row: dict) -> Document:
@@ -101,8 +116,17 @@ class Chunk:
     def create(cls, doc: Document, start: int, end: int) -> Chunk:
         text = doc.text[start:end]
         where = doc.locate(start, end)
-        return cls(content_hash(doc.id, str(start), text), doc.id, doc.source, start, end, text,
-                   where.page, where.page_end, where.section)
+        return cls(
+            content_hash(doc.id, str(start), text),
+            doc.id,
+            doc.source,
+            start,
+            end,
+            text,
+            where.page,
+            where.page_end,
+            where.section,
+        )
 
     @property
     def location(self) -> Location:
@@ -212,8 +236,18 @@ class Citation:
     def create(cls, n: int, chunk: Chunk, doc: Document, start: int, end: int) -> Citation:
         """The citation of `doc.text[start:end]` (inside passage `n`, chunk `chunk`), with its location."""
         where = doc.locate(start, end)
-        return cls(n, chunk.source, doc.id, chunk.id, start, end, doc.text[start:end],
-                   where.page, where.page_end, where.section)
+        return cls(
+            n,
+            chunk.source,
+            doc.id,
+            chunk.id,
+            start,
+            end,
+            doc.text[start:end],
+            where.page,
+            where.page_end,
+            where.section,
+        )
 
     @property
     def location(self) -> Location:

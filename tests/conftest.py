@@ -15,7 +15,7 @@ ARTICLE = SEEDS / "openai-microsoft-partnership-2026.txt"
 
 TINY = {
     "cats.txt": "Cats purr when they are content. A cat sleeps sixteen hours a day.\n\n"
-                "Kittens open their eyes after about ten days.",
+    "Kittens open their eyes after about ten days.",
     "dogs.md": "# Dogs\n\nDogs bark at strangers. A dog can learn over a hundred words.",
     "sub/birds.txt": "Parrots can mimic human speech. Crows solve puzzles with tools.",
 }
@@ -29,8 +29,18 @@ def write_corpus(root: Path, files: dict[str, str] = TINY) -> Path:
     return root
 
 
-BEIR_TOPICS = ["protein folding", "solar panels", "river erosion", "jazz harmony", "tax policy", "bird migration",
-               "volcanic ash", "memory cells", "coffee roasting", "glacier melt"]
+BEIR_TOPICS = [
+    "protein folding",
+    "solar panels",
+    "river erosion",
+    "jazz harmony",
+    "tax policy",
+    "bird migration",
+    "volcanic ash",
+    "memory cells",
+    "coffee roasting",
+    "glacier melt",
+]
 
 
 def write_beir(root: Path, docs_per_topic: int = 12, seed: int = 7) -> Path:

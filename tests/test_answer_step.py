@@ -20,7 +20,7 @@ from rag.index.indexer import Indexer
 
 CORPUS = {
     "deal.txt": "OpenAI and Microsoft announced a new deal. The details were disclosed on April 27, 2026, in a "
-                "joint statement. Azure hosts the training workloads for the models.",
+    "joint statement. Azure hosts the training workloads for the models.",
     "history.txt": "The Normans settled in Normandy. Rollo was the first ruler of Normandy.",
 }
 
@@ -34,7 +34,12 @@ def _weights(names: Sequence[str], **given: float) -> Logistic:
 CALIBRATION = Calibration(
     sentence=replace(_weights(SENTENCE_FEATURES, bm25=6.0, overlap=2.0, type_match=2.0), bias=-4.0),
     confidence=_weights(CONFIDENCE_FEATURES, best=1.0),
-    min_confidence=0.3, second_sentence=0.5, max_words=60, support=0.55, prompt_sentences=4, meta={},
+    min_confidence=0.3,
+    second_sentence=0.5,
+    max_words=60,
+    support=0.55,
+    prompt_sentences=4,
+    meta={},
 )
 
 
@@ -52,7 +57,7 @@ class ScriptedBackend:
         self.prompts.append(list(messages))
         draft = self.drafts.pop(0)
         for i in range(0, len(draft), 7):
-            yield draft[i:i + 7]
+            yield draft[i : i + 7]
 
 
 @pytest.fixture
@@ -67,10 +72,17 @@ def rag_with(retriever: Retriever, settings, backend=None, **overrides) -> RAG:
 
 
 def test_question_types() -> None:
-    assert [question_type(q) for q in (
-        "When were the details disclosed?", "In what year did it start?", "How many models are there?",
-        "Who gains access when OpenAI expands?", "Which cloud runs the training jobs?", "What role does it keep?",
-    )] == ["date", "date", "number", "name", "name", ""]
+    assert [
+        question_type(q)
+        for q in (
+            "When were the details disclosed?",
+            "In what year did it start?",
+            "How many models are there?",
+            "Who gains access when OpenAI expands?",
+            "Which cloud runs the training jobs?",
+            "What role does it keep?",
+        )
+    ] == ["date", "date", "number", "name", "name", ""]
 
 
 def test_extractive_answer_is_the_best_sentence_with_the_short_answer_as_a_document_span(retriever, settings) -> None:
@@ -78,9 +90,10 @@ def test_extractive_answer_is_the_best_sentence_with_the_short_answer_as_a_docum
     assert not answer.abstained and answer.fallback is None
     assert answer.text.startswith("The details were disclosed on April 27, 2026, in a joint statement. [")
     doc = next(d for d in retriever.index.documents if d.source == "deal.txt")
-    assert answer.short.quote == "April 27, 2026" == doc.text[answer.short.char_start:answer.short.char_end]
+    assert answer.short.quote == "April 27, 2026" == doc.text[answer.short.char_start : answer.short.char_end]
     assert [c.quote for c in answer.citations] == [
-        "The details were disclosed on April 27, 2026, in a joint statement."]
+        "The details were disclosed on April 27, 2026, in a joint statement."
+    ]
     assert 0.3 <= answer.confidence <= 1.0
     assert answer.to_dict()["short"]["quote"] == "April 27, 2026" and answer.to_dict()["confidence"] > 0.3
 

@@ -34,20 +34,25 @@ def test_synthetic_index_repeats_chunks_with_fresh_ids(corpus, settings) -> None
     data = _bench_module().synthetic_index(real.chunks, real.documents, real.vectors(), 11)
     assert len(data.chunks) == len(data.vectors) == 11
     assert len({c.id for c in data.chunks}) == 11  # perturbed ids: no collisions
-    assert data.chunks[:len(real.chunks)] == real.chunks
-    assert np.array_equal(data.vectors[:len(real.chunks)], real.vectors())
+    assert data.chunks[: len(real.chunks)] == real.chunks
+    assert np.array_equal(data.vectors[: len(real.chunks)], real.vectors())
     assert np.allclose(np.linalg.norm(data.vectors, axis=1), 1.0, atol=1e-5)
     docs = {d.id: d for d in data.documents}
-    assert all(docs[c.doc_id].text[c.start:c.end] == c.text for c in data.chunks)  # spans still exact
+    assert all(docs[c.doc_id].text[c.start : c.end] == c.text for c in data.chunks)  # spans still exact
     copy = data.chunks[len(real.chunks)]
     assert copy.text == real.chunks[0].text and copy.source.startswith("copy1/")
     assert 0.7 < float(data.vectors[len(real.chunks)] @ real.vectors()[0]) < 0.999  # near its original, not on it
 
 
 def test_bench_without_scifact_says_where_to_put_it(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "eval" / "bench.py"), "--skip-langchain", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                          env={**os.environ, "RAG_BENCH_DATA": str(tmp_path / "nowhere")})
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "eval" / "bench.py"), "--skip-langchain", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env={**os.environ, "RAG_BENCH_DATA": str(tmp_path / "nowhere")},
+    )
     assert proc.returncode == 1 and not list(tmp_path.iterdir())
     assert proc.stderr.startswith(f"SciFact is not at {tmp_path / 'nowhere'}: put the BEIR SciFact folder")
     assert "RAG_BENCH_DATA or --data" in proc.stderr and str(ROOT.parent / "shared" / "data" / "scifact") in proc.stderr
@@ -58,9 +63,27 @@ def test_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "report"
     data = write_beir(tmp_path / "beir")  # its own small BEIR folder: the test needs nothing outside the repository
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "eval" / "bench.py"), "--docs", "12", "--sizes", "150", "--queries", "10",
-         "--skip-langchain", "--skip-answers", "--skip-scale", "--out", str(out), "--data", str(data)],
-        capture_output=True, text=True, timeout=600, cwd=ROOT,
+        [
+            sys.executable,
+            str(ROOT / "eval" / "bench.py"),
+            "--docs",
+            "12",
+            "--sizes",
+            "150",
+            "--queries",
+            "10",
+            "--skip-langchain",
+            "--skip-answers",
+            "--skip-scale",
+            "--out",
+            str(out),
+            "--data",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((out / "bench.json").read_text())
@@ -70,8 +93,12 @@ def test_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
     assert build["documents"] == 12 and build["chunks"] >= 12 and build["chunks_embedded"] == build["chunks"]
     assert build["unchanged_embedded"] == 0 and build["one_changed_embedded"] >= 1
     assert result["raw_sentence_transformers"]["texts"] == build["unique_texts"]
-    for key in (f"build_{backend}_vs_own_encoder", f"build_{backend}_vs_raw_sentence_transformers",
-                f"unchanged_reindex_{backend}_speedup", f"one_changed_reindex_{backend}_speedup"):
+    for key in (
+        f"build_{backend}_vs_own_encoder",
+        f"build_{backend}_vs_raw_sentence_transformers",
+        f"unchanged_reindex_{backend}_speedup",
+        f"one_changed_reindex_{backend}_speedup",
+    ):
         assert summary[key] > 0, key
     row = result["queries"]["sizes"]["150"]
     for mode in ("dense", "bm25", "hybrid", "query_embed"):

@@ -93,8 +93,10 @@ def test_a_filtered_segment_is_what_writing_the_remaining_texts_makes(tmp_path) 
     assert "parrot" not in filtered.vocab_dict
     for query in QUERIES:
         np.testing.assert_array_equal(filtered.get_scores(query_tokens(query)), fresh.get_scores(query_tokens(query)))
-    np.testing.assert_array_equal(np.diff(filtered.scores["indptr"]),
-                                  [np.diff(fresh.scores["indptr"])[fresh.vocab_dict[t]] for t in filtered.vocab_dict])
+    np.testing.assert_array_equal(
+        np.diff(filtered.scores["indptr"]),
+        [np.diff(fresh.scores["indptr"])[fresh.vocab_dict[t]] for t in filtered.vocab_dict],
+    )
 
 
 @pytest.mark.parametrize("cuts", [[], [700, 2100]])

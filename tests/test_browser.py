@@ -18,8 +18,16 @@ from ui.app import mount
 
 pytestmark = pytest.mark.integration
 CHROMIUM = "/usr/bin/chromium"  # Debian's package; `.ci/run` installs it (playwright cannot download here)
-FLAGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--headless",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SEED = "openai-microsoft-partnership-2026.txt"
 BOT = "#chat .bot-row .message-content"
 
@@ -54,8 +62,9 @@ def ask(page: Page, question: str, turn: int) -> tuple[float, float]:
     expect(bot).not_to_have_text("…", timeout=120_000)  # the placeholder is replaced by streamed text
     expect(bot).not_to_be_empty()
     first = time.perf_counter() - started
-    page.wait_for_function("([sel, old]) => document.querySelector(sel).innerHTML !== old",
-                           arg=["#sources", before], timeout=180_000)
+    page.wait_for_function(
+        "([sel, old]) => document.querySelector(sel).innerHTML !== old", arg=["#sources", before], timeout=180_000
+    )
     expect(bot).not_to_contain_text("▌")
     return first, time.perf_counter() - started
 
@@ -77,7 +86,8 @@ def test_ask_in_the_browser_and_read_the_sources(url, page: Page, tmp_path) -> N
     ask(page, "Who hosts the training and deployment workloads?", 1)
     expect(page.locator(BOT).nth(1)).to_contain_text("Azure")
     expect(page.locator("#sources .rag-source > .text > mark").first).to_contain_text(
-        "hosting key training and deployment workloads")
+        "hosting key training and deployment workloads"
+    )
     expect(page.locator("#sources .rag-short mark.short")).to_have_text("Azure")  # the short answer, highlighted
     shot = tmp_path / "chat.png"
     page.screenshot(path=str(shot), full_page=True)
@@ -103,8 +113,9 @@ def test_local_model_streams_into_the_page(url, page: Page, tmp_path) -> None:
     bot = page.locator(BOT).first
     expect(bot).to_contain_text("▌", timeout=120_000)  # the draft, still being generated
     first = time.perf_counter() - started
-    expect(page.locator("#sources .rag-meta").first).to_contain_text("local · SmolLM2-135M-Instruct.Q4_1",
-                                                                       timeout=180_000)
+    expect(page.locator("#sources .rag-meta").first).to_contain_text(
+        "local · SmolLM2-135M-Instruct.Q4_1", timeout=180_000
+    )
     total = time.perf_counter() - started
     expect(bot).not_to_contain_text("▌")
     final = bot.inner_text()

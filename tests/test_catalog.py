@@ -25,8 +25,10 @@ ENV = {"RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP
 def project(tmp_path, monkeypatch):
     """seeds/ with two files and an upload area holding a three-page PDF, both indexed."""
     monkeypatch.chdir(tmp_path)
-    write_corpus(tmp_path / "seeds", {"cats.txt": "Cats purr when they are content.",
-                                      "dogs.md": "# Dogs\n\nDogs bark at strangers."})
+    write_corpus(
+        tmp_path / "seeds",
+        {"cats.txt": "Cats purr when they are content.", "dogs.md": "# Dogs\n\nDogs bark at strangers."},
+    )
     make_pdf(tmp_path / "index" / "uploads" / "report.pdf")
     rag("index", "seeds", "index/uploads")
     return tmp_path
@@ -101,8 +103,17 @@ def test_search_and_ask_with_source_globs(project) -> None:
     assert hits and {h["source"] for h in hits} <= {"report.pdf", "cats.txt"}
     hits = json.loads(rag("search", "dogs bark", "--source", "dogs.md", "--json").stdout)
     assert {h["source"] for h in hits} == {"dogs.md"}
-    answer = json.loads(rag("ask", "Which data centre did the board approve?", "--source", "report.pdf",
-                            "--min-confidence", "0", "--json").stdout)
+    answer = json.loads(
+        rag(
+            "ask",
+            "Which data centre did the board approve?",
+            "--source",
+            "report.pdf",
+            "--min-confidence",
+            "0",
+            "--json",
+        ).stdout
+    )
     assert answer["passages"] and {p["source"] for p in answer["passages"]} == {"report.pdf"}
     result = rag("search", "dogs", "--source", "*.docx", code=1)
     assert "no indexed document matches --source *.docx" in result.output and "rag documents" in result.output

@@ -20,13 +20,13 @@ def words(n: int, start: int = 0) -> str:
 
 def test_paragraph_and_sentence_spans_are_exact() -> None:
     text = "One two. Three four!\nFive six?\n\n  Seven eight.  "
-    assert [text[s.start:s.end] for s in paragraphs(text)] == ["One two. Three four!\nFive six?", "Seven eight."]
-    assert [text[s.start:s.end] for s in sentences(text, 0, 30)] == ["One two.", "Three four!", "Five six?"]
+    assert [text[s.start : s.end] for s in paragraphs(text)] == ["One two. Three four!\nFive six?", "Seven eight."]
+    assert [text[s.start : s.end] for s in sentences(text, 0, 30)] == ["One two.", "Three four!", "Five six?"]
 
 
 def test_sentence_end_after_closing_quote() -> None:
     text = "He said “stop.” Then left."
-    assert [text[s.start:s.end] for s in sentences(text)] == ["He said “stop.”", "Then left."]
+    assert [text[s.start : s.end] for s in sentences(text)] == ["He said “stop.”", "Then left."]
 
 
 def test_small_paragraphs_pack_together_and_big_ones_break_at_paragraphs() -> None:
@@ -40,8 +40,11 @@ def test_overlap_carries_whole_sentences_within_a_paragraph() -> None:
     text = "One two three. Four five. Six seven eight. Nine ten eleven twelve."
     doc = Document.create("a.txt", "a", text)
     chunks = Chunker(WORDS, size=6, overlap=2).chunk(doc)
-    assert [c.text for c in chunks] == ["One two three. Four five.", "Four five. Six seven eight.",
-                                        "Nine ten eleven twelve."]
+    assert [c.text for c in chunks] == [
+        "One two three. Four five.",
+        "Four five. Six seven eight.",
+        "Nine ten eleven twelve.",
+    ]
 
 
 def test_overlong_sentence_is_cut_at_token_boundaries() -> None:
@@ -49,7 +52,7 @@ def test_overlong_sentence_is_cut_at_token_boundaries() -> None:
     doc = Document.create("a.txt", "a", text)
     chunks = Chunker(WORDS, size=10).chunk(doc)
     assert [len(c.text.split()) for c in chunks] == [10, 10, 5]
-    assert all(doc.text[c.start:c.end] == c.text for c in chunks)
+    assert all(doc.text[c.start : c.end] == c.text for c in chunks)
 
 
 def test_chunk_ids_are_stable_content_hashes() -> None:
@@ -65,7 +68,7 @@ def test_real_article_spans_exact_and_within_model_limit(real_embedder, size: in
     text = normalize_text(ARTICLE.read_text(encoding="utf-8"))
     doc = Document.create(ARTICLE.name, "article", text)
     chunks = Chunker(real_embedder.token_offsets, size, overlap).chunk(doc)
-    assert all(doc.text[c.start:c.end] == c.text for c in chunks)
+    assert all(doc.text[c.start : c.end] == c.text for c in chunks)
     counts = [len(t) for t in real_embedder.token_offsets([c.text for c in chunks])]
     assert max(counts) <= size
     # every sentence of the article is in some chunk, in order
@@ -79,17 +82,23 @@ def test_real_article_spans_exact_and_within_model_limit(real_embedder, size: in
 
 
 SENTENCE_TABLE = [
-    ("Mr. Smith met Dr. Jones in the U.S. on Jan. 5. They talked.",
-     ["Mr. Smith met Dr. Jones in the U.S. on Jan. 5.", "They talked."]),
+    (
+        "Mr. Smith met Dr. Jones in the U.S. on Jan. 5. They talked.",
+        ["Mr. Smith met Dr. Jones in the U.S. on Jan. 5.", "They talked."],
+    ),
     ("The U.S. economy grew 3.5% in Q2. Prices rose.", ["The U.S. economy grew 3.5% in Q2.", "Prices rose."]),
-    ("Revenue was $1.5 billion vs. $1.2 billion. Analysts cheered!",
-     ["Revenue was $1.5 billion vs. $1.2 billion.", "Analysts cheered!"]),
+    (
+        "Revenue was $1.5 billion vs. $1.2 billion. Analysts cheered!",
+        ["Revenue was $1.5 billion vs. $1.2 billion.", "Analysts cheered!"],
+    ),
     ("E.g. this one. And i.e. that one.", ["E.g. this one.", "And i.e. that one."]),
     ("Prof. J. R. R. Tolkien wrote it. It sold well.", ["Prof. J. R. R. Tolkien wrote it.", "It sold well."]),
     ("See p. 5 and Fig. 2 for details. Next one.", ["See p. 5 and Fig. 2 for details.", "Next one."]),
     ("He said “Stop.” Then he left.", ["He said “Stop.”", "Then he left."]),
-    ("A heading without a stop\nThe body starts here. It goes on.",
-     ["A heading without a stop", "The body starts here.", "It goes on."]),
+    (
+        "A heading without a stop\nThe body starts here. It goes on.",
+        ["A heading without a stop", "The body starts here.", "It goes on."],
+    ),
     ("OpenAI’s push — café déjà vu. Über alles?  Yes.", ["OpenAI’s push — café déjà vu.", "Über alles?", "Yes."]),
 ]
 
@@ -97,9 +106,9 @@ SENTENCE_TABLE = [
 @pytest.mark.parametrize(("text", "expected"), SENTENCE_TABLE)
 def test_sentence_boundaries_know_abbreviations_and_keep_offsets(text: str, expected: list[str]) -> None:
     spans = sentences(text)
-    assert [text[s.start:s.end] for s in spans] == expected
+    assert [text[s.start : s.end] for s in spans] == expected
 
 
 def test_sentences_of_a_slice_are_offsets_into_the_whole_text() -> None:
     text = "Skip this. Mr. Smith arrived. He sat."
-    assert [text[s.start:s.end] for s in sentences(text, 11)] == ["Mr. Smith arrived.", "He sat."]
+    assert [text[s.start : s.end] for s in sentences(text, 11)] == ["Mr. Smith arrived.", "He sat."]

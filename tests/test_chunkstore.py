@@ -11,11 +11,21 @@ from rag.types import Chunk, Document
 
 
 def corpus(n_docs: int, start: int = 0) -> tuple[list[Document], list[Chunk]]:
-    docs = [Document.create(f"d{i}.txt", f"Doc {i}", f"First part of {i}. Second part of {i}; ünïcode ✓.",
-                            pages=(0, 17) if i % 2 else (), headings=((0, "Über"), (17, "Part 2")) if i % 2 else ())
-            for i in range(start, start + n_docs)]  # odd ones: two pages and two headings, as a PDF or Markdown
-    chunks = [c for d in docs for c in (Chunk.create(d, 0, d.text.index(".") + 1),
-                                        Chunk.create(d, d.text.index(".") + 2, len(d.text)))]
+    docs = [
+        Document.create(
+            f"d{i}.txt",
+            f"Doc {i}",
+            f"First part of {i}. Second part of {i}; ünïcode ✓.",
+            pages=(0, 17) if i % 2 else (),
+            headings=((0, "Über"), (17, "Part 2")) if i % 2 else (),
+        )
+        for i in range(start, start + n_docs)
+    ]  # odd ones: two pages and two headings, as a PDF or Markdown
+    chunks = [
+        c
+        for d in docs
+        for c in (Chunk.create(d, 0, d.text.index(".") + 1), Chunk.create(d, d.text.index(".") + 2, len(d.text)))
+    ]
     return docs, chunks
 
 
@@ -42,7 +52,7 @@ def test_round_trip_across_segments(tmp_path, monkeypatch) -> None:
     assert store.chunk_ids() == [c.id for c in chunks]
     assert store.rows_of([chunks[11].id, "nope", chunks[2].id]) == {chunks[11].id: 11, chunks[2].id: 2}
     for c in chunks:  # the invariant citations rely on
-        assert store.document(c.doc_id).text[c.start:c.end] == c.text
+        assert store.document(c.doc_id).text[c.start : c.end] == c.text
     view, dview, texts = ChunkView(store), DocumentView(store), DocumentTexts(store)
     assert len(view) == 14 and view[-1] == chunks[-1] and view[2:5] == chunks[2:5] and view == chunks
     assert view != chunks[:-1] and dview == docs and dview[6] == docs[6] and len(dview) == 7
@@ -83,7 +93,10 @@ def test_a_filtered_segment_keeps_the_rest_in_order_with_its_runs(tmp_path) -> N
     filtered = ChunkStore.open([(folder, 5, 3)])
     kept = [c for i, c in enumerate(chunks) if i not in drop]
     assert list(filtered.iter_chunks()) == kept and list(filtered.iter_documents()) == [docs[0], docs[2], docs[3]]
-    assert filtered.runs() == [(0, 2, docs[0].id, docs[0].source), (2, 3, docs[2].id, docs[2].source),
-                               (3, 5, docs[3].id, docs[3].source)]
+    assert filtered.runs() == [
+        (0, 2, docs[0].id, docs[0].source),
+        (2, 3, docs[2].id, docs[2].source),
+        (3, 5, docs[3].id, docs[3].source),
+    ]
     assert filtered.rows_of_documents({docs[3].id, docs[1].id}).tolist() == [3, 4]
     assert filtered.document(docs[0].id) == docs[0]

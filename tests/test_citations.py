@@ -8,8 +8,9 @@ from rag.index.embedding import HashEmbedder
 from rag.text import content_words
 from rag.types import Chunk, Document, Hit
 
-DOC = Document.create("a.txt", "A",
-                      "Azure hosts the training workloads. Microsoft keeps priority access to new models.")
+DOC = Document.create(
+    "a.txt", "A", "Azure hosts the training workloads. Microsoft keeps priority access to new models."
+)
 
 
 def hits() -> list[Hit]:
@@ -31,13 +32,15 @@ def test_supported_claims_get_exact_sentence_citations() -> None:
     assert [c.supported for c in claims] == [True, True]
     cites = citations_for(claims, {DOC.id: DOC})
     assert [(c.n, c.char_start, c.char_end) for c in cites] == [(1, 0, 35), (2, 36, 82)]
-    assert all(DOC.text[c.char_start:c.char_end] == c.quote for c in cites)
+    assert all(DOC.text[c.char_start : c.char_end] == c.quote for c in cites)
 
 
 def test_invented_names_and_numbers_are_unsupported_even_when_words_overlap() -> None:
     verifier = Verifier(HashEmbedder(), threshold=0.3)
-    claims = verifier.check("Azure hosts the training workloads for Elon Musk [1]. "
-                            "Microsoft keeps priority access to 42 new models [2].", hits())
+    claims = verifier.check(
+        "Azure hosts the training workloads for Elon Musk [1]. Microsoft keeps priority access to 42 new models [2].",
+        hits(),
+    )
     assert [c.supported for c in claims] == [False, False]
 
 
@@ -60,8 +63,11 @@ def test_a_head_that_breaks_off_on_a_function_word_is_not_a_claim() -> None:
 
 
 def test_a_correct_clause_survives_an_invented_tail() -> None:
-    doc = Document.create("d.txt", "D", "According to details disclosed on April 27, 2026, Microsoft will no longer "
-                                        "hold exclusive rights.")
+    doc = Document.create(
+        "d.txt",
+        "D",
+        "According to details disclosed on April 27, 2026, Microsoft will no longer hold exclusive rights.",
+    )
     passage = [Hit(Chunk.create(doc, 0, len(doc.text)), 1.0)]
     draft = "Details were disclosed on April 27, 2026, by Satya Nadella on the Contoso blog [1]."
     [claim] = Verifier(HashEmbedder(), threshold=0.55).check(draft, passage)

@@ -14,8 +14,12 @@ runner = CliRunner()
 
 
 def env_for(settings) -> dict[str, str]:
-    return {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_EMBEDDING_MODEL": "hash",
-            "RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP": "4"}
+    return {
+        "RAG_INDEX_DIR": str(settings.index_dir),
+        "RAG_EMBEDDING_MODEL": "hash",
+        "RAG_CHUNK_SIZE": "16",
+        "RAG_CHUNK_OVERLAP": "4",
+    }
 
 
 def test_index_json_then_search_json(corpus, settings) -> None:
@@ -23,8 +27,17 @@ def test_index_json_then_search_json(corpus, settings) -> None:
     result = runner.invoke(app, ["index", str(corpus), "--json"], env=env_for(settings))
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report) == {"files_indexed", "files_updated", "files_skipped", "chunks_embedded",
-                           "chunks_removed", "chunks_total", "seconds", "sources", "sources_missing"}
+    assert set(report) == {
+        "files_indexed",
+        "files_updated",
+        "files_skipped",
+        "chunks_embedded",
+        "chunks_removed",
+        "chunks_total",
+        "seconds",
+        "sources",
+        "sources_missing",
+    }
     assert report["files_indexed"] == 3 and report["chunks_embedded"] == 4
     assert report["sources"] == [corpus.as_posix()] and report["sources_missing"] == []
     assert report["files_skipped"] == [{"path": str(corpus / "notes.bin"), "reason": "unsupported file type .bin"}]
@@ -58,8 +71,9 @@ def test_a_bad_environment_variable_is_a_usage_error_naming_it(settings) -> None
     env = {**env_for(settings), "RAG_GROUNDING": "flase"}
     result = runner.invoke(app, ["ask", "x", "--backend", "extractive"], env=env)
     assert result.exit_code == 2
-    assert result.stderr == ("error: RAG_GROUNDING='flase' is not a valid boolean: "
-                             "use true/false, 1/0, yes/no or on/off\n")
+    assert result.stderr == (
+        "error: RAG_GROUNDING='flase' is not a valid boolean: use true/false, 1/0, yes/no or on/off\n"
+    )
     result = runner.invoke(app, ["search", "x"], env={**env_for(settings), "RAG_K": "abc"})
     assert (result.exit_code, result.stderr) == (2, "error: RAG_K='abc' is not a valid whole number\n")
     # a variable no option of the command reads is checked too, and help still works with a bad one
@@ -76,8 +90,11 @@ def test_options_come_from_the_environment_and_flags_win(corpus, settings) -> No
     args = ["search", "dogs bark", "--k", "2", "--mode", "hybrid", "--json"]
     hits = json.loads(runner.invoke(app, args, env=env).stdout)
     assert len(hits) == 2 and hits[0]["dense_rank"] == 1
-    answer = json.loads(runner.invoke(app, ["ask", "Do dogs bark?", "--backend", "extractive", "--no-grounding",
-                                            "--json"], env=env).stdout)
+    answer = json.loads(
+        runner.invoke(
+            app, ["ask", "Do dogs bark?", "--backend", "extractive", "--no-grounding", "--json"], env=env
+        ).stdout
+    )
     assert answer["backend"] == "extractive" and len(answer["passages"]) == 1
 
 
@@ -90,15 +107,20 @@ def help_text(*args: str) -> str:
 def test_help_shows_each_options_variable_and_default() -> None:
     text = help_text("search")
     assert "--k <int range> Number of passages. [env var: RAG_K; default: 5; x>=1]" in text
-    assert ("--mode <hybrid|dense|bm25> Retrieval: dense and BM25 fused, or one of them. "
-            "[env var: RAG_MODE; default: hybrid]") in text
+    assert (
+        "--mode <hybrid|dense|bm25> Retrieval: dense and BM25 fused, or one of them. "
+        "[env var: RAG_MODE; default: hybrid]"
+    ) in text
     assert "--index-dir <path> Index directory. [env var: RAG_INDEX_DIR; default: index]" in text
     assert " ." not in text and "<bool>" not in text
     text = help_text("ask")
-    assert ("--grounding / --no-grounding Drop answer sentences the passages do not support. "
-            "[env var: RAG_GROUNDING; default: grounding]") in text
-    assert ("--backend <local|openai|azure|extractive> What writes the answer. "
-            "[env var: RAG_BACKEND; default: extractive]") in text
+    assert (
+        "--grounding / --no-grounding Drop answer sentences the passages do not support. "
+        "[env var: RAG_GROUNDING; default: grounding]"
+    ) in text
+    assert (
+        "--backend <local|openai|azure|extractive> What writes the answer. [env var: RAG_BACKEND; default: extractive]"
+    ) in text
     assert "--json Print one JSON document for scripts." in text and "<bool>" not in text
     for command in ("index", "remove", "eval", "eval-beir", "serve"):
         assert "<bool>" not in help_text(command), command
@@ -106,9 +128,11 @@ def test_help_shows_each_options_variable_and_default() -> None:
 
 
 def test_help_is_fast_and_imports_no_model_libraries() -> None:
-    code = ("import sys; from rag.cli import app; "
-            "print(sorted(m for m in ('torch', 'faiss', 'sentence_transformers', 'llama_cpp', 'gradio') "
-            "if m in sys.modules))")
+    code = (
+        "import sys; from rag.cli import app; "
+        "print(sorted(m for m in ('torch', 'faiss', 'sentence_transformers', 'llama_cpp', 'gradio') "
+        "if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -24,8 +24,9 @@ KILLS = 24
 
 
 def corpus_state(version: str, files: int = 150) -> dict[str, str]:
-    return {f"doc{i:03d}.txt": f"Document {i} version {version}. " + f"word{i} filler text. " * 40
-            for i in range(files)}
+    return {
+        f"doc{i:03d}.txt": f"Document {i} version {version}. " + f"word{i} filler text. " * 40 for i in range(files)
+    }
 
 
 def content(index_dir: Path) -> dict[str, list[str]]:
@@ -55,10 +56,10 @@ def start_writer(corpus: Path, index_dir: Path, segments: bool = False) -> subpr
     env = {**os.environ, "RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "64", "RAG_CHUNK_OVERLAP": "8"}
     args = ["index", str(corpus), "--index-dir", str(index_dir)]
     min_rows = 0 if segments else "rag.index.store.APPEND_MIN_ROWS"
-    code = f"import rag.index.store; rag.index.store.APPEND_MIN_ROWS = {min_rows}\n" \
-           f"from rag.cli import app; app({args!r})"
-    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    code = (
+        f"import rag.index.store; rag.index.store.APPEND_MIN_ROWS = {min_rows}\nfrom rag.cli import app; app({args!r})"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 @pytest.mark.slow
@@ -108,8 +109,11 @@ def test_sigkill_during_segment_updates_leaves_old_or_new_index(tmp_path: Path) 
     import rag.index.store
 
     state = corpus_state("A")
-    new_state = {**state, **{f"doc{i:03d}.txt": corpus_state("B")[f"doc{i:03d}.txt"] for i in range(10, 20)},
-                 "extra.txt": "An added file. " * 30}
+    new_state = {
+        **state,
+        **{f"doc{i:03d}.txt": corpus_state("B")[f"doc{i:03d}.txt"] for i in range(10, 20)},
+        "extra.txt": "An added file. " * 30,
+    }
     del new_state["doc000.txt"], new_state["doc001.txt"]
     corpus = tmp_path / "corpus"
     old = build(set_corpus(corpus, state), tmp_path / "ref-old")
@@ -158,8 +162,9 @@ def test_readers_during_rebuilds_always_see_a_whole_version(tmp_path: Path) -> N
         "for i in range(8):\n    shutil.rmtree(live)\n    shutil.copytree(sys.argv[3 + i % 2], live)\n"
         "    Indexer(s, HashEmbedder()).index([live])\n"
     )
-    writer = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "idx"), str(live), str(new_corpus),
-                               str(old_corpus)])
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "idx"), str(live), str(new_corpus), str(old_corpus)]
+    )
     from rag.answer.retrieval import Retriever
 
     seen = {"old": 0, "new": 0}

@@ -91,7 +91,12 @@ def test_the_index_picks_the_kind_past_the_stated_size(tmp_path) -> None:
     with store.writer_lock():
         store.write(synthetic(1500))
     assert store.load().manifest.dense | {"params": None} == {
-        "store": "faiss", "index": "flat", "choice": "hnsw@1800", "rows": 1500, "params": None}
+        "store": "faiss",
+        "index": "flat",
+        "choice": "hnsw@1800",
+        "rows": 1500,
+        "params": None,
+    }
     more = synthetic(500, start=1500, seed=3)
     with IndexStore(tmp_path / "idx").writer_lock():  # no option: the index keeps its own choice
         IndexStore(tmp_path / "idx", append_min_rows=0).append(more.documents, more.chunks, more.vectors)
@@ -135,7 +140,7 @@ def test_a_selection_restricts_every_kind_to_its_rows(tmp_path, monkeypatch, kin
     vectors = np.concatenate([base.vectors, more.vectors])
     for allowed in (np.arange(0, 3040, 50), np.arange(2990, 3020), np.arange(0, 3040, 2)):  # 2%, straddling, 50%
         for q in (7, 1234, 3010):
-            scores, rows = loaded.dense.search(vectors[q:q + 1], 5, Selection(("x",), allowed))
+            scores, rows = loaded.dense.search(vectors[q : q + 1], 5, Selection(("x",), allowed))
             exact = vectors[allowed] @ vectors[q]
             assert rows[0].tolist() == allowed[np.lexsort((allowed, -exact))[:5]].tolist()
             assert scores[0] == pytest.approx(np.sort(exact)[::-1][:5], abs=1e-5)

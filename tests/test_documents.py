@@ -119,8 +119,13 @@ def test_discover_walks_folders_sorted_with_posix_sources(tmp_path: Path) -> Non
     write(root / "A.docx", b"PK")
     found, skipped = discover([root])
     assert [f.source for f in found] == ["A.docx", "a.md", "b.txt", "sub/deeper/c.pdf", "sub/z.html"]
-    assert [f.path for f in found] == [root / "A.docx", root / "a.md", root / "b.txt",
-                                       root / "sub" / "deeper" / "c.pdf", root / "sub" / "z.html"]
+    assert [f.path for f in found] == [
+        root / "A.docx",
+        root / "a.md",
+        root / "b.txt",
+        root / "sub" / "deeper" / "c.pdf",
+        root / "sub" / "z.html",
+    ]
     assert skipped == []
 
 
@@ -203,6 +208,7 @@ def test_discover_skips_symlink_outside_the_root_without_reading_it(
                 opened.append(str(file))
                 raise AssertionError(f"discover opened {file}")
             return real(file, *args, **kwargs)
+
         return wrapper
 
     monkeypatch.setattr(builtins, "open", guard(real_open))
@@ -238,8 +244,12 @@ def test_discover_missing_root_raises(tmp_path: Path) -> None:
 def test_load_txt_title_is_the_first_line(tmp_path: Path) -> None:
     path = write(tmp_path / "notes.txt", "\n\n  Cats and dogs  \r\nThey purr\xa0and bark.\r\n")
     doc = load_file(path, "sub/notes.txt")
-    assert doc == Document(content_hash("sub/notes.txt", "Cats and dogs\nThey purr and bark."),
-                           "sub/notes.txt", "Cats and dogs", "Cats and dogs\nThey purr and bark.")
+    assert doc == Document(
+        content_hash("sub/notes.txt", "Cats and dogs\nThey purr and bark."),
+        "sub/notes.txt",
+        "Cats and dogs",
+        "Cats and dogs\nThey purr and bark.",
+    )
 
 
 def test_load_txt_long_first_line_falls_back_to_the_file_stem(tmp_path: Path) -> None:
@@ -323,8 +333,9 @@ def test_load_html_without_visible_text_is_refused(tmp_path: Path) -> None:
 
 def test_load_pdf_extracts_text(tmp_path: Path) -> None:
     doc = load_file(write(tmp_path / "hello.pdf", make_pdf("Hello PDF world")))
-    assert doc == Document(content_hash("hello.pdf", "Hello PDF world"), "hello.pdf", "hello", "Hello PDF world",
-                           pages=(0,))
+    assert doc == Document(
+        content_hash("hello.pdf", "Hello PDF world"), "hello.pdf", "hello", "Hello PDF world", pages=(0,)
+    )
 
 
 def test_load_pdf_title_from_metadata(tmp_path: Path) -> None:
@@ -342,8 +353,9 @@ def test_load_malformed_pdf_is_refused(tmp_path: Path) -> None:
 
 
 def test_load_docx_paragraphs_and_core_title(tmp_path: Path) -> None:
-    path = make_docx(tmp_path / "report.docx", ["First paragraph.", "", "Second\xa0paragraph. "],
-                     title="Quarterly Report")
+    path = make_docx(
+        tmp_path / "report.docx", ["First paragraph.", "", "Second\xa0paragraph. "], title="Quarterly Report"
+    )
     doc = load_file(path)
     assert doc.title == "Quarterly Report"
     assert doc.text == "First paragraph.\n\nSecond paragraph."

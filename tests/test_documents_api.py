@@ -22,8 +22,14 @@ SEED = "openai-microsoft-partnership-2026.txt"
 @pytest.fixture
 def server(tmp_path):
     def start(**overrides) -> tuple[str, Service]:
-        settings = Settings(index_dir=tmp_path / "index", embedding_model="hash", backend="extractive",
-                            chunk_size=64, chunk_overlap=8, **overrides)
+        settings = Settings(
+            index_dir=tmp_path / "index",
+            embedding_model="hash",
+            backend="extractive",
+            chunk_size=64,
+            chunk_overlap=8,
+            **overrides,
+        )
         embedder = HashEmbedder()
         Indexer(settings, embedder).index([SEEDS])
         service = Service(settings, embedder)
@@ -92,8 +98,9 @@ def test_openai_client_source_filter(server) -> None:
         passages = reply.model_extra["rag"]["passages"]
         assert passages and {p["source"] for p in passages} == expected
         assert {c["source"] for c in reply.model_extra["citations"]} <= expected
-    stream = client.chat.completions.create(model="rag", messages=question, stream=True,
-                                            extra_body={"source": ["report.pdf"]})
+    stream = client.chat.completions.create(
+        model="rag", messages=question, stream=True, extra_body={"source": ["report.pdf"]}
+    )
     last = [chunk for chunk in stream][-1]
     assert {p["source"] for p in last.model_extra["rag"]["passages"]} == {"report.pdf"}
     with pytest.raises(openai.BadRequestError, match="no indexed document matches source"):

@@ -14,27 +14,60 @@ from rag.evaluation.evaluate import GoldSpan, Question, gold_spans, load_questio
 from rag.types import Chunk, Document
 
 QUESTIONS = [
-    {"id": "q1", "question": "How many hours do cats sleep?", "answers": ["sixteen hours"], "answerable": True,
-     "support": [{"source": "cats.txt", "quote": "Cats sleep sixteen hours a day."}]},
-    {"id": "q2", "question": "Do dogs bark at strangers?", "answers": ["bark at strangers"], "answerable": True,
-     "support": [{"source": "dogs.txt", "quote": "Dogs bark at strangers."}]},
+    {
+        "id": "q1",
+        "question": "How many hours do cats sleep?",
+        "answers": ["sixteen hours"],
+        "answerable": True,
+        "support": [{"source": "cats.txt", "quote": "Cats sleep sixteen hours a day."}],
+    },
+    {
+        "id": "q2",
+        "question": "Do dogs bark at strangers?",
+        "answers": ["bark at strangers"],
+        "answerable": True,
+        "support": [{"source": "dogs.txt", "quote": "Dogs bark at strangers."}],
+    },
     {"id": "q3", "question": "What colour are parrots?", "answers": [], "answerable": False, "support": []},
 ]
 
 
 def test_eval_end_to_end_exact_summary(tmp_path) -> None:
-    corpus = write_corpus(tmp_path / "corpus", {
-        "cats.txt": "Cats sleep sixteen hours a day.\n\nCats purr when content.",
-        "dogs.txt": "Dogs bark at strangers.\n\nDogs learn a hundred words.",
-    })
+    corpus = write_corpus(
+        tmp_path / "corpus",
+        {
+            "cats.txt": "Cats sleep sixteen hours a day.\n\nCats purr when content.",
+            "dogs.txt": "Dogs bark at strangers.\n\nDogs learn a hundred words.",
+        },
+    )
     qfile = tmp_path / "q.jsonl"
     qfile.write_text("\n".join(json.dumps(q) for q in QUESTIONS))
-    env = {"RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP": "0",
-           "RAG_INDEX_DIR": str(tmp_path / "index")}
+    env = {
+        "RAG_EMBEDDING_MODEL": "hash",
+        "RAG_CHUNK_SIZE": "16",
+        "RAG_CHUNK_OVERLAP": "0",
+        "RAG_INDEX_DIR": str(tmp_path / "index"),
+    }
     out = tmp_path / "report"
-    result = CliRunner().invoke(app, ["eval", str(qfile), "--corpus", str(corpus), "--backend", "extractive",
-                                      "--k", "2", "--out", str(out), "--json", "--cache", str(tmp_path / "cache")],
-                                env=env)
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(qfile),
+            "--corpus",
+            str(corpus),
+            "--backend",
+            "extractive",
+            "--k",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+            "--cache",
+            str(tmp_path / "cache"),
+        ],
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)["backends"][0]
     assert summary["backend"] == "extractive" and summary["model"] == "hash"

@@ -15,8 +15,9 @@ from rag.index.embedding import HashEmbedder
 
 
 def expected(module: str, extra: str) -> str:
-    return (f"{module} is not installed; it comes with the `{extra}` extra: "
-            f"install it with `pip install -e '.[{extra}]'`")
+    return (
+        f"{module} is not installed; it comes with the `{extra}` extra: install it with `pip install -e '.[{extra}]'`"
+    )
 
 
 def hide(monkeypatch, *modules: str) -> None:
@@ -48,8 +49,10 @@ def test_ui_modules_need_the_ui_extra(monkeypatch, hidden, module) -> None:
 @pytest.mark.parametrize("hidden", ["fastapi", "gradio", "uvicorn"])
 def test_rag_serve_without_the_ui_extra_is_one_line_and_exit_1(settings, hidden) -> None:
     # a new process, as a user's would be: nothing imported by earlier tests can stand in for the missing package
-    script = (f"import sys; sys.modules[{hidden!r}] = None; sys.argv = ['rag', 'serve', '--backend', 'extractive']; "
-              "from rag.cli import main; main()")
+    script = (
+        f"import sys; sys.modules[{hidden!r}] = None; sys.argv = ['rag', 'serve', '--backend', 'extractive']; "
+        "from rag.cli import main; main()"
+    )
     env = {**os.environ, "RAG_INDEX_DIR": str(settings.index_dir), "RAG_EMBEDDING_MODEL": "hash"}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 1, result.stdout + result.stderr
@@ -62,8 +65,10 @@ def test_a_missing_page_registration_says_to_reinstall() -> None:
 
     with pytest.raises(ConfigError) as caught:
         installed_page("no-such-page")
-    assert str(caught.value) == ("no 'no-such-page' page is registered under the 'rag.pages' entry point: "
-                                 "reinstall the package with `pip install -e '.[ui]'`")
+    assert str(caught.value) == (
+        "no 'no-such-page' page is registered under the 'rag.pages' entry point: "
+        "reinstall the package with `pip install -e '.[ui]'`"
+    )
 
 
 def test_local_backend_needs_the_local_extra(monkeypatch) -> None:

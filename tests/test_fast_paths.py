@@ -13,9 +13,18 @@ from rag.index.indexer import Indexer
 from rag.index.store import IndexStore
 from rag.text import bm25_tokens, query_tokens
 
-QUERIES = ["Does Microsoft keep exclusive rights?", "", "a", "The THE the of", "running runs ran runner",
-           "Héllo wörld ÉCOLE naïve café", "don't won't U.S.A. 3.5% co-operation", "日本語 テキスト",
-           "0-dimensional biomaterials show inductive properties.", "x" * 40]
+QUERIES = [
+    "Does Microsoft keep exclusive rights?",
+    "",
+    "a",
+    "The THE the of",
+    "running runs ran runner",
+    "Héllo wörld ÉCOLE naïve café",
+    "don't won't U.S.A. 3.5% co-operation",
+    "日本語 テキスト",
+    "0-dimensional biomaterials show inductive properties.",
+    "x" * 40,
+]
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -87,9 +96,11 @@ def test_hybrid_results_equal_the_previous_implementation(corpus, settings, hash
         s = old_bm25.get_scores(tokens) if tokens else np.zeros(len(chunks), np.float32)
         order = sorted((r for r in range(len(s)) if s[r] > 0), key=lambda r: (-s[r], r))
         bm25 = Ranked(np.array(order, dtype=np.int64), s[order])
-        for mode, expected in (("dense", list(zip(dense.rows.tolist(), dense.scores.tolist(), strict=True))),
-                               ("bm25", list(zip(bm25.rows.tolist(), bm25.scores.tolist(), strict=True))),
-                               ("hybrid", rrf([dense, bm25]))):
+        for mode, expected in (
+            ("dense", list(zip(dense.rows.tolist(), dense.scores.tolist(), strict=True))),
+            ("bm25", list(zip(bm25.rows.tolist(), bm25.scores.tolist(), strict=True))),
+            ("hybrid", rrf([dense, bm25])),
+        ):
             hits = retriever.search(query, k=3, mode=mode)
             assert [h.chunk for h in hits] == [chunks[r] for r, _ in expected[:3]]
             assert [h.score for h in hits] == pytest.approx([score for _, score in expected[:3]])

@@ -19,8 +19,13 @@ KEY = "sk-planted-fault-key-0123456789"
 
 
 def sse(text: str) -> bytes:
-    chunk = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m",
-             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}],
+    }
     return f"data: {json.dumps(chunk)}\n\n".encode()
 
 
@@ -86,19 +91,30 @@ def rag_for(corpus, settings, hash_embedder, server):
     Indexer(settings, hash_embedder).index([corpus])
 
     def make(mode: str) -> RAG:
-        return RAG.open(settings=settings.with_overrides(
-            backend="openai", openai_base_url=f"{server}/{mode}/v1", openai_api_key=KEY, openai_model="m",
-            max_retries=0, timeout=1.0))
+        return RAG.open(
+            settings=settings.with_overrides(
+                backend="openai",
+                openai_base_url=f"{server}/{mode}/v1",
+                openai_api_key=KEY,
+                openai_model="m",
+                max_retries=0,
+                timeout=1.0,
+            )
+        )
+
     return make
 
 
-@pytest.mark.parametrize("mode,message", [
-    ("slow", "timed out"),
-    ("429", "rate limited .* \\(429\\); retry later"),
-    ("500", "answered HTTP 500"),
-    ("die", "connection to .* was lost mid-answer"),
-    ("garbage", "sent no usable reply"),
-])
+@pytest.mark.parametrize(
+    "mode,message",
+    [
+        ("slow", "timed out"),
+        ("429", "rate limited .* \\(429\\); retry later"),
+        ("500", "answered HTTP 500"),
+        ("die", "connection to .* was lost mid-answer"),
+        ("garbage", "sent no usable reply"),
+    ],
+)
 def test_each_fault_is_a_clear_error_without_the_key(rag_for, mode: str, message: str) -> None:
     rag = rag_for(mode)
     started = time.perf_counter()
@@ -112,8 +128,15 @@ def test_connection_refused(rag_for, corpus, settings) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rag = RAG.open(settings=settings.with_overrides(backend="openai", openai_base_url=f"http://127.0.0.1:{port}/v1",
-                                                    openai_api_key=KEY, max_retries=0, timeout=1.0))
+    rag = RAG.open(
+        settings=settings.with_overrides(
+            backend="openai",
+            openai_base_url=f"http://127.0.0.1:{port}/v1",
+            openai_api_key=KEY,
+            max_retries=0,
+            timeout=1.0,
+        )
+    )
     with pytest.raises(BackendError, match="cannot reach"):
         rag.ask("Do dogs bark at strangers?")
 

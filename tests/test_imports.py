@@ -42,9 +42,14 @@ def imported_names(tree: ast.AST, importer: str, is_package: bool) -> set[str]:
                 anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
                 base = ".".join([*anchor, base] if base else anchor)
             names.update(f"{base}.{alias.name}" for alias in node.names)
-        elif (isinstance(node, ast.Call) and isinstance(node.func, (ast.Attribute, ast.Name))
-              and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id) == "import_module"
-              and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, (ast.Attribute, ast.Name))
+            and (node.func.attr if isinstance(node.func, ast.Attribute) else node.func.id) == "import_module"
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             names.add(node.args[0].value)
     return names
 
@@ -118,9 +123,11 @@ def cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
 
 
 def test_the_walk_sees_lazy_relative_and_script_imports() -> None:
-    source = ("import os\nfrom . import sibling\nfrom .sub import thing\n"
-              "def later():\n    from rag.index.store import IndexStore\n    import bench\n"
-              "    importlib.import_module('ui.app')\n")
+    source = (
+        "import os\nfrom . import sibling\nfrom .sub import thing\n"
+        "def later():\n    from rag.index.store import IndexStore\n    import bench\n"
+        "    importlib.import_module('ui.app')\n"
+    )
     names = imported_names(ast.parse(source), "rag.pkg.mod", is_package=False)
     assert names == {"os", "rag.pkg.sibling", "rag.pkg.sub.thing", "rag.index.store.IndexStore", "bench", "ui.app"}
     modules = {"rag.index.store": Path(), "eval.bench": Path(), "ui.app": Path()}
@@ -142,8 +149,12 @@ def test_no_import_cycles() -> None:
 def test_dependencies_run_one_way() -> None:
     """rag is the library: it imports neither the page (ui) nor the scripts (eval); ui imports no script."""
     graph = import_graph()
-    upward = sorted((a, b) for a, targets in graph.items() for b in targets
-                    if (a.split(".")[0], b.split(".")[0]) in {("rag", "ui"), ("rag", "eval"), ("ui", "eval")})
+    upward = sorted(
+        (a, b)
+        for a, targets in graph.items()
+        for b in targets
+        if (a.split(".")[0], b.split(".")[0]) in {("rag", "ui"), ("rag", "eval"), ("ui", "eval")}
+    )
     assert upward == []
 
 

@@ -37,7 +37,7 @@ def test_real_index_spans_and_vectors(seeds_retriever: Retriever, real_embedder)
     docs = {d.id: d for d in seeds_retriever.index.documents}
     vectors = seeds_retriever.index.vectors()
     for row, chunk in enumerate(seeds_retriever.index.chunks):
-        assert docs[chunk.doc_id].text[chunk.start:chunk.end] == chunk.text
+        assert docs[chunk.doc_id].text[chunk.start : chunk.end] == chunk.text
         assert len(real_embedder.token_offsets([chunk.text])[0]) <= 192
         assert abs(float((vectors[row] ** 2).sum()) - 1.0) < 1e-5
     again = real_embedder.embed([seeds_retriever.index.chunks[0].text])[0]

@@ -22,8 +22,12 @@ from rag.evaluation.metrics import percentile
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 CLIENTS, SECONDS = 20, 60
-QUESTIONS = ["When were the details disclosed?", "Does Microsoft keep exclusive rights?",
-             "Who is the CEO of OpenAI?", "Which company hosts OpenAI's training workloads?"]
+QUESTIONS = [
+    "When were the details disclosed?",
+    "Does Microsoft keep exclusive rights?",
+    "Who is the CEO of OpenAI?",
+    "Which company hosts OpenAI's training workloads?",
+]
 
 
 def rss_mb(pid: int) -> float:
@@ -36,18 +40,32 @@ def rss_mb(pid: int) -> float:
 def test_twenty_clients_for_a_minute(tmp_path) -> None:
     index_dir = tmp_path / "index"
     port = free_port()
-    env = {**os.environ, "RAG_INDEX_DIR": str(index_dir), "RAG_BACKEND": "extractive", "RAG_PORT": str(port),
-           "RAG_CONCURRENCY": "2", "RAG_QUEUE_SIZE": "6", "GRADIO_ANALYTICS_ENABLED": "False"}
-    subprocess.run([sys.executable, "-m", "rag.cli", "index", str(SEEDS)], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # as a user would, same settings
-    server = subprocess.Popen([sys.executable, "-m", "rag.cli", "serve"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = {
+        **os.environ,
+        "RAG_INDEX_DIR": str(index_dir),
+        "RAG_BACKEND": "extractive",
+        "RAG_PORT": str(port),
+        "RAG_CONCURRENCY": "2",
+        "RAG_QUEUE_SIZE": "6",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+    }
+    subprocess.run(
+        [sys.executable, "-m", "rag.cli", "index", str(SEEDS)],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # as a user would, same settings
+    server = subprocess.Popen(
+        [sys.executable, "-m", "rag.cli", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", server)
         # warm: the first answer loads the embedder
         openai.OpenAI(base_url=f"{url}/v1", api_key="x", timeout=120).chat.completions.create(
-            model="rag", messages=[{"role": "user", "content": QUESTIONS[0]}])
+            model="rag", messages=[{"role": "user", "content": QUESTIONS[0]}]
+        )
 
         results: list[tuple[str, str, float]] = []  # (kind, outcome, seconds)
         lock = threading.Lock()
@@ -69,8 +87,11 @@ def test_twenty_clients_for_a_minute(tmp_path) -> None:
                         reply = client.chat.completions.create(model="rag", messages=messages)
                         assert reply.choices[0].message.content
                     else:
-                        chunks = list(client.chat.completions.create(
-                            model="rag", messages=[{"role": "user", "content": question}], stream=True))
+                        chunks = list(
+                            client.chat.completions.create(
+                                model="rag", messages=[{"role": "user", "content": question}], stream=True
+                            )
+                        )
                         assert chunks
                     record("api", "ok", started)
                 except openai.APIStatusError as exc:
@@ -114,8 +135,15 @@ def test_twenty_clients_for_a_minute(tmp_path) -> None:
     assert len(ok) > 20 and busy > 0  # real work was done and a full queue was answered as such
     growth = memory[-1] - memory[1]
     assert growth < 150, memory  # stable: no per-request leak
-    figures = {"clients": CLIENTS, "seconds": SECONDS, "answered": len(ok), "busy": busy,
-               "throughput_per_s": round(len(ok) / SECONDS, 2), "p50_s": round(percentile(ok, 50), 3),
-               "p95_s": round(percentile(ok, 95), 3), "rss_mb": [round(m) for m in memory]}
+    figures = {
+        "clients": CLIENTS,
+        "seconds": SECONDS,
+        "answered": len(ok),
+        "busy": busy,
+        "throughput_per_s": round(len(ok) / SECONDS, 2),
+        "p50_s": round(percentile(ok, 50), 3),
+        "p95_s": round(percentile(ok, 95), 3),
+        "rss_mb": [round(m) for m in memory],
+    }
     (tmp_path / "load.json").write_text(json.dumps(figures))
     print("\nLOAD", json.dumps(figures))

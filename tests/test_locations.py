@@ -72,8 +72,10 @@ The heron waited by the reed bed all morning.
 Rain came at noon and the river rose by a metre.
 """
 
-HTML = ("<html><head><title>Guide</title></head><body><h1>Overview</h1><p>An overview of the tool.</p>"
-        "<h2>Limits <em>and</em> quotas</h2><p>Each account may upload ninety files a day.</p></body></html>")
+HTML = (
+    "<html><head><title>Guide</title></head><body><h1>Overview</h1><p>An overview of the tool.</p>"
+    "<h2>Limits <em>and</em> quotas</h2><p>Each account may upload ninety files a day.</p></body></html>"
+)
 
 
 def loaded(path: Path) -> Document:
@@ -85,7 +87,7 @@ def test_pdf_pages_are_recorded_and_a_span_on_page_two_is_page_two(tmp_path) -> 
     assert len(doc.pages) == 3 and doc.pages[0] == 0
     at = doc.text.index("Lisbon")
     assert doc.locate(at, at + 6) == Location(2, 2, "")
-    assert doc.text[doc.pages[1]:].startswith("The board approved")
+    assert doc.text[doc.pages[1] :].startswith("The board approved")
     last = doc.text.index("Hiring")
     assert doc.locate(at, last + 6) == Location(2, 3, "")
     assert doc.locate(at, last + 6).label == "pp. 2–3" and doc.locate(0, 5).label == "p. 1"
@@ -112,7 +114,7 @@ def test_markdown_html_and_docx_headings(tmp_path) -> None:
     assert [h for _, h in doc.headings] == ["Setup guide", "Installation", "Configuration"]
     at = doc.text.index("8443")
     assert doc.locate(at, at + 4).section == "Configuration"
-    assert all(doc.text[o:o + len(h)] == h for o, h in doc.headings)
+    assert all(doc.text[o : o + len(h)] == h for o, h in doc.headings)
 
 
 def test_plain_text_has_no_location(tmp_path) -> None:
@@ -132,8 +134,9 @@ def corpus(root: Path) -> Path:
 
 @pytest.fixture
 def index(tmp_path) -> Settings:
-    settings = Settings(index_dir=tmp_path / "index", embedding_model="hash", chunk_size=16, chunk_overlap=4,
-                        backend="extractive")
+    settings = Settings(
+        index_dir=tmp_path / "index", embedding_model="hash", chunk_size=16, chunk_overlap=4, backend="extractive"
+    )
     Indexer(settings, HashEmbedder()).index([corpus(tmp_path / "docs")])
     return settings
 
@@ -143,13 +146,12 @@ def test_chunks_carry_their_location_through_a_save_and_load(index) -> None:
     docs = {d.id: d for d in retriever.index.documents}
     for chunk in retriever.index.chunks:
         doc = docs[chunk.doc_id]
-        assert doc.text[chunk.start:chunk.end] == chunk.text
+        assert doc.text[chunk.start : chunk.end] == chunk.text
         assert chunk.location == doc.locate(chunk.start, chunk.end)
     pdf = next(d for d in docs.values() if d.source == "report.pdf")
     assert len(pdf.pages) == 3  # the markers survived the round trip as tuples
     assert {c.page for c in retriever.index.chunks if c.source == "report.pdf"} == {1, 2, 3}
-    assert {c.section for c in retriever.index.chunks if c.source == "setup.docx"} >= {"Setup guide",
-                                                                                       "Configuration"}
+    assert {c.section for c in retriever.index.chunks if c.source == "setup.docx"} >= {"Setup guide", "Configuration"}
 
 
 def test_a_fact_on_page_two_is_cited_as_page_two(index) -> None:
@@ -159,7 +161,7 @@ def test_a_fact_on_page_two_is_cited_as_page_two(index) -> None:
     cited = [c for c in answer.citations if "Lisbon" in c.quote]
     assert cited and all((c.source, c.page, c.page_end) == ("report.pdf", 2, 2) for c in cited)
     for c in answer.citations:
-        assert rag.documents[c.doc_id][c.char_start:c.char_end] == c.quote
+        assert rag.documents[c.doc_id][c.char_start : c.char_end] == c.quote
         assert c.to_dict()["location"] == c.location.label
     hits = rag.retriever.search("port settings file 8443", k=1)
     assert hits[0].chunk.section == "Configuration" and hits[0].to_dict()["location"] == "§ Configuration"
@@ -167,8 +169,12 @@ def test_a_fact_on_page_two_is_cited_as_page_two(index) -> None:
 
 def test_rag_ask_prints_and_returns_the_page(index, monkeypatch) -> None:
     runner = CliRunner()
-    env = {"RAG_INDEX_DIR": str(index.index_dir), "RAG_EMBEDDING_MODEL": "hash", "RAG_BACKEND": "extractive",
-           "RAG_MIN_CONFIDENCE": "0"}
+    env = {
+        "RAG_INDEX_DIR": str(index.index_dir),
+        "RAG_EMBEDDING_MODEL": "hash",
+        "RAG_BACKEND": "extractive",
+        "RAG_MIN_CONFIDENCE": "0",
+    }
     question = "When did the board approve the Lisbon data centre?"
     result = runner.invoke(app, ["ask", question], env=env)
     assert result.exit_code == 0, result.output
@@ -185,7 +191,7 @@ def test_the_sources_panel_shows_the_cited_page(index) -> None:
 
     answer = RAG.open(settings=index).ask("When did the board approve the Lisbon data centre?", min_confidence=0.0)
     panel = sources_html(answer)
-    assert "<b>report.pdf</b> · <span class=\"where\">p. 2</span> · chars" in panel
+    assert '<b>report.pdf</b> · <span class="where">p. 2</span> · chars' in panel
 
 
 def test_an_index_of_the_previous_format_asks_for_a_rebuild(index) -> None:
@@ -203,16 +209,38 @@ def test_an_index_of_the_previous_format_asks_for_a_rebuild(index) -> None:
 def test_eval_results_carry_the_page(tmp_path) -> None:
     corpus = tmp_path / "corpus"
     make_pdf(corpus / "report.pdf")
-    question = {"id": "q1", "question": "When did the board approve the Lisbon data centre?", "answers": ["March 3"],
-                "answerable": True, "support": [{"source": "report.pdf",
-                                                 "quote": "The board approved the Lisbon data centre on March 3."}]}
+    question = {
+        "id": "q1",
+        "question": "When did the board approve the Lisbon data centre?",
+        "answers": ["March 3"],
+        "answerable": True,
+        "support": [{"source": "report.pdf", "quote": "The board approved the Lisbon data centre on March 3."}],
+    }
     qfile = tmp_path / "q.jsonl"
     qfile.write_text(json.dumps(question))
     out = tmp_path / "report"
     env = {"RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP": "4"}
-    result = CliRunner().invoke(app, ["eval", str(qfile), "--corpus", str(corpus), "--backend", "extractive",
-                                      "--k", "2", "--out", str(out), "--json", "--cache", str(tmp_path / "cache"),
-                                      "--min-confidence", "0"], env=env)
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            str(qfile),
+            "--corpus",
+            str(corpus),
+            "--backend",
+            "extractive",
+            "--k",
+            "2",
+            "--out",
+            str(out),
+            "--json",
+            "--cache",
+            str(tmp_path / "cache"),
+            "--min-confidence",
+            "0",
+        ],
+        env=env,
+    )
     assert result.exit_code == 0, result.output
     [row] = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [(c["page"], c["location"]) for c in row["citations"]] == [(2, "p. 2")]

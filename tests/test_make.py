@@ -13,8 +13,9 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make
 
 
 def make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-C", str(ROOT), "--no-print-directory", *args], capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        ["make", "-C", str(ROOT), "--no-print-directory", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def test_make_test_installs_chromium_for_the_browser_tests_or_says_how() -> None:
@@ -30,4 +31,3 @@ def test_make_test_installs_chromium_for_the_browser_tests_or_says_how() -> None
 def test_ci_just_runs_make_test() -> None:
     script = (ROOT / ".ci" / "run").read_text()
     assert "apt-get" not in script and script.rstrip().endswith("make test")
-

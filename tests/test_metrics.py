@@ -103,16 +103,12 @@ def test_metrics_agree_with_ranx():
         grades[judged[0]] = rng.randint(1, 3)  # at least one relevant doc per query
         qrels[query_id] = grades
 
-    ranx_run = Run(
-        {q: {doc_id: float(len(ids) - rank) for rank, doc_id in enumerate(ids)} for q, ids in run.items()}
-    )
+    ranx_run = Run({q: {doc_id: float(len(ids) - rank) for rank, doc_id in enumerate(ids)} for q, ids in run.items()})
     ranx_qrels = Qrels(qrels)
     expected = evaluate(ranx_qrels, ranx_run, ["ndcg@10", "recall@100", "mrr@10"])
 
     assert mean_over_queries(run, qrels, ndcg_at_k, 10) == pytest.approx(expected["ndcg@10"], abs=1e-6)
-    assert mean_over_queries(run, qrels, recall_at_k, 100) == pytest.approx(
-        expected["recall@100"], abs=1e-6
-    )
+    assert mean_over_queries(run, qrels, recall_at_k, 100) == pytest.approx(expected["recall@100"], abs=1e-6)
     assert mean_over_queries(run, qrels, mrr_at_k, 10) == pytest.approx(expected["mrr@10"], abs=1e-6)
     # The random run must not be trivially perfect or empty.
     assert 0.05 < expected["ndcg@10"] < 0.95

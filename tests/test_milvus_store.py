@@ -28,8 +28,11 @@ def sample(model: str = "hash") -> IndexData:
     doc = Document.create("a.txt", "A", "Alpha beta. Gamma delta.")
     chunks = [Chunk.create(doc, 0, 11), Chunk.create(doc, 12, 24)]
     vectors = np.array([[1, 0, 0], [0, 0.6, 0.8]], dtype=np.float32)
-    manifest = {"embedding": {"model": model, "dim": 3}, "chunking": {"size": 8, "overlap": 0},
-                "files": {"a.txt": {"sha256": "x", "doc_id": doc.id, "path": "a.txt"}}}
+    manifest = {
+        "embedding": {"model": model, "dim": 3},
+        "chunking": {"size": 8, "overlap": 0},
+        "files": {"a.txt": {"sha256": "x", "doc_id": doc.id, "path": "a.txt"}},
+    }
     return IndexData([doc], chunks, vectors, manifest)
 
 
@@ -48,8 +51,14 @@ def test_round_trip_keeps_vectors_in_milvus_and_the_rest_local(tmp_path) -> None
     assert loaded.documents == data.documents and loaded.chunks == data.chunks
     np.testing.assert_array_equal(loaded.vectors(), data.vectors)
     manifest = json.loads((version / "manifest.json").read_text())
-    assert manifest["dense"] == {"store": "milvus", "uri": "milvus.db", "collection": manifest["dense"]["collection"],
-                                 "metric": "IP", "index_type": "FLAT", "full_text": None}
+    assert manifest["dense"] == {
+        "store": "milvus",
+        "uri": "milvus.db",
+        "collection": manifest["dense"]["collection"],
+        "metric": "IP",
+        "index_type": "FLAT",
+        "full_text": None,
+    }
     assert "dense.faiss" not in manifest["artifacts"] and not (version / "dense.faiss").exists()
     assert (tmp_path / "idx" / "milvus.db").is_dir()
     from milvus_lite import server_manager_instance
@@ -61,10 +70,18 @@ def test_round_trip_keeps_vectors_in_milvus_and_the_rest_local(tmp_path) -> None
     assert rows.tolist() == [[1, 0, -1]]
     assert scores[0][:2].tolist() == pytest.approx([1.0, 0.0], abs=1e-6)
     # the collection holds the chunk fields too, keyed by chunk id
-    row = collection_of(store).client.get(manifest["dense"]["collection"], ids=[data.chunks[1].id],
-                                          output_fields=["doc_id", "source", "char_start", "char_end", "text"])[0]
-    assert (row["doc_id"], row["source"], row["char_start"], row["char_end"], row["text"]) == \
-        (data.chunks[1].doc_id, "a.txt", 12, 24, "Gamma delta.")
+    row = collection_of(store).client.get(
+        manifest["dense"]["collection"],
+        ids=[data.chunks[1].id],
+        output_fields=["doc_id", "source", "char_start", "char_end", "text"],
+    )[0]
+    assert (row["doc_id"], row["source"], row["char_start"], row["char_end"], row["text"]) == (
+        data.chunks[1].doc_id,
+        "a.txt",
+        12,
+        24,
+        "Gamma delta.",
+    )
 
 
 @pytest.mark.parametrize("kind", ["faiss", "milvus"])
@@ -130,8 +147,9 @@ def test_incremental_index_upserts_new_chunks_and_deletes_removed_ones(corpus, s
     assert (again.chunks_embedded, again.changed) == (0, False)
 
 
-def test_interrupted_write_leaves_the_old_version_whole_and_the_next_write_cleans_up(corpus, settings,
-                                                                                      monkeypatch) -> None:
+def test_interrupted_write_leaves_the_old_version_whole_and_the_next_write_cleans_up(
+    corpus, settings, monkeypatch
+) -> None:
     settings = settings.with_overrides(store="milvus")
     Indexer(settings, HashEmbedder()).index([corpus])
     before = Retriever.open(settings.index_dir, HashEmbedder()).search("Do dogs bark at strangers?", k=4)
@@ -189,12 +207,21 @@ def test_new_model_gets_a_new_collection_and_the_old_one_is_dropped(corpus, sett
 
 def test_full_text_search_runs_in_milvus_where_the_server_has_it(corpus, tmp_path) -> None:
     """Milvus Lite lacks the English analyzer (so BM25 stays local by default); with a plain one, BM25 runs there."""
-    documents = [Document.create(name, name, text) for name, text in [
-        ("cats.txt", "Cats purr when they are content."), ("birds.txt", "Parrots can mimic human speech."),
-        ("dogs.txt", "Dogs bark at strangers. Dogs bark at parrots.")]]
+    documents = [
+        Document.create(name, name, text)
+        for name, text in [
+            ("cats.txt", "Cats purr when they are content."),
+            ("birds.txt", "Parrots can mimic human speech."),
+            ("dogs.txt", "Dogs bark at strangers. Dogs bark at parrots."),
+        ]
+    ]
     chunks = [Chunk.create(d, 0, len(d.text)) for d in documents]
-    data = IndexData(documents, chunks, HashEmbedder().embed([c.text for c in chunks]),
-                     {"embedding": {"model": "hash", "dim": 64}, "chunking": {}, "files": {}})
+    data = IndexData(
+        documents,
+        chunks,
+        HashEmbedder().embed([c.text for c in chunks]),
+        {"embedding": {"model": "hash", "dim": 64}, "chunking": {}, "files": {}},
+    )
     analyzer = {"tokenizer": "standard", "filter": [{"type": "stop", "stop_words": ["can", "at", "the"]}]}
     default = IndexStore(tmp_path / "english", MILVUS)
     plain = IndexStore(tmp_path / "plain", StoreOptions(store="milvus", full_text=json.dumps(analyzer)))
@@ -218,9 +245,16 @@ def test_lite_folder_held_by_another_process_is_a_clear_error(tmp_path) -> None:
         store.write(sample())
     server_manager_instance.release_server(str(tmp_path / "idx" / "milvus.db"))  # this process lets go
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pymilvus import MilvusClient; MilvusClient(sys.argv[1]); "
-         "print('ready', flush=True); time.sleep(60)", str(tmp_path / "idx" / "milvus.db")],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pymilvus import MilvusClient; MilvusClient(sys.argv[1]); "
+            "print('ready', flush=True); time.sleep(60)",
+            str(tmp_path / "idx" / "milvus.db"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "ready"
         with pytest.raises(StoreError, match="Milvus Lite serves one process at a time"):
@@ -260,8 +294,12 @@ def test_index_and_search_from_the_command_line(corpus, settings) -> None:
 
     from rag.cli import app
 
-    env = {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "16",
-           "RAG_CHUNK_OVERLAP": "4"}
+    env = {
+        "RAG_INDEX_DIR": str(settings.index_dir),
+        "RAG_EMBEDDING_MODEL": "hash",
+        "RAG_CHUNK_SIZE": "16",
+        "RAG_CHUNK_OVERLAP": "4",
+    }
     runner = CliRunner()
     result = runner.invoke(app, ["index", str(corpus), "--store", "milvus", "--json"], env=env)
     assert result.exit_code == 0, result.output

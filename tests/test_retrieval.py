@@ -51,14 +51,27 @@ def test_hybrid_fuses_both_and_reports_ranks(retriever: Retriever) -> None:
     assert (top.dense_rank, top.bm25_rank) == (1, 1)
     assert top.score == pytest.approx(2 / 61)
     d = top.to_dict()
-    assert set(d) == {"chunk_id", "doc_id", "source", "char_start", "char_end", "text", "score",
-                      "dense_rank", "bm25_rank", "page", "page_end", "section", "location"}
+    assert set(d) == {
+        "chunk_id",
+        "doc_id",
+        "source",
+        "char_start",
+        "char_end",
+        "text",
+        "score",
+        "dense_rank",
+        "bm25_rank",
+        "page",
+        "page_end",
+        "section",
+        "location",
+    }
 
 
 def test_spans_of_hits_point_into_their_documents(retriever: Retriever) -> None:
     docs = {d.id: d for d in retriever.index.documents}
     for h in retriever.search("cat dog parrot kitten crow", k=10):
-        assert docs[h.chunk.doc_id].text[h.chunk.start:h.chunk.end] == h.chunk.text
+        assert docs[h.chunk.doc_id].text[h.chunk.start : h.chunk.end] == h.chunk.text
 
 
 def test_empty_and_stopword_queries(retriever: Retriever) -> None:
@@ -108,7 +121,12 @@ def test_faiss_and_milvus_give_the_same_filtered_results(corpus, settings, hash_
         s = settings.with_overrides(index_dir=tmp_path / store, store=store)
         Indexer(s, hash_embedder).index([corpus])
         r = Retriever.open(s.index_dir, hash_embedder)
-        results.append([[(h.chunk.id, h.dense_rank, h.bm25_rank) for h in r.search(q, k=4, mode=m, sources=g)]
-                        for q in ("dogs bark", "parrots and cats") for m in ("hybrid", "dense", "bm25")
-                        for g in (["sub/*"], ["cats.txt", "*.md"])])
+        results.append(
+            [
+                [(h.chunk.id, h.dense_rank, h.bm25_rank) for h in r.search(q, k=4, mode=m, sources=g)]
+                for q in ("dogs bark", "parrots and cats")
+                for m in ("hybrid", "dense", "bm25")
+                for g in (["sub/*"], ["cats.txt", "*.md"])
+            ]
+        )
     assert results[0] == results[1] and any(results[0])

@@ -6,6 +6,7 @@ Fast, model-free: validates schema, counts, that support quotes are verbatim
 single-paragraph substrings of the article, that gold answers occur in the
 article, and that questions are not copied from the article's sentences.
 """
+
 import json
 import re
 from pathlib import Path
@@ -39,7 +40,7 @@ def _words(s):
 
 
 def _ids(rows):
-    return [f'{r["_set"].split("_")[-1].split(".")[0]}-{r.get("id", "?")}' for r in rows]
+    return [f"{r['_set'].split('_')[-1].split('.')[0]}-{r.get('id', '?')}" for r in rows]
 
 
 @pytest.mark.parametrize("name", SETS)
@@ -68,8 +69,7 @@ def test_counts(name):
     assert len(unanswerable) >= 10
 
 
-@pytest.mark.parametrize("row", [r for r in ROWS if r["answerable"]],
-                         ids=_ids([r for r in ROWS if r["answerable"]]))
+@pytest.mark.parametrize("row", [r for r in ROWS if r["answerable"]], ids=_ids([r for r in ROWS if r["answerable"]]))
 def test_answerable_support_and_answers(row):
     assert len(row["answers"]) >= 1
     assert len(row["support"]) >= 1
@@ -87,8 +87,9 @@ def test_answerable_support_and_answers(row):
         assert ans.lower() in lower, f"gold answer not in article: {ans!r}"
 
 
-@pytest.mark.parametrize("row", [r for r in ROWS if not r["answerable"]],
-                         ids=_ids([r for r in ROWS if not r["answerable"]]))
+@pytest.mark.parametrize(
+    "row", [r for r in ROWS if not r["answerable"]], ids=_ids([r for r in ROWS if not r["answerable"]])
+)
 def test_unanswerable_empty(row):
     assert row["answers"] == []
     assert row["support"] == []
@@ -96,12 +97,12 @@ def test_unanswerable_empty(row):
 
 def test_questions_not_copied_from_article():
     art = _words(TEXT)
-    grams = {tuple(art[i:i + NGRAM]) for i in range(len(art) - NGRAM + 1)}
+    grams = {tuple(art[i : i + NGRAM]) for i in range(len(art) - NGRAM + 1)}
     copied = []
     for row in ROWS:
         q = _words(row["question"])
         for i in range(len(q) - NGRAM + 1):
-            if tuple(q[i:i + NGRAM]) in grams:
-                copied.append((row["_set"], row["id"], " ".join(q[i:i + NGRAM])))
+            if tuple(q[i : i + NGRAM]) in grams:
+                copied.append((row["_set"], row["id"], " ".join(q[i : i + NGRAM])))
                 break
     assert not copied, copied

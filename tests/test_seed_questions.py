@@ -71,11 +71,7 @@ def test_unanswerable_have_no_answers_or_support(questions):
 
 
 def test_some_questions_span_two_paragraphs(questions, article):
-    multi = [
-        q["id"]
-        for q in questions
-        if len({paragraph_of(article, s["quote"]) for s in q["support"]}) >= 2
-    ]
+    multi = [q["id"] for q in questions if len({paragraph_of(article, s["quote"]) for s in q["support"]}) >= 2]
     assert len(multi) >= 3, multi
 
 

@@ -71,8 +71,9 @@ def test_removing_chunks_rewrites_only_the_segments_that_held_them(tmp_path) -> 
     gone = {0, 7, 399, 450}  # three documents of the first segment, one of the second (the exact tail)
     keep = [i for i in range(500) if i not in gone]
     both = concat(base, more)
-    fewer = IndexData([both.documents[i] for i in keep], [both.chunks[i] for i in keep], both.vectors[keep],
-                      base.manifest)
+    fewer = IndexData(
+        [both.documents[i] for i in keep], [both.chunks[i] for i in keep], both.vectors[keep], base.manifest
+    )
     version = write(store, fewer)
     manifest = json.loads((version / "manifest.json").read_text())
     assert [s["chunks"] for s in manifest["segments"]] == [397, 99] and manifest["counts"]["documents"] == 496
@@ -121,14 +122,17 @@ def test_after_removals_no_kind_returns_a_removed_row_and_filters_still_hold(tmp
     record = loaded.manifest.dense
     assert record["index"] == kind and record["dropped"] == 286 and record["rows"] == loaded.n_chunks == 1794
     assert loaded.dense.index.tail.ntotal == 0
-    kept = IndexData([d for d in base.documents if d.id not in removed] + more.documents,
-                     [c for c in base.chunks if c.doc_id not in removed] + more.chunks,
-                     np.concatenate([base.vectors[[i for i in range(2000) if i % 7]], more.vectors]), base.manifest)
+    kept = IndexData(
+        [d for d in base.documents if d.id not in removed] + more.documents,
+        [c for c in base.chunks if c.doc_id not in removed] + more.chunks,
+        np.concatenate([base.vectors[[i for i in range(2000) if i % 7]], more.vectors]),
+        base.manifest,
+    )
     assert loaded.chunks == kept.chunks
     exact = fresh_build(tmp_path, kept)
     allowed = np.arange(0, 1794, 3)
     for q in list(range(0, 1794, 199)) + [1790]:
-        query = kept.vectors[q:q + 1]
+        query = kept.vectors[q : q + 1]
         rows = loaded.dense.search(query, 10)[1][0].tolist()
         assert rows[0] == q  # a kept vector finds itself at its new row
         assert len(set(rows) & set(exact.dense.search(query, 10)[1][0].tolist())) >= (10 if kind == "flat" else 8)
@@ -140,8 +144,15 @@ def test_small_indexes_are_always_rewritten_in_fresh_order(tmp_path) -> None:
     base, more = synthetic(50), synthetic(10, start=50)
     store = IndexStore(tmp_path / "idx")  # the default threshold: far above 60 rows
     write(store, base)
-    version = write(store, IndexData(more.documents + base.documents, more.chunks + base.chunks,
-                                     np.concatenate([more.vectors, base.vectors]), base.manifest))
+    version = write(
+        store,
+        IndexData(
+            more.documents + base.documents,
+            more.chunks + base.chunks,
+            np.concatenate([more.vectors, base.vectors]),
+            base.manifest,
+        ),
+    )
     assert len(json.loads((version / "manifest.json").read_text())["segments"]) == 1
     assert store.load().chunks == more.chunks + base.chunks  # the order given, as before segments existed
 
@@ -253,8 +264,9 @@ def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_pa
     monkeypatch.setattr(rag.index.store, "APPEND_MIN_ROWS", 0)
     monkeypatch.chdir(tmp_path)
     corpus = write_corpus(tmp_path / "c", {f"f{i}.txt": f"File {i} talks about subject {i}." for i in range(30)})
-    extra = write_corpus(tmp_path / "new", {"fish.txt": "Salmon swim upstream to spawn.",
-                                            "owl.txt": "Owls hunt at night."})
+    extra = write_corpus(
+        tmp_path / "new", {"fish.txt": "Salmon swim upstream to spawn.", "owl.txt": "Owls hunt at night."}
+    )
     Indexer(settings, HashEmbedder()).index([corpus])
     Indexer(settings, HashEmbedder()).index([extra])
     segments = [s["name"] for s in IndexStore(settings.index_dir).read_manifest().segments]
@@ -269,8 +281,9 @@ def test_rag_remove_and_a_changed_file_on_an_index_with_appended_segments(tmp_pa
     assert loaded.manifest.dense["dropped"] == 1 and loaded.manifest.sources == ["c", "new"]
     assert sorted(loaded.source_rows()) == sorted([f"f{i}.txt" for i in range(30) if i != 3] + ["fish.txt"])
     retriever = Retriever.open(settings.index_dir, HashEmbedder())
-    assert retriever.search("subject 3", k=30, mode="bm25") and "f3.txt" not in \
-        {h.chunk.source for h in retriever.search("subject 3", k=30)}
+    assert retriever.search("subject 3", k=30, mode="bm25") and "f3.txt" not in {
+        h.chunk.source for h in retriever.search("subject 3", k=30)
+    }
     assert [h.chunk.source for h in retriever.search("salmon spawn", k=1, sources=["fish*"])] == ["fish.txt"]
     (corpus / "f3.txt").unlink()  # as the warning says: or the next `rag index` adds them back
     (extra / "owl.txt").unlink()
@@ -299,8 +312,10 @@ def test_the_indexer_updates_a_large_index_reading_only_what_changed(tmp_path, m
     def whole_index_read(*args, **kwargs):
         raise AssertionError("an update read the whole index")
 
-    readers = [(cls, name, getattr(cls, name)) for cls, name in
-               ((LoadedIndex, "vectors"), (ChunkStore, "iter_chunks"), (ChunkStore, "iter_documents"))]
+    readers = [
+        (cls, name, getattr(cls, name))
+        for cls, name in ((LoadedIndex, "vectors"), (ChunkStore, "iter_chunks"), (ChunkStore, "iter_documents"))
+    ]
     for cls, name, _ in readers:
         monkeypatch.setattr(cls, name, whole_index_read)
     paragraphs[5] = "The last paragraph now speaks of herons instead."
@@ -316,6 +331,7 @@ def test_the_indexer_updates_a_large_index_reading_only_what_changed(tmp_path, m
     assert report.chunks_embedded == 2  # the changed paragraph's chunk and the new file; long.txt's others reused
     updated, rebuilt = IndexStore(settings.index_dir).load(), IndexStore(fresh.index_dir).load()
     assert by_id(updated) == by_id(rebuilt)  # chunks, vectors and BM25 scores as a fresh build's
-    assert {k: f["doc_id"] for k, f in updated.manifest.files.items()} == \
-        {k: f["doc_id"] for k, f in rebuilt.manifest.files.items()}
+    assert {k: f["doc_id"] for k, f in updated.manifest.files.items()} == {
+        k: f["doc_id"] for k, f in rebuilt.manifest.files.items()
+    }
     assert not Indexer(settings, HashEmbedder()).index().changed

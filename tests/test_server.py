@@ -51,7 +51,7 @@ def assert_verified(service: Service, citations: list[dict], text: str) -> None:
     documents = service.rag().documents
     assert citations
     for c in citations:
-        assert documents[c["doc_id"]][c["char_start"]:c["char_end"]] == c["quote"]
+        assert documents[c["doc_id"]][c["char_start"] : c["char_end"]] == c["quote"]
         assert c["source"] == "openai-microsoft-partnership-2026.txt"
         assert f"[{c['n']}]" in text
 
@@ -83,8 +83,8 @@ def test_openai_client_streaming(server) -> None:
     url, service = server
     started = time.perf_counter()
     stream = client(url).chat.completions.create(
-        model="rag-extractive", stream=True,
-        messages=[{"role": "user", "content": "Who hosts the training workloads?"}])
+        model="rag-extractive", stream=True, messages=[{"role": "user", "content": "Who hosts the training workloads?"}]
+    )
     drafts, content, last = [], [], None
     for chunk in stream:
         delta = chunk.choices[0].delta
@@ -100,35 +100,46 @@ def test_openai_client_streaming(server) -> None:
 
 def test_follow_up_uses_the_conversation(server) -> None:
     url, _ = server
-    reply = client(url).chat.completions.create(model="rag", messages=[
-        {"role": "system", "content": "Ignored: the service's own prompt applies."},
-        {"role": "user", "content": QUESTION},
-        {"role": "assistant", "content": "April 27, 2026 [1]"},
-        {"role": "user", "content": [{"type": "text", "text": "And what changed for Microsoft then?"}]},
-    ])
+    reply = client(url).chat.completions.create(
+        model="rag",
+        messages=[
+            {"role": "system", "content": "Ignored: the service's own prompt applies."},
+            {"role": "user", "content": QUESTION},
+            {"role": "assistant", "content": "April 27, 2026 [1]"},
+            {"role": "user", "content": [{"type": "text", "text": "And what changed for Microsoft then?"}]},
+        ],
+    )
     assert reply.model_extra["rag"]["standalone_query"] == f"{QUESTION} And what changed for Microsoft then?"
 
 
 def test_abstention_is_an_answer_not_an_error(server) -> None:
     url, _ = server
     reply = client(url).chat.completions.create(
-        model="rag", messages=[{"role": "user", "content": "Who is the CEO of OpenAI?"}])
+        model="rag", messages=[{"role": "user", "content": "Who is the CEO of OpenAI?"}]
+    )
     assert reply.choices[0].message.content == ABSTAIN
     assert reply.model_extra["rag"]["abstained"] is True and reply.model_extra["citations"] == []
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    (b"{not json", 400, "not valid JSON"),
-    (b'{"model": "rag"}', 400, "messages"),
-    (b'{"messages": []}', 400, "at least 1"),
-    (b'{"messages": [{"role": "wizard", "content": "hi"}]}', 400, "messages.0.role"),
-    (b'{"messages": [{"role": "assistant", "content": "hi"}]}', 400, "last message must be a non-empty user message"),
-    (b'{"messages": [{"role": "user", "content": "  "}]}', 400, "non-empty user message"),
-    (b'{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}', 404, "unknown model 'gpt-9'"),
-    (b'{"model": "rag-openai", "messages": [{"role": "user", "content": "hi"}]}', 400, "OPENAI_API_KEY"),
-    (b'{"k": 0, "messages": [{"role": "user", "content": "hi"}]}', 400, "k:"),
-    (b'{"messages": [{"role": "user", "content": "' + b"x" * 1_100_000 + b'"}]}', 413, "request body over"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        (b"{not json", 400, "not valid JSON"),
+        (b'{"model": "rag"}', 400, "messages"),
+        (b'{"messages": []}', 400, "at least 1"),
+        (b'{"messages": [{"role": "wizard", "content": "hi"}]}', 400, "messages.0.role"),
+        (
+            b'{"messages": [{"role": "assistant", "content": "hi"}]}',
+            400,
+            "last message must be a non-empty user message",
+        ),
+        (b'{"messages": [{"role": "user", "content": "  "}]}', 400, "non-empty user message"),
+        (b'{"model": "gpt-9", "messages": [{"role": "user", "content": "hi"}]}', 404, "unknown model 'gpt-9'"),
+        (b'{"model": "rag-openai", "messages": [{"role": "user", "content": "hi"}]}', 400, "OPENAI_API_KEY"),
+        (b'{"k": 0, "messages": [{"role": "user", "content": "hi"}]}', 400, "k:"),
+        (b'{"messages": [{"role": "user", "content": "' + b"x" * 1_100_000 + b'"}]}', 413, "request body over"),
+    ],
+)
 def test_bad_requests_get_4xx_json_errors(server, body: bytes, status: int, words: str) -> None:
     url, _ = server
     response = httpx.post(f"{url}/v1/chat/completions", content=body, headers={"Content-Type": "application/json"})
@@ -162,8 +173,13 @@ def test_full_queue_answers_busy_retry_at_once(index_dir, real_embedder) -> None
         held.close()
         thread.join(timeout=60)
         assert "April 27, 2026" in waiting[0].choices[0].message.content
-        assert service.limiter.stats() == {"answering": 0, "waiting": 0, "concurrency": 1, "queue_size": 1,
-                                           "rejected": 2}
+        assert service.limiter.stats() == {
+            "answering": 0,
+            "waiting": 0,
+            "concurrency": 1,
+            "queue_size": 1,
+            "rejected": 2,
+        }
         print(f"queue full: 503 in {rejected_in * 1000:.0f} ms")
     finally:
         running.stop()
@@ -184,7 +200,8 @@ def test_auth_on(index_dir, real_embedder, tmp_path) -> None:
         with pytest.raises(openai.AuthenticationError):
             client(running.url, "alice:wrong").models.list()
         reply = client(running.url, "bob:pa:ss").chat.completions.create(
-            model="rag", messages=[{"role": "user", "content": QUESTION}])
+            model="rag", messages=[{"role": "user", "content": QUESTION}]
+        )
         assert "April 27, 2026" in reply.choices[0].message.content
         assert httpx.get(f"{running.url}/v1/models", auth=("alice", "s3cret")).status_code == 200  # HTTP Basic
     finally:
@@ -194,8 +211,7 @@ def test_auth_on(index_dir, real_embedder, tmp_path) -> None:
 def test_local_model_through_the_server_with_a_one_answer_queue(index_dir, real_embedder) -> None:
     """Three clients at once against the local model (one answer at a time, one waiting place): two are
     answered in turn, the third is told to retry at once; the first streams its draft as it is generated."""
-    running, service = start(index_dir, real_embedder, backend="local", concurrency=1, queue_size=1, k=2,
-                             max_tokens=48)
+    running, service = start(index_dir, real_embedder, backend="local", concurrency=1, queue_size=1, k=2, max_tokens=48)
     api = client(running.url)
     ask = dict(model="rag", messages=[{"role": "user", "content": QUESTION}])
     results: dict[str, object] = {}
@@ -240,7 +256,9 @@ def test_local_model_through_the_server_with_a_one_answer_queue(index_dir, real_
         assert trace["draft"] == draft.strip()
         reply, waited = results["plain"]
         assert reply.model_extra["rag"]["draft"] == trace["draft"]  # same question, deterministic model
-        print(f"local through the server: first draft token {first_token:.1f}s, streamed answer {total:.1f}s, "
-              f"queued answer {waited:.1f}s, third client refused in {refused_in:.2f}s")
+        print(
+            f"local through the server: first draft token {first_token:.1f}s, streamed answer {total:.1f}s, "
+            f"queued answer {waited:.1f}s, third client refused in {refused_in:.2f}s"
+        )
     finally:
         running.stop()

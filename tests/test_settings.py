@@ -15,30 +15,49 @@ from rag.settings import BACKENDS, MODES, Settings
 def test_a_misspelt_boolean_is_an_error_naming_the_variable(raw) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"RAG_GROUNDING": raw})
-    assert str(caught.value) == (f"RAG_GROUNDING={raw!r} is not a valid boolean: "
-                                 "use true/false, 1/0, yes/no or on/off")
+    assert str(caught.value) == (f"RAG_GROUNDING={raw!r} is not a valid boolean: use true/false, 1/0, yes/no or on/off")
 
 
-@pytest.mark.parametrize(("raw", "value"), [("true", True), ("1", True), ("YES", True), ("on", True),
-                                            ("false", False), ("0", False), ("No", False), (" off ", False)])
+@pytest.mark.parametrize(
+    ("raw", "value"),
+    [
+        ("true", True),
+        ("1", True),
+        ("YES", True),
+        ("on", True),
+        ("false", False),
+        ("0", False),
+        ("No", False),
+        (" off ", False),
+    ],
+)
 def test_booleans_accept_the_documented_words(raw, value) -> None:
     assert Settings.from_env({"RAG_GROUNDING": raw}).grounding is value
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"RAG_MODE": "fuzzy"}, "RAG_MODE='fuzzy' is not a valid mode: use one of " + ", ".join(MODES)),
-    ({"RAG_BACKEND": "gpt"}, "RAG_BACKEND='gpt' is not a valid backend: use one of " + ", ".join(BACKENDS)),
-    ({"RAG_EMBEDDING_BACKEND": "cuda"}, "RAG_EMBEDDING_BACKEND='cuda' is not a valid embedding backend: "
-                                        "use one of torch, onnx, onnx-int8"),
-    ({"RAG_STORE": "pinecone"}, "RAG_STORE='pinecone' is not a valid store: use one of faiss, milvus "
-                                "(or leave it empty)"),
-    ({"RAG_K": "five"}, "RAG_K='five' is not a valid whole number"),
-    ({"RAG_K": "0"}, "RAG_K='0' is out of range: k must be at least 1"),
-    ({"RAG_TIMEOUT": "soon"}, "RAG_TIMEOUT='soon' is not a valid number"),
-    ({"RAG_PORT": "70000"}, "RAG_PORT='70000' is out of range: port must be at most 65535"),
-    ({"RAG_CHUNK_SIZE": "64", "RAG_CHUNK_OVERLAP": "40"},
-     "RAG_CHUNK_OVERLAP='40' is out of range: chunk_overlap must be below half of chunk_size (32 tokens)"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RAG_MODE": "fuzzy"}, "RAG_MODE='fuzzy' is not a valid mode: use one of " + ", ".join(MODES)),
+        ({"RAG_BACKEND": "gpt"}, "RAG_BACKEND='gpt' is not a valid backend: use one of " + ", ".join(BACKENDS)),
+        (
+            {"RAG_EMBEDDING_BACKEND": "cuda"},
+            "RAG_EMBEDDING_BACKEND='cuda' is not a valid embedding backend: use one of torch, onnx, onnx-int8",
+        ),
+        (
+            {"RAG_STORE": "pinecone"},
+            "RAG_STORE='pinecone' is not a valid store: use one of faiss, milvus (or leave it empty)",
+        ),
+        ({"RAG_K": "five"}, "RAG_K='five' is not a valid whole number"),
+        ({"RAG_K": "0"}, "RAG_K='0' is out of range: k must be at least 1"),
+        ({"RAG_TIMEOUT": "soon"}, "RAG_TIMEOUT='soon' is not a valid number"),
+        ({"RAG_PORT": "70000"}, "RAG_PORT='70000' is out of range: port must be at most 65535"),
+        (
+            {"RAG_CHUNK_SIZE": "64", "RAG_CHUNK_OVERLAP": "40"},
+            "RAG_CHUNK_OVERLAP='40' is out of range: chunk_overlap must be below half of chunk_size (32 tokens)",
+        ),
+    ],
+)
 def test_bad_values_name_the_variable_and_what_it_accepts(env, message) -> None:
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
@@ -55,10 +74,19 @@ def test_keywords_are_validated_too_and_name_the_keyword() -> None:
 
 
 def test_from_env_reads_prefixed_and_standard_names_and_ignores_empty_ones() -> None:
-    settings = Settings.from_env({"RAG_INDEX_DIR": "/data/idx", "RAG_K": "7", "RAG_MODE": "bm25",
-                                  "RAG_MAX_FILE_MB": "2.5", "RAG_BACKEND": "", "OPENAI_API_KEY": "sk-1",
-                                  "RAG_OPENAI_API_KEY": "sk-2", "AZURE_OPENAI_ENDPOINT": "https://az",
-                                  "UNRELATED": "x"})
+    settings = Settings.from_env(
+        {
+            "RAG_INDEX_DIR": "/data/idx",
+            "RAG_K": "7",
+            "RAG_MODE": "bm25",
+            "RAG_MAX_FILE_MB": "2.5",
+            "RAG_BACKEND": "",
+            "OPENAI_API_KEY": "sk-1",
+            "RAG_OPENAI_API_KEY": "sk-2",
+            "AZURE_OPENAI_ENDPOINT": "https://az",
+            "UNRELATED": "x",
+        }
+    )
     assert settings.index_dir == Path("/data/idx") and settings.k == 7 and settings.mode == "bm25"
     assert settings.max_file_mb == 2.5 and settings.backend == "extractive"  # empty = unset
     assert settings.openai_api_key == "sk-2"  # RAG_ wins over the standard name
@@ -79,8 +107,12 @@ def test_settings_are_frozen_hashable_values_and_overrides_skip_none() -> None:
 
 
 def test_secrets_never_show_in_repr_or_errors() -> None:
-    env = {"OPENAI_API_KEY": "sk-planted-1", "RAG_AUTH": "alice:planted-2", "RAG_MILVUS_TOKEN": "planted-3",
-           "AZURE_OPENAI_API_KEY": "planted-4"}
+    env = {
+        "OPENAI_API_KEY": "sk-planted-1",
+        "RAG_AUTH": "alice:planted-2",
+        "RAG_MILVUS_TOKEN": "planted-3",
+        "AZURE_OPENAI_API_KEY": "planted-4",
+    }
     settings = Settings.from_env(env)
     for text in (repr(settings), str(settings)):
         assert "planted" not in text

@@ -29,8 +29,9 @@ FISH = "Salmon swim upstream to spawn in the river."
 def project(tmp_path, monkeypatch):
     """A folder laid out like the repository: seeds/ and index/, the working directory of the commands."""
     monkeypatch.chdir(tmp_path)
-    write_corpus(tmp_path / "seeds", {"cats.txt": "Cats purr when they are content.",
-                                      "dogs.md": "Dogs bark at strangers."})
+    write_corpus(
+        tmp_path / "seeds", {"cats.txt": "Cats purr when they are content.", "dogs.md": "Dogs bark at strangers."}
+    )
     return tmp_path
 
 
@@ -61,8 +62,10 @@ def test_an_upload_stays_indexed_after_a_plain_rag_index(project) -> None:
     rag("index")  # a new index starts from seeds/
     assert IndexStore("index").read_manifest().sources == ["seeds"]
     (project / "incoming.txt").write_text(FISH)
-    service = Service(Settings(index_dir="index", embedding_model="hash", chunk_size=16, chunk_overlap=4,
-                               backend="extractive"), HashEmbedder())
+    service = Service(
+        Settings(index_dir="index", embedding_model="hash", chunk_size=16, chunk_overlap=4, backend="extractive"),
+        HashEmbedder(),
+    )
     assert [r.status for r in service.add_documents([project / "incoming.txt"])] == ["added"]
     assert IndexStore("index").read_manifest().sources == ["seeds", "index/uploads"]
     report = json.loads(rag("index", "--json").stdout)
@@ -90,16 +93,18 @@ def test_a_source_gone_from_disk_is_kept_and_reported(project) -> None:
     shutil.rmtree(project / "notes")
     result = rag("index", "--json")
     assert json.loads(result.stdout)["sources_missing"] == ["notes"]
-    assert ("warning: source notes no longer exists; its documents stay in the index: run `rag remove notes` "
-            "to drop them") in result.stderr
+    assert (
+        "warning: source notes no longer exists; its documents stay in the index: run `rag remove notes` to drop them"
+    ) in result.stderr
     assert IndexStore("index").current() == version and "birds.txt" in indexed()
     result = rag("index")  # the text output says it too
     assert "rag remove notes" in result.stderr and "3 files" in result.stdout
 
 
 def test_rag_remove_drops_a_source_without_embedding_anything(project) -> None:
-    write_corpus(project / "notes", {"birds.txt": "Crows solve puzzles with tools.",
-                                     "deep/owls.txt": "Owls hunt at night."})
+    write_corpus(
+        project / "notes", {"birds.txt": "Crows solve puzzles with tools.", "deep/owls.txt": "Owls hunt at night."}
+    )
     settings = Settings(index_dir="index", embedding_model="hash", chunk_size=16, chunk_overlap=4)
     embedder = HashEmbedder()
     Indexer(settings, embedder).index([project / "seeds", project / "notes"])
@@ -131,8 +136,10 @@ def test_rag_remove_takes_files_folders_and_names_and_reports(project) -> None:
     assert "the next `rag index` adds it back" in result.stderr
     assert sorted(indexed()) == ["birds.txt", "dogs.md"]
     result = rag("remove", "seeds")
-    assert result.stdout == ("removed source seeds\nremoved 1 file (dogs.md), 1 chunk; the index at index "
-                             "holds 1 file, 1 chunk; sources: notes\n")
+    assert result.stdout == (
+        "removed source seeds\nremoved 1 file (dogs.md), 1 chunk; the index at index "
+        "holds 1 file, 1 chunk; sources: notes\n"
+    )
 
 
 def test_rag_remove_of_something_not_indexed_changes_nothing(project) -> None:
@@ -149,16 +156,18 @@ def test_rag_remove_never_leaves_an_empty_index(project) -> None:
     version = IndexStore("index").current()
     result = runner.invoke(app, ["remove", "seeds"], env=ENV)
     assert result.exit_code == 1
-    assert result.stderr == ("error: removing seeds would leave the index at index empty: "
-                             "delete that folder to start over\n")
+    assert result.stderr == (
+        "error: removing seeds would leave the index at index empty: delete that folder to start over\n"
+    )
     assert IndexStore("index").current() == version
 
 
 def test_a_name_held_by_another_source_is_skipped_not_replaced(project) -> None:
     write_corpus(project / "other", {"cats.txt": "Tigers are big cats."})
     report = json.loads(rag("index", "seeds", "other", "--json").stdout)
-    assert report["files_skipped"] == [{"path": "other/cats.txt",
-                                        "reason": "another file is already indexed as cats.txt (from seeds)"}]
+    assert report["files_skipped"] == [
+        {"path": "other/cats.txt", "reason": "another file is already indexed as cats.txt (from seeds)"}
+    ]
     assert indexed()["cats.txt"] == "seeds/cats.txt"
 
 
@@ -171,11 +180,16 @@ def test_an_index_from_before_sources_were_recorded_keeps_all_its_files(project)
     for f in manifest["files"].values():
         del f["root"]
     (version / "manifest.json").write_text(json.dumps(manifest))  # as the previous release wrote it
-    assert Indexer(Settings(index_dir="index", embedding_model="hash"), HashEmbedder()).sources() == \
-        ["index/uploads", "seeds"]
+    assert Indexer(Settings(index_dir="index", embedding_model="hash"), HashEmbedder()).sources() == [
+        "index/uploads",
+        "seeds",
+    ]
     report = json.loads(rag("index", "--json").stdout)
-    assert report["chunks_removed"] == 0 and report["chunks_embedded"] == 0 and sorted(indexed()) == \
-        ["cats.txt", "dogs.md", "fish.txt"]
+    assert (
+        report["chunks_removed"] == 0
+        and report["chunks_embedded"] == 0
+        and sorted(indexed()) == ["cats.txt", "dogs.md", "fish.txt"]
+    )
 
 
 def test_rebuild_re_embeds_every_recorded_source(project) -> None:
@@ -196,8 +210,17 @@ def test_rag_eval_never_touches_the_live_index(project) -> None:
     store = IndexStore("index")
     version, manifest = store.current(), store.read_manifest()
     questions = project / "q.jsonl"
-    questions.write_text(json.dumps({"id": "q1", "question": "Do dogs bark?", "answers": ["bark"], "answerable": True,
-                                     "support": [{"source": "dogs.md", "quote": "Dogs bark at strangers."}]}))
+    questions.write_text(
+        json.dumps(
+            {
+                "id": "q1",
+                "question": "Do dogs bark?",
+                "answers": ["bark"],
+                "answerable": True,
+                "support": [{"source": "dogs.md", "quote": "Dogs bark at strangers."}],
+            }
+        )
+    )
     write_corpus(project / "seeds", {"new.txt": "A file added after the live index was built."})
     rag("eval", str(questions), "--backend", "extractive", "--out", str(project / "report"), "--json")
     assert store.current() == version and store.read_manifest() == manifest  # neither re-synced nor rewritten
@@ -207,6 +230,9 @@ def test_rag_eval_never_touches_the_live_index(project) -> None:
     # the cache key covers the corpus content and the chunking: either change makes a fresh index
     (project / "seeds" / "new.txt").write_text("Changed.")
     rag("eval", str(questions), "--backend", "extractive", "--out", str(project / "report"), "--json")
-    runner.invoke(app, ["eval", str(questions), "--backend", "extractive", "--out", str(project / "report")],
-                  env={**ENV, "RAG_CHUNK_SIZE": "32"})
+    runner.invoke(
+        app,
+        ["eval", str(questions), "--backend", "extractive", "--out", str(project / "report")],
+        env={**ENV, "RAG_CHUNK_SIZE": "32"},
+    )
     assert len(list((project / "eval" / ".cache").iterdir())) == 3

@@ -16,8 +16,11 @@ def sample() -> IndexData:
     doc = Document.create("a.txt", "A", "Alpha beta. Gamma delta.")
     chunks = [Chunk.create(doc, 0, 11), Chunk.create(doc, 12, 24)]
     vectors = np.array([[1, 0, 0], [0, 0.6, 0.8]], dtype=np.float32)
-    manifest = {"embedding": {"model": "hash", "dim": 3}, "chunking": {"size": 8, "overlap": 0},
-                "files": {"a.txt": {"sha256": "x", "doc_id": doc.id, "path": "a.txt"}}}
+    manifest = {
+        "embedding": {"model": "hash", "dim": 3},
+        "chunking": {"size": 8, "overlap": 0},
+        "files": {"a.txt": {"sha256": "x", "doc_id": doc.id, "path": "a.txt"}},
+    }
     return IndexData([doc], chunks, vectors, manifest)
 
 
@@ -45,8 +48,14 @@ def test_round_trip(tmp_path) -> None:
     assert segment["chunks"] == 2 and segment["documents"] == 1 and segment["dim"] == 3
     seg = f"segments/{segment['name']}"
     assert set(manifest["artifacts"]) == {
-        "dense.faiss", f"{seg}/chunks.sqlite", f"{seg}/vectors.npy", f"{seg}/bm25/terms.sqlite",
-        f"{seg}/bm25/rows.npy", f"{seg}/bm25/tf.npy", f"{seg}/bm25/doclen.npy"}
+        "dense.faiss",
+        f"{seg}/chunks.sqlite",
+        f"{seg}/vectors.npy",
+        f"{seg}/bm25/terms.sqlite",
+        f"{seg}/bm25/rows.npy",
+        f"{seg}/bm25/tf.npy",
+        f"{seg}/bm25/doclen.npy",
+    }
     assert all(set(r) == {"sha256", "bytes"} for r in manifest["artifacts"].values())  # small: checked in full
     assert manifest["dense"] == {"store": "faiss", "index": "flat", "choice": "flat", "rows": 2, "params": {}}
     assert loaded.n_chunks == 2 and loaded.n_documents == 1

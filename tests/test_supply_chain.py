@@ -36,8 +36,9 @@ def test_llama_cpp_renders_chat_templates_in_a_sandbox() -> None:
     formatter = fmt.Jinja2ChatFormatter(template="{{ messages[0]['content'] }}", eos_token="</s>", bos_token="<s>")
     assert isinstance(formatter._environment.environment, ImmutableSandboxedEnvironment)
     with pytest.raises(Exception, match="unsafe|access"):  # a template trying to reach Python internals
-        fmt.Jinja2ChatFormatter(template="{{ ''.__class__.__mro__[1].__subclasses__() }}", eos_token="",
-                                bos_token="")(messages=[{"role": "user", "content": "x"}])
+        fmt.Jinja2ChatFormatter(template="{{ ''.__class__.__mro__[1].__subclasses__() }}", eos_token="", bos_token="")(
+            messages=[{"role": "user", "content": "x"}]
+        )
 
 
 def test_gradio_is_past_the_published_path_traversal_and_ssrf_fixes() -> None:

@@ -57,7 +57,7 @@ def test_question_returns_an_answer_with_citations(server) -> None:
     documents = service.rag().documents
     for c in trace["citations"]:
         assert f"[{c['n']}]" in answer and c["source"] == SEED
-        assert documents[c["doc_id"]][c["char_start"]:c["char_end"]] == c["quote"]
+        assert documents[c["doc_id"]][c["char_start"] : c["char_end"]] == c["quote"]
         assert f"<mark>{c['quote']}</mark>" in sources.replace("&#x27;", "'")
     assert trace["citations"] and f"<b>{SEED}</b>" in sources
 
@@ -98,14 +98,17 @@ def test_upload_good_and_bad_files(tmp_path, real_embedder) -> None:
     running, service = start(index_dir, real_embedder)
     files = tmp_path / "files"
     files.mkdir()
-    (files / "lunar.md").write_text("# Lunar farming\n\nThe Zephyr project opened its lunar greenhouse on "
-                                    "March 3, 2031. The greenhouse grows dwarf wheat under LED light.\n")
+    (files / "lunar.md").write_text(
+        "# Lunar farming\n\nThe Zephyr project opened its lunar greenhouse on "
+        "March 3, 2031. The greenhouse grows dwarf wheat under LED light.\n"
+    )
     (files / "binary.txt").write_bytes(b"\x00\x01\x02 not text")
     (files / "broken.pdf").write_bytes(b"%PDF-1.4 this is not really a pdf")
     try:
         client = Client(running.url, verbose=False)
-        table, summary = client.predict([handle_file(str(files / n)) for n in ("lunar.md", "binary.txt", "broken.pdf")],
-                                        api_name="/add_documents")
+        table, summary = client.predict(
+            [handle_file(str(files / n)) for n in ("lunar.md", "binary.txt", "broken.pdf")], api_name="/add_documents"
+        )
         rows = {row[0]: row[1:] for row in table["data"]}
         assert rows["lunar.md"][0] == "added" and "the index holds 2 documents" in rows["lunar.md"][1]
         assert rows["binary.txt"] == ["rejected", "binary file (contains NUL bytes)"]
@@ -114,8 +117,9 @@ def test_upload_good_and_bad_files(tmp_path, real_embedder) -> None:
         # the index is intact: the seed and the new document answer, the bad files left nothing behind
         assert sorted(IndexStore(index_dir).read_manifest().files) == ["lunar.md", SEED]
         assert sorted(p.name for p in service.settings.uploads.iterdir()) == ["lunar.md"]
-        *_, trace = client.predict("When did the Zephyr project open its lunar greenhouse?", [], *DEFAULTS,
-                                   api_name="/ask")
+        *_, trace = client.predict(
+            "When did the Zephyr project open its lunar greenhouse?", [], *DEFAULTS, api_name="/ask"
+        )
         assert "March 3, 2031" in trace["answer"] and trace["citations"][0]["source"] == "lunar.md"
         *_, trace = client.predict(QUESTION, [], *DEFAULTS, api_name="/ask")
         assert "April 27, 2026" in trace["answer"]
@@ -187,9 +191,18 @@ def test_sources_highlight_the_short_answer_inside_the_cited_sentence() -> None:
     chunk = Chunk.create(doc, 0, len(doc.text))
     cite = Citation(1, "a.txt", doc.id, chunk.id, 11, len(doc.text), doc.text[11:])
     short = Citation(1, "a.txt", doc.id, chunk.id, 37, 51, "April 27, 2026")
-    answer = Answer(text=f"{cite.quote} [1]", abstained=False, citations=(cite,), passages=(Hit(chunk, 1.0),),
-                    query="When?", standalone_query="When?", backend="extractive", model="m", confidence=0.8,
-                    short=short)
+    answer = Answer(
+        text=f"{cite.quote} [1]",
+        abstained=False,
+        citations=(cite,),
+        passages=(Hit(chunk, 1.0),),
+        query="When?",
+        standalone_query="When?",
+        backend="extractive",
+        model="m",
+        confidence=0.8,
+        short=short,
+    )
     page = sources_html(answer)
     assert '<mark class="short">April 27, 2026</mark>' in page
     assert "Intro &lt;b&gt;." in page and "<b>." not in page  # document text is escaped

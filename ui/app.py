@@ -72,17 +72,22 @@ def sources_html(answer: Answer) -> str:
     """Each cited passage with its source file, the page or section of what it cites and the cited spans marked
     (the short answer inside them); for an abstention, the closest passages."""
     fallback = " · model draft unsupported: extractive answer" if answer.fallback else ""
-    meta = (f'<div class="rag-meta">{html.escape(answer.backend)} · {html.escape(answer.model)} · '
-            f'confidence {answer.confidence:.2f}{fallback} · {answer.timings.get("total", 0):.1f} s</div>')
+    meta = (
+        f'<div class="rag-meta">{html.escape(answer.backend)} · {html.escape(answer.model)} · '
+        f"confidence {answer.confidence:.2f}{fallback} · {answer.timings.get('total', 0):.1f} s</div>"
+    )
     short = ""
     if answer.short and not answer.abstained:
         quote = html.escape(answer.short.quote)
         short = f'<div class="rag-short">Short answer: <mark class="short">{quote}</mark></div>'
 
     if answer.abstained:
-        head = ('<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
-                '<div class="rag-meta">The closest passages were:</div>' if answer.passages else
-                '<div class="rag-abstain">No passage matched the question.</div>')
+        head = (
+            '<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
+            '<div class="rag-meta">The closest passages were:</div>'
+            if answer.passages
+            else '<div class="rag-abstain">No passage matched the question.</div>'
+        )
         shown = [(n, hit, [], [hit.chunk.location.label]) for n, hit in enumerate(answer.passages[:3], 1)]
     else:
         head = ""
@@ -97,15 +102,20 @@ def sources_html(answer: Answer) -> str:
     for n, hit, marks, labels in shown:
         c = hit.chunk
         inner = [(exact.char_start, exact.char_end)] if exact and exact.n == n else []
-        location = "".join(f'<span class="where">{html.escape(label)}</span> · '
-                           for label in dict.fromkeys(labels) if label)
-        parts.append(f'<div class="rag-source" id="source-{n}"><div class="head"><span class="n">[{n}]</span>'
-                     f'<b>{html.escape(c.source)}</b> · {location}chars {c.start}–{c.end}</div>'
-                     f'<div class="text">{_highlight(c.text, c.start, marks, inner)}</div></div>')
+        location = "".join(
+            f'<span class="where">{html.escape(label)}</span> · ' for label in dict.fromkeys(labels) if label
+        )
+        parts.append(
+            f'<div class="rag-source" id="source-{n}"><div class="head"><span class="n">[{n}]</span>'
+            f"<b>{html.escape(c.source)}</b> · {location}chars {c.start}–{c.end}</div>"
+            f'<div class="text">{_highlight(c.text, c.start, marks, inner)}</div></div>'
+        )
     if answer.removed:
         items = "".join(f"<li><s>{html.escape(s)}</s></li>" for s in answer.removed)
-        parts.append(f"<details><summary>{len(answer.removed)} draft sentence(s) removed as unsupported"
-                     f"</summary><ul>{items}</ul></details>")
+        parts.append(
+            f"<details><summary>{len(answer.removed)} draft sentence(s) removed as unsupported"
+            f"</summary><ul>{items}</ul></details>"
+        )
     return "".join(parts)
 
 
@@ -162,23 +172,40 @@ def build_ui(service: Service) -> gr.Blocks:
             docs = service.documents()
         except RagError:
             return [], [], []
-        rows = [[d.source, d.title, d.pages or "", d.chunks, _size(d.size), (d.added_at or "").replace("T", " "),
-                 "upload" if d.upload else ""] for d in docs]
+        rows = [
+            [
+                d.source,
+                d.title,
+                d.pages or "",
+                d.chunks,
+                _size(d.size),
+                (d.added_at or "").replace("T", " "),
+                "upload" if d.upload else "",
+            ]
+            for d in docs
+        ]
         removable = [(d.source, d.doc_id) for d in docs if d.upload or settings.remove_any]
         return rows, removable, [d.source for d in docs]
 
     def refresh_documents(chosen: list[str] | None = None) -> tuple[Any, ...]:
         rows, removable, names = document_rows()
         kept = [name for name in chosen or [] if name in names]
-        return (rows, gr.update(choices=removable, value=None), gr.update(choices=names, value=kept),
-                gr.update(visible=False), index_info())
+        return (
+            rows,
+            gr.update(choices=removable, value=None),
+            gr.update(choices=names, value=kept),
+            gr.update(visible=False),
+            index_info(),
+        )
 
     def confirm_removal(doc_id: str | None) -> tuple[Any, ...]:
         if not doc_id:
             raise gr.Error("Choose a document to remove first.")
         name = next((label for label, value in document_rows()[1] if value == doc_id), doc_id)
-        return gr.update(visible=True), (f"Remove **{name}** from the index? Its passages will no longer be "
-                                         "searched, and the uploaded file is deleted.")
+        return gr.update(visible=True), (
+            f"Remove **{name}** from the index? Its passages will no longer be "
+            "searched, and the uploaded file is deleted."
+        )
 
     def remove_document(doc_id: str | None, chosen: list[str] | None) -> tuple[Any, ...]:
         if not doc_id:
@@ -190,8 +217,15 @@ def build_ui(service: Service) -> gr.Blocks:
         gr.Info(f"Removed {result['source']} ({result['chunks_removed']} passages).")
         return refresh_documents(chosen)
 
-    def respond(message: str, history: list[dict], backend: str, k: float, mode: str,
-                grounding: bool, only: list[str] | None = None) -> Iterator[tuple[Any, ...]]:
+    def respond(
+        message: str,
+        history: list[dict],
+        backend: str,
+        k: float,
+        mode: str,
+        grounding: bool,
+        only: list[str] | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
         message = (message or "").strip()
         chat = _plain(history)
         if not message:
@@ -226,8 +260,9 @@ def build_ui(service: Service) -> gr.Blocks:
         chat[-1] = {"role": "assistant", "content": answer.text}
         yield chat, "", sources_html(answer), answer.to_dict()
 
-    def retry(history: list[dict], backend: str, k: float, mode: str, grounding: bool,
-              only: list[str] | None = None) -> Iterator[tuple[Any, ...]]:
+    def retry(
+        history: list[dict], backend: str, k: float, mode: str, grounding: bool, only: list[str] | None = None
+    ) -> Iterator[tuple[Any, ...]]:
         chat = _plain(history)
         last = max((i for i, m in enumerate(chat) if m["role"] == "user"), default=None)
         if last is None:
@@ -236,8 +271,7 @@ def build_ui(service: Service) -> gr.Blocks:
         yield from respond(chat[last]["content"], chat[:last], backend, k, mode, grounding, only)
 
     # gradio's idiom: a gr.Progress() default asks it for a fresh tracker per event, so nothing is shared
-    def add_documents(files: list[str] | None,
-                      progress: gr.Progress = gr.Progress()) -> tuple[list[list[str]], str]:  # noqa: B008
+    def add_documents(files: list[str] | None, progress: gr.Progress = gr.Progress()) -> tuple[list[list[str]], str]:  # noqa: B008
         if not files:
             raise gr.Error("Choose one or more files first.")
 
@@ -250,19 +284,38 @@ def build_ui(service: Service) -> gr.Blocks:
         return rows, f"{added} of {len(results)} files in the index. {index_info()}"
 
     with gr.Blocks(title="rag · cited answers", analytics_enabled=False) as demo:
-        gr.Markdown("## Ask your documents\nAnswers cite the passages they come from; sentences the passages "
-                    "do not support are removed, and when nothing is left the answer says so.")
+        gr.Markdown(
+            "## Ask your documents\nAnswers cite the passages they come from; sentences the passages "
+            "do not support are removed, and when nothing is left the answer says so."
+        )
         info = gr.Markdown(elem_id="index-info")
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
-                chatbot = gr.Chatbot(label="Conversation", height=460, elem_id="chat", feedback_options=None,
-                                     buttons=["copy"], placeholder="Ask a question about the documents.")
+                chatbot = gr.Chatbot(
+                    label="Conversation",
+                    height=460,
+                    elem_id="chat",
+                    feedback_options=None,
+                    buttons=["copy"],
+                    placeholder="Ask a question about the documents.",
+                )
                 with gr.Row():
-                    question = gr.Textbox(placeholder="Ask a question about the documents…", show_label=False,
-                                          scale=5, elem_id="question", autofocus=True, max_length=4000)
+                    question = gr.Textbox(
+                        placeholder="Ask a question about the documents…",
+                        show_label=False,
+                        scale=5,
+                        elem_id="question",
+                        autofocus=True,
+                        max_length=4000,
+                    )
                     ask = gr.Button("Ask", variant="primary", scale=1, elem_id="ask")
-                only = gr.Dropdown([], value=[], multiselect=True, label="Search only in (empty: all documents)",
-                                   elem_id="source-filter")
+                only = gr.Dropdown(
+                    [],
+                    value=[],
+                    multiselect=True,
+                    label="Search only in (empty: all documents)",
+                    elem_id="source-filter",
+                )
                 with gr.Row():
                     retry_btn = gr.Button("↻ Retry", size="sm", elem_id="retry")
                     clear_btn = gr.Button("Clear", size="sm", elem_id="clear")
@@ -274,18 +327,32 @@ def build_ui(service: Service) -> gr.Blocks:
                     trace = gr.JSON(label="answer", elem_id="trace")
         with gr.Accordion("Settings", open=False, elem_id="settings"):
             with gr.Row():
-                backend = gr.Dropdown(backends, value=settings.backend if settings.backend in backends else backends[0],
-                                      label="Backend", elem_id="backend")
+                backend = gr.Dropdown(
+                    backends,
+                    value=settings.backend if settings.backend in backends else backends[0],
+                    label="Backend",
+                    elem_id="backend",
+                )
                 k = gr.Slider(1, 10, value=settings.k, step=1, label="Passages (top-k)", elem_id="top-k")
                 mode = gr.Radio(list(MODES), value=settings.mode, label="Retrieval", elem_id="mode")
-                grounding = gr.Checkbox(value=settings.grounding, label="Grounding check (drop unsupported sentences)",
-                                        elem_id="grounding")
+                grounding = gr.Checkbox(
+                    value=settings.grounding, label="Grounding check (drop unsupported sentences)", elem_id="grounding"
+                )
         with gr.Accordion("Documents", open=False, elem_id="documents"):
-            table = gr.Dataframe(headers=["document", "title", "pages", "passages", "size", "added (UTC)", ""],
-                                 interactive=False, elem_id="doc-table", label="Indexed documents")
+            table = gr.Dataframe(
+                headers=["document", "title", "pages", "passages", "size", "added (UTC)", ""],
+                interactive=False,
+                elem_id="doc-table",
+                label="Indexed documents",
+            )
             with gr.Row():
-                to_remove = gr.Dropdown([], value=None, label="Remove an uploaded document" if not settings.remove_any
-                                        else "Remove a document", elem_id="doc-remove-choice", scale=3)
+                to_remove = gr.Dropdown(
+                    [],
+                    value=None,
+                    label="Remove an uploaded document" if not settings.remove_any else "Remove a document",
+                    elem_id="doc-remove-choice",
+                    scale=3,
+                )
                 remove_btn = gr.Button("Remove…", variant="stop", elem_id="doc-remove", scale=1)
             with gr.Column(visible=False, elem_id="doc-confirm") as confirm:
                 confirm_text = gr.Markdown(elem_id="doc-confirm-text")
@@ -293,12 +360,15 @@ def build_ui(service: Service) -> gr.Blocks:
                     yes = gr.Button("Yes, remove it", variant="stop", elem_id="doc-confirm-yes")
                     no = gr.Button("Cancel", elem_id="doc-confirm-no")
         with gr.Accordion("Add documents", open=False, elem_id="upload"):
-            gr.Markdown(f"Allowed: {' '.join(allowed)}, up to {settings.max_upload_mb:g} MB each. Files are added "
-                        "to the index; nothing already there is removed.")
+            gr.Markdown(
+                f"Allowed: {' '.join(allowed)}, up to {settings.max_upload_mb:g} MB each. Files are added "
+                "to the index; nothing already there is removed."
+            )
             files = gr.File(file_count="multiple", file_types=allowed, label="Documents", elem_id="files")
             add = gr.Button("Add to index", elem_id="add")
-            results = gr.Dataframe(headers=["file", "result", "detail"], interactive=False, elem_id="results",
-                                   label="Per-file result")
+            results = gr.Dataframe(
+                headers=["file", "result", "detail"], interactive=False, elem_id="results", label="Per-file result"
+            )
             summary = gr.Markdown()
 
         answer_io = dict(outputs=[chatbot, question, sources, trace], concurrency_id="answer")
@@ -307,15 +377,32 @@ def build_ui(service: Service) -> gr.Blocks:
         question.submit(respond, [question, chatbot, *options], api_name="ask", **answer_io)
         ask.click(respond, [question, chatbot, *options], api_visibility="private", **answer_io)
         retry_btn.click(retry, [chatbot, *options], api_name="retry", **answer_io)
-        clear_btn.click(lambda: ([], "", NO_SOURCES, None), None, [chatbot, question, sources, trace],
-                        queue=False, api_visibility="private")
+        clear_btn.click(
+            lambda: ([], "", NO_SOURCES, None),
+            None,
+            [chatbot, question, sources, trace],
+            queue=False,
+            api_visibility="private",
+        )
         chatbot.clear(lambda: (NO_SOURCES, None), None, [sources, trace], queue=False, api_visibility="private")
-        add.click(add_documents, [files], [results, summary], api_name="add_documents", concurrency_id="index",
-                  concurrency_limit=1).then(refresh_documents, [only], listing, queue=False, api_visibility="private")
+        add.click(
+            add_documents,
+            [files],
+            [results, summary],
+            api_name="add_documents",
+            concurrency_id="index",
+            concurrency_limit=1,
+        ).then(refresh_documents, [only], listing, queue=False, api_visibility="private")
         remove_btn.click(confirm_removal, [to_remove], [confirm, confirm_text], queue=False, api_visibility="private")
         no.click(lambda: gr.update(visible=False), None, confirm, queue=False, api_visibility="private")
-        yes.click(remove_document, [to_remove, only], listing, api_name="remove_document", concurrency_id="index",
-                  concurrency_limit=1)
+        yes.click(
+            remove_document,
+            [to_remove, only],
+            listing,
+            api_name="remove_document",
+            concurrency_id="index",
+            concurrency_limit=1,
+        )
         demo.load(refresh_documents, None, listing, queue=False, api_visibility="private")
     return demo
 
@@ -328,9 +415,20 @@ def mount(app: FastAPI, service: Service, credentials: list[tuple[str, str]]) ->
     # Gradio counts only events not yet started, and refuses everything at max_size=0
     demo.queue(max_size=max(1, settings.queue_size), default_concurrency_limit=settings.concurrency)
     gr.mount_gradio_app(
-        app, demo, path="/", server_name=settings.host, server_port=settings.port,
-        auth=credentials or None, auth_message="Sign in with the credentials in RAG_AUTH.",
-        allowed_paths=[], blocked_paths=[str(Path(settings.index_dir).resolve())],
-        max_file_size=int(settings.max_upload_mb * 1024 * 1024), enable_monitoring=False, ssr_mode=False,
-        mcp_server=False, run_history=False, footer_links=["api", "gradio", "settings"], css=CSS,
+        app,
+        demo,
+        path="/",
+        server_name=settings.host,
+        server_port=settings.port,
+        auth=credentials or None,
+        auth_message="Sign in with the credentials in RAG_AUTH.",
+        allowed_paths=[],
+        blocked_paths=[str(Path(settings.index_dir).resolve())],
+        max_file_size=int(settings.max_upload_mb * 1024 * 1024),
+        enable_monitoring=False,
+        ssr_mode=False,
+        mcp_server=False,
+        run_history=False,
+        footer_links=["api", "gradio", "settings"],
+        css=CSS,
     )

@@ -30,19 +30,31 @@ class Logistic:
     scale: tuple[float, ...]
 
     def probability(self, values: dict[str, float]) -> float:
-        z = self.bias + sum(w * (values[f] - m) / s for f, w, m, s in
-                            zip(self.features, self.weights, self.mean, self.scale, strict=True))
+        z = self.bias + sum(
+            w * (values[f] - m) / s
+            for f, w, m, s in zip(self.features, self.weights, self.mean, self.scale, strict=True)
+        )
         return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     @classmethod
     def from_dict(cls, data: dict) -> Logistic:
         n = len(data["features"])
-        return cls(tuple(data["features"]), tuple(data["weights"]), float(data["bias"]),
-                   tuple(data.get("mean", [0.0] * n)), tuple(data.get("scale", [1.0] * n)))
+        return cls(
+            tuple(data["features"]),
+            tuple(data["weights"]),
+            float(data["bias"]),
+            tuple(data.get("mean", [0.0] * n)),
+            tuple(data.get("scale", [1.0] * n)),
+        )
 
     def to_dict(self) -> dict:
-        return {"features": list(self.features), "weights": list(self.weights), "bias": self.bias,
-                "mean": list(self.mean), "scale": list(self.scale)}
+        return {
+            "features": list(self.features),
+            "weights": list(self.weights),
+            "bias": self.bias,
+            "mean": list(self.mean),
+            "scale": list(self.scale),
+        }
 
 
 @dataclass(frozen=True)
@@ -69,22 +81,40 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
         if data.get("format") != FORMAT:
-            raise ConfigError(f"calibration file format {data.get('format')!r}, this version reads {FORMAT}: "
-                              "refit it with `python eval/fit_calibration.py`")
+            raise ConfigError(
+                f"calibration file format {data.get('format')!r}, this version reads {FORMAT}: "
+                "refit it with `python eval/fit_calibration.py`"
+            )
         try:
-            return cls(Logistic.from_dict(data["sentence"]), Logistic.from_dict(data["confidence"]),
-                       float(data["min_confidence"]), float(data["second_sentence"]), int(data["max_words"]),
-                       float(data["support"]), int(data["prompt_sentences"]), data.get("meta", {}),
-                       {str(k): float(v) for k, v in data["untyped_ceiling"].items()})
+            return cls(
+                Logistic.from_dict(data["sentence"]),
+                Logistic.from_dict(data["confidence"]),
+                float(data["min_confidence"]),
+                float(data["second_sentence"]),
+                int(data["max_words"]),
+                float(data["support"]),
+                int(data["prompt_sentences"]),
+                data.get("meta", {}),
+                {str(k): float(v) for k, v in data["untyped_ceiling"].items()},
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"calibration file is incomplete ({exc}): refit it with "
-                              "`python eval/fit_calibration.py`") from None
+            raise ConfigError(
+                f"calibration file is incomplete ({exc}): refit it with `python eval/fit_calibration.py`"
+            ) from None
 
     def to_dict(self) -> dict:
-        return {"format": FORMAT, "sentence": self.sentence.to_dict(), "confidence": self.confidence.to_dict(),
-                "min_confidence": self.min_confidence, "second_sentence": self.second_sentence,
-                "max_words": self.max_words, "support": self.support, "prompt_sentences": self.prompt_sentences,
-                "untyped_ceiling": self.untyped_ceiling, "meta": self.meta}
+        return {
+            "format": FORMAT,
+            "sentence": self.sentence.to_dict(),
+            "confidence": self.confidence.to_dict(),
+            "min_confidence": self.min_confidence,
+            "second_sentence": self.second_sentence,
+            "max_words": self.max_words,
+            "support": self.support,
+            "prompt_sentences": self.prompt_sentences,
+            "untyped_ceiling": self.untyped_ceiling,
+            "meta": self.meta,
+        }
 
 
 @functools.cache

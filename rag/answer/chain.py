@@ -40,8 +40,9 @@ _FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|this|that|these|those|he|she
 class RAG:
     """Question answering with cited, verified answers over one index."""
 
-    def __init__(self, settings: Settings, retriever: Retriever, backend: Backend | None,
-                 calibration: Calibration | None = None):
+    def __init__(
+        self, settings: Settings, retriever: Retriever, backend: Backend | None, calibration: Calibration | None = None
+    ):
         self.settings = settings
         self.retriever = retriever
         self.backend = backend
@@ -70,8 +71,14 @@ class RAG:
     def model_name(self) -> str:
         return self.backend.model if self.backend else self.retriever.embedder.name
 
-    def ask(self, question: str, history: Sequence[Message] | None = None, k: int | None = None,
-            min_confidence: float | None = None, sources: Sequence[str] | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        history: Sequence[Message] | None = None,
+        k: int | None = None,
+        min_confidence: float | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> Answer:
         answer = None
         for item in self.stream(question, history, k, min_confidence, sources):
             answer = item
@@ -83,8 +90,14 @@ class RAG:
         chosen = self.settings.min_confidence
         return self.calibration.min_confidence if chosen is None else chosen
 
-    def stream(self, question: str, history: Sequence[Message] | None = None, k: int | None = None,
-               min_confidence: float | None = None, sources: Sequence[str] | None = None) -> Iterator[str | Answer]:
+    def stream(
+        self,
+        question: str,
+        history: Sequence[Message] | None = None,
+        k: int | None = None,
+        min_confidence: float | None = None,
+        sources: Sequence[str] | None = None,
+    ) -> Iterator[str | Answer]:
         """Yield the draft's text as it is generated, then the final, verified `Answer`; `min_confidence`
         overrides the abstention threshold for this question, `sources` (globs) restricts retrieval to
         matching documents."""
@@ -93,27 +106,42 @@ class RAG:
         question = " ".join(question.split())[:4000]  # control characters and whitespace runs collapse
         standalone = self.condense(question, history or [])
         timings["condense"] = _since(started)
-        hits = self.retriever.search(standalone, k=k or self.settings.k, mode=self.settings.mode,
-                                     sources=sources) if question else []
+        hits = (
+            self.retriever.search(standalone, k=k or self.settings.k, mode=self.settings.mode, sources=sources)
+            if question
+            else []
+        )
         timings["retrieve"] = _since(started)
         evidence = self.selector.select(standalone, hits)
         threshold = self.min_confidence if min_confidence is None else min_confidence
         chosen = extract(evidence, self.calibration) if evidence.confidence >= threshold else None
         timings["evidence"] = _since(started)
-        base = dict(query=question, standalone_query=standalone, backend=self.backend_name, model=self.model_name,
-                    passages=tuple(hits), confidence=evidence.confidence)
+        base = dict(
+            query=question,
+            standalone_query=standalone,
+            backend=self.backend_name,
+            model=self.model_name,
+            passages=tuple(hits),
+            confidence=evidence.confidence,
+        )
         if chosen is None:  # the draft keeps what the extractive answer would have been, for evaluation
             withheld = extract(evidence, self.calibration)
-            answer = Answer(text=ABSTAIN, abstained=True, citations=(), **base,
-                            draft=self._extractive(withheld, base).text if withheld else "")
+            answer = Answer(
+                text=ABSTAIN,
+                abstained=True,
+                citations=(),
+                **base,
+                draft=self._extractive(withheld, base).text if withheld else "",
+            )
         elif self.backend is None:
             answer = self._extractive(chosen, base)
             timings["first_text"] = _since(started)
             yield answer.draft
         else:
             draft = ""
-            messages = answer_messages(question if not history else standalone, hits,
-                                       self.excerpts(evidence), self._prompt_secret)
+            messages = answer_messages(
+                question if not history else standalone, hits, self.excerpts(evidence), self._prompt_secret
+            )
             for piece in until_repeated(self.backend.stream(messages, self.settings.max_tokens)):
                 timings.setdefault("first_text", _since(started))
                 draft += piece
@@ -125,8 +153,9 @@ class RAG:
 
     def excerpts(self, evidence: Evidence) -> list[tuple[int, str]]:
         """The best evidence sentences for the prompt, grouped by passage in document order."""
-        top = sorted((s.sentence for s in evidence.ranked[:self.calibration.prompt_sentences]),
-                     key=lambda p: (p.n, p.start))
+        top = sorted(
+            (s.sentence for s in evidence.ranked[: self.calibration.prompt_sentences]), key=lambda p: (p.n, p.start)
+        )
         grouped: dict[int, list[str]] = {}
         for p in top:
             grouped.setdefault(p.n, []).append(p.text)
@@ -135,8 +164,13 @@ class RAG:
     def _extractive(self, chosen: Extract, base: dict, **extra: Any) -> Answer:
         text = " ".join(f"{p.text} [{p.n}]" for p in chosen.parts)
         citations = tuple(c for p in chosen.parts if (c := cite(p, self.docs)) is not None)
-        return Answer(text=text, abstained=False, citations=citations, short=self._short(chosen),
-                      **{"draft": text, **base, **extra})
+        return Answer(
+            text=text,
+            abstained=False,
+            citations=citations,
+            short=self._short(chosen),
+            **{"draft": text, **base, **extra},
+        )
 
     def _short(self, chosen: Extract) -> Citation | None:
         if chosen.short is None:
@@ -153,8 +187,9 @@ class RAG:
             claims = [replace(c, supported=True, dropped="") for c in claims]
         if self.settings.grounding:  # a claim that only restates the question answers nothing
             asked = content_words(base["standalone_query"])
-            claims = [replace(c, supported=False) if c.supported and not content_words(c.text) - asked else c
-                      for c in claims]
+            claims = [
+                replace(c, supported=False) if c.supported and not content_words(c.text) - asked else c for c in claims
+            ]
         kept = list({c.text: c for c in claims if c.supported}.values())  # small models repeat themselves
         removed = tuple(c.text for c in claims if not c.supported) + tuple(c.dropped for c in kept if c.dropped)
         base = {**base, "draft": draft, "removed": removed}
@@ -162,8 +197,13 @@ class RAG:
             return self._extractive(chosen, {**base, "draft": draft}, fallback="extractive")
         text = " ".join(f"{c.text} " + "".join(f"[{ev.n}]" for ev in c.evidence) for c in kept).strip()
         short = self._short(chosen)
-        return Answer(text=text, abstained=False, citations=tuple(citations_for(kept, self.docs)),
-                      short=short if short and short.quote in text else None, **base)
+        return Answer(
+            text=text,
+            abstained=False,
+            citations=tuple(citations_for(kept, self.docs)),
+            short=short if short and short.quote in text else None,
+            **base,
+        )
 
     def condense(self, question: str, history: Sequence[Message]) -> str:
         """A standalone query for retrieval: the LLM rewrites follow-ups for hosted backends; locally
@@ -192,7 +232,7 @@ def _carries(claims, chosen: Extract) -> bool:
     found, else one of its sentences as a claim's evidence?"""
     if chosen.short is not None:
         part, start, end = chosen.short
-        phrase = part.text[start - part.start:end - part.start].lower()
+        phrase = part.text[start - part.start : end - part.start].lower()
         return any(phrase in c.text.lower() for c in claims)
     spans = {(p.n, p.start) for p in chosen.parts}
     return any((ev.n, ev.start) in spans for c in claims for ev in c.evidence)

@@ -42,7 +42,7 @@ def split_claims(draft: str, k: int) -> list[tuple[str, tuple[int, ...]]]:
     out = []
     draft = _SOURCE_ECHO.sub("", draft)
     for span in sentences(draft):
-        raw = draft[span.start:span.end]
+        raw = draft[span.start : span.end]
         cited: list[int] = []
         for group in MARKER.findall(raw):
             cited += [int(x) for x in group.split(",") if 1 <= int(x) <= k and int(x) not in cited]
@@ -66,7 +66,7 @@ def support_scores(embedder: Embedder, claims: Sequence[str], candidates: Sequen
     if not claims or not candidates:
         return np.zeros((len(claims), len(candidates)), dtype=np.float32)
     vectors = embedder.embed([*claims, *candidates])
-    cosine = vectors[: len(claims)] @ vectors[len(claims):].T
+    cosine = vectors[: len(claims)] @ vectors[len(claims) :].T
     cand_words = [content_words(c) for c in candidates]
     overlap = np.zeros((len(claims), len(candidates)))
     for row, claim in enumerate(claims):
@@ -101,14 +101,21 @@ class Verifier:
                     if i == row:
                         kept = self._judge(head, cited, matrix[len(claims) + offset], pool, known)
                         if kept.supported:
-                            claim = Claim(kept.text, kept.cited, kept.support, True, kept.evidence,
-                                          dropped=text[len(head) - 1:].lstrip(" ,;:—–-"))
+                            claim = Claim(
+                                kept.text,
+                                kept.cited,
+                                kept.support,
+                                True,
+                                kept.evidence,
+                                dropped=text[len(head) - 1 :].lstrip(" ,;:—–-"),
+                            )
                             break
             out.append(claim)
         return out
 
-    def _judge(self, text: str, cited: tuple[int, ...], row: np.ndarray, pool: list[PassageSentence],
-               known: set[str]) -> Claim:
+    def _judge(
+        self, text: str, cited: tuple[int, ...], row: np.ndarray, pool: list[PassageSentence], known: set[str]
+    ) -> Claim:
         allowed = [i for i, p in enumerate(pool) if not cited or p.n in cited]
         if not allowed:
             return Claim(text, cited, 0.0, False, ())

@@ -24,11 +24,41 @@ from rag.index.embedding import Embedder
 from rag.text import clauses, content_tokens, content_words, entities, sentences, stem, stopwords, words
 from rag.types import Hit
 
-SENTENCE_FEATURES = ("cosine", "clause_cosine", "bm25", "overlap", "type_match", "rank", "novel", "length",
-                     "weighted_overlap", "context_overlap", "bigrams", "proximity", "lead")
-CONFIDENCE_FEATURES = ("best", "margin", "cosine", "bm25", "overlap", "typed", "type_match", "missing",
-                       "missing_passages", "coverage", "missing_name", "negation", "type_mismatch", "unknown",
-                       "weighted_overlap", "context_overlap", "proximity", "best_weighted_overlap")
+SENTENCE_FEATURES = (
+    "cosine",
+    "clause_cosine",
+    "bm25",
+    "overlap",
+    "type_match",
+    "rank",
+    "novel",
+    "length",
+    "weighted_overlap",
+    "context_overlap",
+    "bigrams",
+    "proximity",
+    "lead",
+)
+CONFIDENCE_FEATURES = (
+    "best",
+    "margin",
+    "cosine",
+    "bm25",
+    "overlap",
+    "typed",
+    "type_match",
+    "missing",
+    "missing_passages",
+    "coverage",
+    "missing_name",
+    "negation",
+    "type_mismatch",
+    "unknown",
+    "weighted_overlap",
+    "context_overlap",
+    "proximity",
+    "best_weighted_overlap",
+)
 _BM25_K1, _BM25_B = 1.5, 0.75  # bm25s's defaults, so sentence BM25 agrees with the index's
 
 _INSTRUCTION = re.compile(
@@ -40,20 +70,31 @@ _INSTRUCTION = re.compile(
 # What a question asks for, and how that kind of thing looks in a sentence. These only make features for
 # the fitted models: none of them decides an answer on its own.
 _MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_NUMBER_WORDS = ("one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|"
-                 "millions?|billions?|\\w+teen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety")
+_NUMBER_WORDS = (
+    "one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|dozens?|hundreds?|thousands?|"
+    "millions?|billions?|\\w+teen|twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
+)
 _WH = re.compile(r"\b(when|who|whom|whose|where|which|what|how)\b", re.I)
 _ASKS = (  # matched from the question's first wh-word on, so "Who gains ... when ..." asks for a name
     ("date", re.compile(r"(when|(what|which) (year|date|day|month|time|century|decade|period)|how long ago)\b", re.I)),
-    ("number", re.compile(r"(how (much|many|long|far|big|large|old|often|fast|high)|(what|which) (amount|percentage|"
-                          r"percent|share|price|number|size|sum|proportion|cost))\b", re.I)),
+    (
+        "number",
+        re.compile(
+            r"(how (much|many|long|far|big|large|old|often|fast|high)|(what|which) (amount|percentage|"
+            r"percent|share|price|number|size|sum|proportion|cost))\b",
+            re.I,
+        ),
+    ),
     ("name", re.compile(r"(who|whom|whose|where|which \w+)\b", re.I)),
 )
 _HOLDS = {
-    "date": re.compile(rf"\b(?:\d{{1,2}} )?(?:{_MONTHS})(?: \d{{1,2}}(?:st|nd|rd|th)?)?(?:,? \d{{4}})?\b"
-                       rf"|\b(?:1\d{{3}}|20\d\d)s?\b|\b\d+(?:st|nd|rd|th) centur(?:y|ies)\b"
-                       rf"|\b(?:\w+(?:teenth|tieth)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
-                       rf"eleventh|twelfth) centur(?:y|ies)\b", re.I),
+    "date": re.compile(
+        rf"\b(?:\d{{1,2}} )?(?:{_MONTHS})(?: \d{{1,2}}(?:st|nd|rd|th)?)?(?:,? \d{{4}})?\b"
+        rf"|\b(?:1\d{{3}}|20\d\d)s?\b|\b\d+(?:st|nd|rd|th) centur(?:y|ies)\b"
+        rf"|\b(?:\w+(?:teenth|tieth)|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|"
+        rf"eleventh|twelfth) centur(?:y|ies)\b",
+        re.I,
+    ),
     "number": re.compile(rf"[$€£]?\d[\d,.]*\s*(%|percent|per cent)?|\b({_NUMBER_WORDS})\b", re.I),
     "name": re.compile(r"\b[A-Z][\w’'&.-]*(?:\s+(?:(?:of|de|du|von|van|the|and|for)\s+)?[A-Z][\w’'&.-]*)*"),
 }
@@ -118,7 +159,7 @@ def passage_sentences(hits: Sequence[Hit]) -> list[PassageSentence]:
     for n, hit in enumerate(hits, 1):
         chunk = hit.chunk
         for span in sentences(chunk.text):
-            text = chunk.text[span.start:span.end]
+            text = chunk.text[span.start : span.end]
             if not is_instruction(text):
                 out.append(PassageSentence(n, hit, chunk.start + span.start, chunk.start + span.end, text))
     return out
@@ -188,13 +229,15 @@ class EvidenceSelector:
     def features(self, question: str, kind: str, pool: Sequence[PassageSentence]) -> list[dict[str, float]]:
         """The sentence model's inputs for every sentence of `pool`."""
         # a long sentence's vector is about its main clause: each clause is matched on its own too
-        parts = [[p.text[c.start:c.end] for c in clauses(p.text)] for p in pool]
+        parts = [[p.text[c.start : c.end] for c in clauses(p.text)] for p in pool]
         pieces = [piece for ps in parts for piece in ps if len(ps) > 1]
         vectors = self.embedder.embed([question, *(p.text for p in pool), *pieces])
-        cosine = vectors[1:len(pool) + 1] @ vectors[0]
-        piece_cosine = iter((vectors[len(pool) + 1:] @ vectors[0]).tolist())
-        clause_cosine = [max([float(c)] + [next(piece_cosine) for _ in ps if len(ps) > 1])
-                         for c, ps in zip(cosine, parts, strict=True)]
+        cosine = vectors[1 : len(pool) + 1] @ vectors[0]
+        piece_cosine = iter((vectors[len(pool) + 1 :] @ vectors[0]).tolist())
+        clause_cosine = [
+            max([float(c)] + [next(piece_cosine) for _ in ps if len(ps) > 1])
+            for c, ps in zip(cosine, parts, strict=True)
+        ]
         q_words = content_words(question)
         q_idf = {t: self.idf(t) for t in sorted(q_words)}
         idf_total = sum(q_idf.values()) or 1.0
@@ -208,25 +251,28 @@ class EvidenceSelector:
             # the sentence before, in the same passage, often names what this one calls "it" or "the company"
             lead = not (i and pool[i - 1].n == p.n)
             before = set() if lead else set(tokens[i - 1])
-            rows.append({
-                "cosine": float(cos),
-                "clause_cosine": clause_cos,
-                "bm25": _bm25(toks, q_idf, avg_len) / (sum(q_idf.values()) or 1.0),
-                "overlap": len(q_words & s_words) / len(q_words) if q_words else 0.0,
-                "type_match": float(bool(answer_candidates(p.text, kind, question))),
-                "rank": 1.0 / p.n,
-                "novel": min(len(s_words - q_words), 10) / 10,
-                "length": math.log(1 + len(words(p.text))),
-                "weighted_overlap": sum(v for t, v in q_idf.items() if t in s_words) / idf_total,
-                "context_overlap": sum(v for t, v in q_idf.items() if t in s_words | before) / idf_total,
-                "bigrams": len(q_bigrams & set(itertools.pairwise(toks))) / len(q_bigrams) if q_bigrams else 0.0,
-                "proximity": _proximity(p.text, answer_candidates(p.text, kind, question), q_words),
-                "lead": float(lead),
-            })
+            rows.append(
+                {
+                    "cosine": float(cos),
+                    "clause_cosine": clause_cos,
+                    "bm25": _bm25(toks, q_idf, avg_len) / (sum(q_idf.values()) or 1.0),
+                    "overlap": len(q_words & s_words) / len(q_words) if q_words else 0.0,
+                    "type_match": float(bool(answer_candidates(p.text, kind, question))),
+                    "rank": 1.0 / p.n,
+                    "novel": min(len(s_words - q_words), 10) / 10,
+                    "length": math.log(1 + len(words(p.text))),
+                    "weighted_overlap": sum(v for t, v in q_idf.items() if t in s_words) / idf_total,
+                    "context_overlap": sum(v for t, v in q_idf.items() if t in s_words | before) / idf_total,
+                    "bigrams": len(q_bigrams & set(itertools.pairwise(toks))) / len(q_bigrams) if q_bigrams else 0.0,
+                    "proximity": _proximity(p.text, answer_candidates(p.text, kind, question), q_words),
+                    "lead": float(lead),
+                }
+            )
         return rows
 
-    def confidence_features(self, question: str, kind: str, ranked: Sequence[ScoredSentence],
-                            hits: Sequence[Hit]) -> dict[str, float]:
+    def confidence_features(
+        self, question: str, kind: str, ranked: Sequence[ScoredSentence], hits: Sequence[Hit]
+    ) -> dict[str, float]:
         """The calibrator's inputs: how good the best sentences are, and what of the question no passage holds."""
         best = ranked[0]
         second = ranked[1].probability if len(ranked) > 1 else 0.0
@@ -320,8 +366,11 @@ def extract(evidence: Evidence, calibration: Calibration) -> Extract | None:
         if other.probability < calibration.second_sentence:
             break
         s = other.sentence
-        if s.n != best.sentence.n and (asked & content_words(s.text)) - has and \
-                len(words(best.sentence.text)) + len(words(s.text)) <= calibration.max_words:
+        if (
+            s.n != best.sentence.n
+            and (asked & content_words(s.text)) - has
+            and len(words(best.sentence.text)) + len(words(s.text)) <= calibration.max_words
+        ):
             parts.append(s)
             break
     parts = [_window(p, evidence, calibration.max_words) for p in parts]
@@ -348,6 +397,6 @@ def _window(part: PassageSentence, evidence: Evidence, limit: int) -> PassageSen
         return part
     asked = content_words(evidence.question)
     hits = [bool(content_words(part.text[a:b]) & asked) for a, b in spans]
-    first = max(range(len(spans) - limit + 1), key=lambda i: (sum(hits[i:i + limit]), -i))
+    first = max(range(len(spans) - limit + 1), key=lambda i: (sum(hits[i : i + limit]), -i))
     a, b = spans[first][0], spans[first + limit - 1][1]
     return PassageSentence(part.n, part.hit, part.start + a, part.start + b, part.text[a:b])

@@ -34,11 +34,11 @@ class RagRetriever(BaseRetriever):
     mode: str = "hybrid"
     sources: list[str] | None = None  # globs over document names: search only matching documents
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
-                                **kwargs: Any) -> list[LCDocument]:
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[LCDocument]:
         k = kwargs.get("k", self.k)
-        return [hit_to_langchain(h) for h in self.retriever.search(query, k=k, mode=self.mode,
-                                                                                 sources=self.sources)]
+        return [hit_to_langchain(h) for h in self.retriever.search(query, k=k, mode=self.mode, sources=self.sources)]
 
 
 class AnswerRunnable(Runnable):
@@ -52,8 +52,12 @@ class AnswerRunnable(Runnable):
         if isinstance(value, str):
             return {"question": value}
         if isinstance(value, dict) and isinstance(value.get("question"), str):
-            return {"question": value["question"], "history": value.get("history"), "k": value.get("k"),
-                    "sources": value.get("sources")}
+            return {
+                "question": value["question"],
+                "history": value.get("history"),
+                "k": value.get("k"),
+                "sources": value.get("sources"),
+            }
         raise TypeError('input must be a question string or {"question": str, "history": [...]}')
 
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:

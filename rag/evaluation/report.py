@@ -15,9 +15,17 @@ from pathlib import Path
 __all__ = ["render_html", "write_report"]
 
 COLORS = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2"]
-BAR_METRICS = [("retrieval", "recall@k"), ("retrieval", "mrr@10"), ("retrieval", "ndcg@10"),
-               ("answer", "token_f1"), ("answer", "contains_answer"), ("citations", "precision"),
-               ("citations", "recall"), (None, "abstention_rate"), (None, "false_abstention_rate")]
+BAR_METRICS = [
+    ("retrieval", "recall@k"),
+    ("retrieval", "mrr@10"),
+    ("retrieval", "ndcg@10"),
+    ("answer", "token_f1"),
+    ("answer", "contains_answer"),
+    ("citations", "precision"),
+    ("citations", "recall"),
+    (None, "abstention_rate"),
+    (None, "false_abstention_rate"),
+]
 
 
 @dataclass(frozen=True)
@@ -72,10 +80,20 @@ def metric_bars(summaries: list[dict]) -> Chart:
         for j, s in enumerate(summaries):
             v = _metric(s, group, name)
             h, x = v * plot_h, x0 + j * bar_w
-            shapes.append(Shape("rect", _px(x), _px(top + plot_h - h), _px(bar_w - 2), _px(h),
-                                COLORS[j % len(COLORS)], f"{s['backend']} {name}: {v:.3f}"))
-            shapes.append(Shape("text", _px(x + bar_w / 2), _px(top + plot_h - h - 3), text=f"{v:.2f}",
-                                anchor="middle"))
+            shapes.append(
+                Shape(
+                    "rect",
+                    _px(x),
+                    _px(top + plot_h - h),
+                    _px(bar_w - 2),
+                    _px(h),
+                    COLORS[j % len(COLORS)],
+                    f"{s['backend']} {name}: {v:.3f}",
+                )
+            )
+            shapes.append(
+                Shape("text", _px(x + bar_w / 2), _px(top + plot_h - h - 3), text=f"{v:.2f}", anchor="middle")
+            )
         label = f"{group + ' ' if group else ''}{name}".replace("_", " ")
         shapes.append(Shape("text", _px(x0 + group_w * 0.4), height - bottom + 16, text=label[:22], anchor="middle"))
     for j, s in enumerate(summaries):  # legend
@@ -101,8 +119,17 @@ def latency_histogram(records: list[dict], bins: int = 20) -> Chart:
         for i, c in enumerate(counts[b]):
             h = c / peak * plot_h
             x = 40 + i * bw + j * bw / len(backends)
-            shapes.append(Shape("rect", _px(x), _px(10 + plot_h - h), _px(bw / len(backends) - 1), _px(h),
-                                COLORS[j % len(COLORS)], f"{b}: {c}"))
+            shapes.append(
+                Shape(
+                    "rect",
+                    _px(x),
+                    _px(10 + plot_h - h),
+                    _px(bw / len(backends) - 1),
+                    _px(h),
+                    COLORS[j % len(COLORS)],
+                    f"{b}: {c}",
+                )
+            )
     shapes.append(Shape("line", 40, 10 + plot_h, width - 20, 10 + plot_h))
     shapes.append(Shape("text", 40, plot_h + 28, text="0 s"))
     shapes.append(Shape("text", width - 60, plot_h + 28, text=f"{hi:.2f} s"))
@@ -112,19 +139,35 @@ def latency_histogram(records: list[dict], bins: int = 20) -> Chart:
 def _environment():
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.PackageLoader("rag.evaluation", "templates"), autoescape=True,
-                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("rag.evaluation", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
 
 
 def render_html(records: list[dict], summaries: list[dict], meta: dict) -> str:
     """The report page; every value from the data is escaped by the template engine."""
-    summary_rows = [{"backend": s["backend"], "model": s["model"],
-                     "metrics": [_metric(s, g, n) for g, n in BAR_METRICS],
-                     "p50": s["latency"]["p50"], "p95": s["latency"]["p95"]} for s in summaries]
-    return _environment().get_template("report.html").render(
-        meta=meta,
-        metric_names=[((g + " ") if g else "") + n for g, n in BAR_METRICS],
-        summaries=summary_rows,
-        charts={"metrics": metric_bars(summaries), "latency": latency_histogram(records)},
-        questions=sorted(records, key=lambda r: (r["passed"], r["backend"], str(r["id"]))),
+    summary_rows = [
+        {
+            "backend": s["backend"],
+            "model": s["model"],
+            "metrics": [_metric(s, g, n) for g, n in BAR_METRICS],
+            "p50": s["latency"]["p50"],
+            "p95": s["latency"]["p95"],
+        }
+        for s in summaries
+    ]
+    return (
+        _environment()
+        .get_template("report.html")
+        .render(
+            meta=meta,
+            metric_names=[((g + " ") if g else "") + n for g, n in BAR_METRICS],
+            summaries=summary_rows,
+            charts={"metrics": metric_bars(summaries), "latency": latency_histogram(records)},
+            questions=sorted(records, key=lambda r: (r["passed"], r["backend"], str(r["id"]))),
+        )
     )

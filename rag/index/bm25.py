@@ -95,8 +95,14 @@ def write_postings(folder: Path, token_lists: Iterable[Sequence[str]]) -> Segmen
     rows = np.concatenate(row_parts) if row_parts else np.zeros(0, np.int32)
     del term_parts, tf_parts, row_parts
     order = np.argsort(terms, kind="stable")  # by term; rows stay ascending within a term
-    return _save(folder, list(vocab), np.bincount(terms, minlength=len(vocab)), rows[order], tf[order],
-                 np.asarray(doclen, dtype=np.int32))
+    return _save(
+        folder,
+        list(vocab),
+        np.bincount(terms, minlength=len(vocab)),
+        rows[order],
+        tf[order],
+        np.asarray(doclen, dtype=np.int32),
+    )
 
 
 def filter_segment(source: Path, folder: Path, drop: np.ndarray) -> SegmentStats:
@@ -118,12 +124,19 @@ def filter_segment(source: Path, folder: Path, drop: np.ndarray) -> SegmentStats
     rows = rows[keep]
     rows -= np.cumsum(dropped, dtype=rows.dtype)[rows]  # a kept row moves up by the dropped rows before it
     present = df > 0  # a term only the dropped rows had is gone, as from a fresh build
-    return _save(folder, [t for (t, _, _), p in zip(table, present.tolist(), strict=True) if p], df[present],
-                 rows, tf[keep], doclen[~dropped])
+    return _save(
+        folder,
+        [t for (t, _, _), p in zip(table, present.tolist(), strict=True) if p],
+        df[present],
+        rows,
+        tf[keep],
+        doclen[~dropped],
+    )
 
 
-def _save(folder: Path, terms: list[str], df: np.ndarray, rows: np.ndarray, tf: np.ndarray,
-          doclen: np.ndarray) -> SegmentStats:
+def _save(
+    folder: Path, terms: list[str], df: np.ndarray, rows: np.ndarray, tf: np.ndarray, doclen: np.ndarray
+) -> SegmentStats:
     """Write a segment's files: postings of term i at starts[i]..starts[i]+df[i] in `rows`/`tf`, rows ascending."""
     folder.mkdir(parents=True, exist_ok=True)
     starts = np.concatenate([[0], np.cumsum(df)[:-1]]) if len(terms) else np.zeros(0, np.int64)
@@ -134,8 +147,9 @@ def _save(folder: Path, terms: list[str], df: np.ndarray, rows: np.ndarray, tf: 
     db = sqlite3.connect(folder / "terms.sqlite")
     try:
         db.execute("PRAGMA journal_mode=OFF")
-        db.execute("CREATE TABLE terms (term TEXT PRIMARY KEY, start INTEGER NOT NULL, df INTEGER NOT NULL) "
-                   "WITHOUT ROWID")
+        db.execute(
+            "CREATE TABLE terms (term TEXT PRIMARY KEY, start INTEGER NOT NULL, df INTEGER NOT NULL) WITHOUT ROWID"
+        )
         db.executemany("INSERT INTO terms VALUES (?, ?, ?)", zip(terms, starts.tolist(), df.tolist(), strict=True))
         db.commit()
     finally:
@@ -155,8 +169,9 @@ class Bm25Segment:
         self.doclen = np.load(folder / "doclen.npy", allow_pickle=False)
         self.rows = PreadArray(folder / "rows.npy")
         self.tf = PreadArray(folder / "tf.npy")
-        self._db = sqlite3.connect(f"{(folder / 'terms.sqlite').resolve().as_uri()}?mode=ro&immutable=1", uri=True,
-                                   check_same_thread=False)
+        self._db = sqlite3.connect(
+            f"{(folder / 'terms.sqlite').resolve().as_uri()}?mode=ro&immutable=1", uri=True, check_same_thread=False
+        )
         self._lock = threading.Lock()
 
     def lookup(self, terms: Sequence[str]) -> dict[str, tuple[int, int]]:
@@ -164,8 +179,9 @@ class Bm25Segment:
         marks = ",".join("?" * len(terms))
         try:
             with self._lock:
-                found = self._db.execute(f"SELECT term, start, df FROM terms WHERE term IN ({marks})",
-                                         list(terms)).fetchall()
+                found = self._db.execute(
+                    f"SELECT term, start, df FROM terms WHERE term IN ({marks})", list(terms)
+                ).fetchall()
         except sqlite3.DatabaseError as exc:
             raise IndexCorrupt(f"{self.folder}/terms.sqlite cannot be read ({exc}): {REBUILD_HINT}") from None
         return {term: (start, df) for term, start, df in found}
@@ -255,7 +271,7 @@ class Bm25Index:
     def _weigh(self, seg: Bm25Segment, local: np.ndarray, tf: np.ndarray, idf: np.float64) -> np.ndarray:
         """The float32 scores of one token at `local` rows of `seg`, computed in bm25s's steps."""
         tf64 = tf.astype(np.float64)
-        weights = tf64 / (self._norm[seg.first_row:seg.first_row + len(seg.doclen)][local] + tf64)
+        weights = tf64 / (self._norm[seg.first_row : seg.first_row + len(seg.doclen)][local] + tf64)
         weights *= idf
         return weights.astype(np.float32)
 
@@ -309,7 +325,7 @@ class Bm25Index:
         if len(rows) > n:  # the n best; of rows tied at the cut, the lowest (rows are ascending here)
             cut = -np.partition(-values, n - 1)[n - 1]
             above = np.flatnonzero(values > cut)
-            part = np.concatenate([above, np.flatnonzero(values == cut)[:n - len(above)]])
+            part = np.concatenate([above, np.flatnonzero(values == cut)[: n - len(above)]])
             rows, values = rows[part], values[part]
         order = np.lexsort((rows, -values))  # by score, then row: deterministic ties
         return rows[order].astype(np.int64), values[order]
@@ -332,6 +348,8 @@ class Bm25Index:
             for seg in self.segments:
                 for term, d in seg.document_frequencies():
                     df[term] = df.get(term, 0) + d
-            self._vocab = ({term: i for i, term in enumerate(df)},
-                           np.concatenate([[0], np.cumsum(np.fromiter(df.values(), np.int64, len(df)))]))
+            self._vocab = (
+                {term: i for i, term in enumerate(df)},
+                np.concatenate([[0], np.cumsum(np.fromiter(df.values(), np.int64, len(df)))]),
+            )
         return self._vocab

@@ -40,8 +40,18 @@ def list_documents(index: LoadedIndex, uploads: Path | str) -> list[DocumentInfo
     for doc in index.documents:
         f = files.get(doc.id, {})
         path = f.get("path", "")
-        rows.append(DocumentInfo(
-            doc_id=doc.id, source=doc.source, title=doc.title, path=path,
-            pages=len(doc.pages) or None, sections=len(doc.headings), chunks=counts.get(doc.id, 0), size=f.get("size"),
-            added_at=f.get("added_at"), upload=bool(path) and Path(path).resolve().is_relative_to(area)))
+        rows.append(
+            DocumentInfo(
+                doc_id=doc.id,
+                source=doc.source,
+                title=doc.title,
+                path=path,
+                pages=len(doc.pages) or None,
+                sections=len(doc.headings),
+                chunks=counts.get(doc.id, 0),
+                size=f.get("size"),
+                added_at=f.get("added_at"),
+                upload=bool(path) and Path(path).resolve().is_relative_to(area),
+            )
+        )
     return sorted(rows, key=lambda d: d.source)

@@ -45,13 +45,14 @@ class Chunker:
         fast tokenizer runs a batch in parallel; one call per document cost as much as the packing)."""
         out = []
         for first in range(0, len(docs), batch):
-            group = docs[first:first + batch]
+            group = docs[first : first + batch]
             spans = [self._spans(doc.text) for doc in group]
-            offsets = self.token_offsets([doc.text[s.start:s.end] for doc, doc_spans in zip(group, spans, strict=True)
-                                          for _, s in doc_spans])
+            offsets = self.token_offsets(
+                [doc.text[s.start : s.end] for doc, doc_spans in zip(group, spans, strict=True) for _, s in doc_spans]
+            )
             at = 0
             for doc, doc_spans in zip(group, spans, strict=True):
-                units = self._units(doc_spans, offsets[at:at + len(doc_spans)])
+                units = self._units(doc_spans, offsets[at : at + len(doc_spans)])
                 at += len(doc_spans)
                 out.append([Chunk.create(doc, g[0].start, g[-1].end) for g in self._pack(units)])
         return out
@@ -67,7 +68,7 @@ class Chunker:
                 units.append(_Unit(span.start, span.end, max(1, len(toks)), para))
                 continue
             for i in range(0, len(toks), self.size):  # an over-long sentence: cut at token boundaries
-                piece = toks[i:i + self.size]
+                piece = toks[i : i + self.size]
                 units.append(_Unit(span.start + piece[0][0], span.start + piece[-1][1], len(piece), para))
         return units
 

@@ -56,10 +56,21 @@ def write_segment(path: Path, documents: Iterable[Document], chunks: Iterable[Ch
         db.execute("PRAGMA journal_mode=OFF")  # a fresh file in a temp dir: the version swap is the transaction
         db.execute("PRAGMA synchronous=OFF")  # the store fsyncs the finished file
         db.executescript(_SCHEMA)
-        db.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       ((pos, d.id, d.source, d.title, d.text, json.dumps(list(d.pages)),
-                         json.dumps([list(h) for h in d.headings], ensure_ascii=False))
-                        for pos, d in enumerate(documents)))
+        db.executemany(
+            "INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                (
+                    pos,
+                    d.id,
+                    d.source,
+                    d.title,
+                    d.text,
+                    json.dumps(list(d.pages)),
+                    json.dumps([list(h) for h in d.headings], ensure_ascii=False),
+                )
+                for pos, d in enumerate(documents)
+            ),
+        )
         db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows())
         db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?)", runs)
         db.executescript(_INDEXES)
@@ -91,11 +102,15 @@ def filter_segment(source: Path, path: Path, drop_rows: np.ndarray, drop_documen
         db.executemany("INSERT INTO drop_rows VALUES (?)", ((int(r),) for r in drop_rows))
         db.execute("CREATE TEMP TABLE drop_documents (id TEXT PRIMARY KEY)")
         db.executemany("INSERT INTO drop_documents VALUES (?)", ((d,) for d in drop_documents))
-        db.execute(f"INSERT INTO documents SELECT row_number() OVER (ORDER BY pos) - 1, {_DOCUMENT_COLUMNS} "
-                   "FROM old.documents WHERE id NOT IN (SELECT id FROM drop_documents) ORDER BY pos")
+        db.execute(
+            f"INSERT INTO documents SELECT row_number() OVER (ORDER BY pos) - 1, {_DOCUMENT_COLUMNS} "
+            "FROM old.documents WHERE id NOT IN (SELECT id FROM drop_documents) ORDER BY pos"
+        )
         columns = _CHUNK_COLUMNS.removeprefix("row, ")
-        db.execute(f"INSERT INTO chunks SELECT row_number() OVER (ORDER BY row) - 1, {columns} "
-                   "FROM old.chunks WHERE row NOT IN (SELECT row FROM drop_rows) ORDER BY row")
+        db.execute(
+            f"INSERT INTO chunks SELECT row_number() OVER (ORDER BY row) - 1, {columns} "
+            "FROM old.chunks WHERE row NOT IN (SELECT row FROM drop_rows) ORDER BY row"
+        )
         db.executemany("INSERT INTO runs VALUES (?, ?, ?, ?)", _kept_runs(runs, np.asarray(drop_rows, np.int64)))
         db.executescript(_INDEXES)
         db.commit()
@@ -127,8 +142,16 @@ def _chunk(row: tuple) -> Chunk:
 
 def _document(row: tuple) -> Document:
     doc_id, source, title, text, pages, headings = row
-    return Document.from_dict({"id": doc_id, "source": source, "title": title, "text": text,
-                               "pages": json.loads(pages), "headings": json.loads(headings)})
+    return Document.from_dict(
+        {
+            "id": doc_id,
+            "source": source,
+            "title": title,
+            "text": text,
+            "pages": json.loads(pages),
+            "headings": json.loads(headings),
+        }
+    )
 
 
 class Segment:
@@ -189,7 +212,7 @@ class ChunkStore:
         for seg in self.segments:
             local = wanted.get(id(seg))
             for start in range(0, len(local or ()), 900):  # SQLite's limit on bound parameters
-                part = local[start:start + 900]
+                part = local[start : start + 900]
                 marks = ",".join("?" * len(part))
                 for r in seg.query(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE row IN ({marks})", part):
                     found[seg.first_row + r[0]] = _chunk(r)
@@ -207,8 +230,10 @@ class ChunkStore:
         for seg in self.segments:
             lo, hi = max(start - seg.first_row, 0), min(stop - seg.first_row, seg.n_chunks)
             while lo < hi:
-                page = seg.query(f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE row >= ? AND row < ? ORDER BY row",
-                                 (lo, min(lo + PAGE, hi)))
+                page = seg.query(
+                    f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE row >= ? AND row < ? ORDER BY row",
+                    (lo, min(lo + PAGE, hi)),
+                )
                 if len(page) != min(PAGE, hi - lo):
                     raise IndexCorrupt(f"{seg.path} lacks rows {lo}..{min(lo + PAGE, hi) - 1}: {REBUILD_HINT}")
                 yield from map(_chunk, page)
@@ -223,7 +248,7 @@ class ChunkStore:
         out = {}
         for seg in self.segments:
             for start in range(0, len(ids), 900):
-                part = list(ids[start:start + 900])
+                part = list(ids[start : start + 900])
                 marks = ",".join("?" * len(part))
                 for chunk_id, row in seg.query(f"SELECT id, row FROM chunks WHERE id IN ({marks})", part):
                     out[chunk_id] = seg.first_row + row
@@ -246,15 +271,19 @@ class ChunkStore:
 
     def runs(self) -> list[tuple[int, int, str, str]]:
         """(start, stop, doc_id, source) for each stretch of consecutive rows of one document, in row order."""
-        return [(seg.first_row + a, seg.first_row + b, doc_id, source) for seg in self.segments
-                for a, b, doc_id, source in seg.query("SELECT start, stop, doc_id, source FROM runs ORDER BY start")]
+        return [
+            (seg.first_row + a, seg.first_row + b, doc_id, source)
+            for seg in self.segments
+            for a, b, doc_id, source in seg.query("SELECT start, stop, doc_id, source FROM runs ORDER BY start")
+        ]
 
     def iter_documents(self) -> Iterator[Document]:
         for seg in self.segments:
             pos = -1
             while True:
-                page = seg.query(f"SELECT pos, {_DOCUMENT_COLUMNS} FROM documents WHERE pos > ? ORDER BY pos LIMIT ?",
-                                 (pos, PAGE))
+                page = seg.query(
+                    f"SELECT pos, {_DOCUMENT_COLUMNS} FROM documents WHERE pos > ? ORDER BY pos LIMIT ?", (pos, PAGE)
+                )
                 if not page:
                     break
                 yield from (_document(r[1:]) for r in page)

@@ -64,8 +64,10 @@ class Choice:
         except ValueError:
             choice = None
         if choice is None or kind not in KINDS or choice.min_rows < 0:
-            raise ConfigError(f"dense index must be one of {', '.join(KINDS)}, optionally with @CHUNKS "
-                              f"(e.g. hnsw@200000: flat below 200,000 chunks), got {value!r}")
+            raise ConfigError(
+                f"dense index must be one of {', '.join(KINDS)}, optionally with @CHUNKS "
+                f"(e.g. hnsw@200000: flat below 200,000 chunks), got {value!r}"
+            )
         return choice
 
     def kind_for(self, rows: int) -> str:
@@ -99,8 +101,14 @@ def _ivf_shape(rows: int, dim: int) -> dict:
     nlist = max(1, min(nlist, rows // 39, 65536))
     m = max(d for d in range(1, max(1, dim // 8) + 1) if dim % d == 0)
     nbits = 8 if rows >= 4096 else max(1, int(math.log2(rows)) - 4)
-    return {"nlist": nlist, "m": m, "nbits": nbits, "nprobe": min(nlist, IVF["nprobe"]), "k_factor": IVF["k_factor"],
-            "refine": "SQ8"}
+    return {
+        "nlist": nlist,
+        "m": m,
+        "nbits": nbits,
+        "nprobe": min(nlist, IVF["nprobe"]),
+        "k_factor": IVF["k_factor"],
+        "refine": "SQ8",
+    }
 
 
 def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = None):
@@ -128,8 +136,14 @@ def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = 
                 index.reset()  # keeps the coarse quantizer and the PQ codebooks
             else:
                 params = {**_ivf_shape(rows, dim), "trained_rows": rows}
-                ivf = faiss.IndexIVFPQ(faiss.IndexFlatIP(dim), dim, params["nlist"], params["m"], params["nbits"],
-                                       faiss.METRIC_INNER_PRODUCT)
+                ivf = faiss.IndexIVFPQ(
+                    faiss.IndexFlatIP(dim),
+                    dim,
+                    params["nlist"],
+                    params["m"],
+                    params["nbits"],
+                    faiss.METRIC_INNER_PRODUCT,
+                )
                 ivf.cp.min_points_per_centroid = ivf.pq.cp.min_points_per_centroid = 1  # no warnings on small sets
                 sq8 = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
                 index = faiss.IndexRefine(ivf, sq8)
@@ -140,7 +154,7 @@ def build(kind: str, vectors: np.ndarray, like=None, like_params: dict | None = 
         else:
             raise ConfigError(f"unknown dense index {kind!r}")
         for start in range(0, rows, 100_000):
-            index.add(vectors[start:start + 100_000])
+            index.add(vectors[start : start + 100_000])
     return index, params
 
 
@@ -188,12 +202,13 @@ def filter_vectors(source: Path, path: Path, drop: np.ndarray, block: int = 16_3
     keep = np.ones(rows, dtype=bool)
     keep[drop] = False
     with open(source, "rb") as old, open(path, "wb") as new:
-        np.lib.format.write_array_header_1_0(new, {"descr": np.lib.format.dtype_to_descr(dtype),
-                                                   "fortran_order": False, "shape": (int(keep.sum()), dim)})
+        np.lib.format.write_array_header_1_0(
+            new, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (int(keep.sum()), dim)}
+        )
         old.seek(offset)
         for start in range(0, rows, block):
             part = np.frombuffer(old.read(min(block, rows - start) * dim * 4), dtype=np.float32).reshape(-1, dim)
-            new.write(part[keep[start:start + block]].tobytes())
+            new.write(part[keep[start : start + block]].tobytes())
 
 
 class VectorFiles:
@@ -206,8 +221,9 @@ class VectorFiles:
         for path, rows in files:
             shape, dtype, offset = layout(path)
             if shape != (rows, dim) or dtype != np.float32:
-                raise IndexCorrupt(f"{path} holds {shape} {dtype} vectors, the index says ({rows}, {dim}) float32: "
-                                   f"{REBUILD_HINT}")
+                raise IndexCorrupt(
+                    f"{path} holds {shape} {dtype} vectors, the index says ({rows}, {dim}) float32: {REBUILD_HINT}"
+                )
             self.files.append((path, rows))
             self.starts.append(first)
             self.offsets.append(offset)
@@ -240,7 +256,7 @@ class VectorFiles:
         for a, b in zip(firsts, lasts, strict=True):
             f = int(which[a])
             offset = self.offsets[f] + (int(ordered[a]) - self.starts[f]) * size
-            if os.preadv(fds[f], [view[a * size:b * size]], offset) != (b - a) * size:
+            if os.preadv(fds[f], [view[a * size : b * size]], offset) != (b - a) * size:
                 raise IndexCorrupt(f"{self.files[f][0]} is truncated: {REBUILD_HINT}")
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         out[order] = np.frombuffer(buf, dtype=np.float32).reshape(len(rows), self.dim)
@@ -268,8 +284,9 @@ class DenseIndex:
     `ids` (after removals) maps each id of `main` to the row it holds now, -1 for a removed one; the rows it
     covers are still 0..main_rows-1, in id order, so the tail stays the rows after them."""
 
-    def __init__(self, kind: str, main, vectors: VectorFiles, params: dict | None = None,
-                 ids: np.ndarray | None = None):
+    def __init__(
+        self, kind: str, main, vectors: VectorFiles, params: dict | None = None, ids: np.ndarray | None = None
+    ):
         import faiss
 
         self.kind, self.main, self.vectors, self.params = kind, main, vectors, params or {}
@@ -286,8 +303,9 @@ class DenseIndex:
             self._removed._inner = inner  # the SWIG object does not own it: keep it alive with the outer one
         self.main_rows = main.ntotal if ids is None else len(self._id_of)
         if main.d != self.d or self.main_rows > self.ntotal:
-            raise IndexCorrupt(f"dense index of {self.main_rows} × {main.d} for {self.ntotal} × {self.d} vectors: "
-                               f"{REBUILD_HINT}")
+            raise IndexCorrupt(
+                f"dense index of {self.main_rows} × {main.d} for {self.ntotal} × {self.d} vectors: {REBUILD_HINT}"
+            )
         self.tail = faiss.IndexFlatIP(self.d)
         if self.ntotal > self.main_rows:
             self.tail.add(vectors.range(self.main_rows, self.ntotal))
@@ -306,8 +324,9 @@ class DenseIndex:
             nprobe = int(self.params.get("nprobe", IVF["nprobe"]))
             nlist = int(self.params.get("nlist", nprobe))
             base = faiss.SearchParametersIVF(nprobe=min(nlist, math.ceil(nprobe / max(share, 1e-9))))
-            params = faiss.IndexRefineSearchParameters(k_factor=float(self.params.get("k_factor", IVF["k_factor"])),
-                                                       base_index_params=base)
+            params = faiss.IndexRefineSearchParameters(
+                k_factor=float(self.params.get("k_factor", IVF["k_factor"])), base_index_params=base
+            )
             params._base = base  # the SWIG object does not own it: keep it alive with the params
             if selector is not None:
                 base.sel = selector
@@ -373,7 +392,7 @@ class DenseIndex:
             scores = np.full((len(queries), width), -np.inf, np.float32)
             rows = np.full((len(queries), width), -1, np.int64)
             for i, (s, r) in enumerate(results):
-                scores[i, :len(s[0])], rows[i, :len(r[0])] = s[0], r[0]
+                scores[i, : len(s[0])], rows[i, : len(r[0])] = s[0], r[0]
             return scores, rows
         allowed = None if selection is None else np.asarray(selection.rows, dtype=np.int64)
         scores, rows = self._candidates(queries, n, allowed)

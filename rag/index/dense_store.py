@@ -41,8 +41,13 @@ class StoreOptions:
 
     @classmethod
     def from_settings(cls, settings) -> StoreOptions:
-        return cls(store=settings.store, milvus_uri=settings.milvus_uri, milvus_token=settings.milvus_token,
-                   index_type=settings.milvus_index, dense_index=settings.dense_index)
+        return cls(
+            store=settings.store,
+            milvus_uri=settings.milvus_uri,
+            milvus_token=settings.milvus_token,
+            index_type=settings.milvus_index,
+            dense_index=settings.dense_index,
+        )
 
 
 class FullText(Protocol):
@@ -68,14 +73,28 @@ class DenseStore(Protocol):
         """Raise ConfigError for options this store cannot use (called for every store, whichever is chosen)."""
 
     @classmethod
-    def create(cls, root: Path, options: StoreOptions, embedding: dict, live: Path | None,
-               previous: Manifest | None, previous_ids: Callable[[], Sequence[str]]) -> DenseStore:
+    def create(
+        cls,
+        root: Path,
+        options: StoreOptions,
+        embedding: dict,
+        live: Path | None,
+        previous: Manifest | None,
+        previous_ids: Callable[[], Sequence[str]],
+    ) -> DenseStore:
         """An empty store for a new version of the index at `root` (`live`, `previous`: the live version's folder
         and manifest; `previous_ids()` its chunk ids, read only by a store that needs them)."""
 
     @classmethod
-    def load(cls, root: Path, options: StoreOptions, version: Path, manifest: Manifest,
-             chunk_ids: Callable[[], Sequence[str]], vectors: VectorFiles | None) -> DenseStore:
+    def load(
+        cls,
+        root: Path,
+        options: StoreOptions,
+        version: Path,
+        manifest: Manifest,
+        chunk_ids: Callable[[], Sequence[str]],
+        vectors: VectorFiles | None,
+    ) -> DenseStore:
         """The store of `version`, cheap to open: heavy reads wait for the first search (`vectors` None: opened
         only to write the next version)."""
 

@@ -39,8 +39,7 @@ class _EmbedBatch:
 class RayEmbedder:
     """An `Embedder` whose `embed` runs on a Ray cluster (`address`) or a local Ray instance (`address=None`)."""
 
-    def __init__(self, local: Embedder, address: str | None = None, workers: int | None = None,
-                 batch_size: int = 256):
+    def __init__(self, local: Embedder, address: str | None = None, workers: int | None = None, batch_size: int = 256):
         self.local = local
         self.address = None if address in (None, "", LOCAL) else address
         self.workers = workers
@@ -86,11 +85,17 @@ class RayEmbedder:
             # one group per block and one block in flight per worker: blocks go to workers as they free up
             items = [{"rows": rows, "texts": [texts[r] for r in rows]} for rows in groups]
             ds = ray.data.from_items(items, override_num_blocks=min(len(items), 10_000)).map_batches(
-                _EmbedBatch, fn_constructor_kwargs={"name": self.local.name, "backend": self.backend,
-                                                    "batch_size": getattr(self.local, "batch_size", 32)},
-                batch_size=1, num_cpus=1,
+                _EmbedBatch,
+                fn_constructor_kwargs={
+                    "name": self.local.name,
+                    "backend": self.backend,
+                    "batch_size": getattr(self.local, "batch_size", 32),
+                },
+                batch_size=1,
+                num_cpus=1,
                 compute=ray.data.ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
-                batch_format="numpy")
+                batch_format="numpy",
+            )
             seen, self.last_workers = 0, set()
             for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
                 out[batch["row"]] = batch["vector"]
@@ -99,8 +104,10 @@ class RayEmbedder:
         except RagError:
             raise
         except Exception as exc:  # a worker failed (model missing on a node, out of memory, lost node)
-            raise RagError(f"the Ray embedding job failed ({type(exc).__name__}: {str(exc).splitlines()[0]}): "
-                           "check the Ray cluster and that rag and the model are installed on every node") from None
+            raise RagError(
+                f"the Ray embedding job failed ({type(exc).__name__}: {str(exc).splitlines()[0]}): "
+                "check the Ray cluster and that rag and the model are installed on every node"
+            ) from None
         finally:
             if started:
                 ray.shutdown()
@@ -120,7 +127,7 @@ class RayEmbedder:
         size = max(inner, self.batch_size // inner * inner)
         lengths = [min(len(o), self.max_tokens) for o in self.token_offsets(texts)]
         order = sorted(range(len(texts)), key=lengths.__getitem__)
-        return [order[i:i + size] for i in range(0, len(order), size)]
+        return [order[i : i + size] for i in range(0, len(order), size)]
 
     def _start(self, ray) -> bool:
         """Connect to the cluster at `address`, or start a local instance; True if this call started Ray."""
@@ -129,13 +136,20 @@ class RayEmbedder:
         try:
             if self.address is None:
                 cpus = self.workers or len(os.sched_getaffinity(0))
-                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                         configure_logging=True)
+                ray.init(
+                    num_cpus=cpus,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level="ERROR",
+                    configure_logging=True,
+                )
             else:
                 ray.init(address=self.address, log_to_driver=False, logging_level="ERROR")
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = self.address or "a local instance"
-            raise RagError(f"cannot start Ray at {where} ({str(exc).splitlines()[0]}): give the head's address "
-                           "as `--ray ray://HOST:10001` or `--ray HOST:6379`, or `--ray` alone for a local "
-                           "instance") from None
+            raise RagError(
+                f"cannot start Ray at {where} ({str(exc).splitlines()[0]}): give the head's address "
+                "as `--ray ray://HOST:10001` or `--ray HOST:6379`, or `--ray` alone for a local "
+                "instance"
+            ) from None
         return True

@@ -116,8 +116,11 @@ def load(file: SourceFile, data: bytes) -> Document:
 def _markdown_headings(text: str) -> list[tuple[int, str]]:
     """ATX headings (`# Title`) outside fenced code blocks, with their offsets."""
     fenced = [(m.start(), m.end()) for m in _MD_FENCE.finditer(text)]
-    return [(m.start(), m.group(1).strip()) for m in _MD_HEADING.finditer(text)
-            if m.group(1).strip() and not any(a <= m.start() < b for a, b in fenced)]
+    return [
+        (m.start(), m.group(1).strip())
+        for m in _MD_HEADING.finditer(text)
+        if m.group(1).strip() and not any(a <= m.start() < b for a, b in fenced)
+    ]
 
 
 def _find_in_order(text: str, names: list[str]) -> list[tuple[int, str]]:
@@ -153,8 +156,30 @@ def _first_line_title(text: str) -> str:
 class _TextExtractor(HTMLParser):
     """Collects visible text; block elements become line breaks. Iterative, so deep nesting is harmless."""
 
-    BLOCKS = {"p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table",
-              "section", "article", "header", "footer", "blockquote", "pre", "hr", "title"}
+    BLOCKS = {
+        "p",
+        "div",
+        "br",
+        "li",
+        "ul",
+        "ol",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "tr",
+        "table",
+        "section",
+        "article",
+        "header",
+        "footer",
+        "blockquote",
+        "pre",
+        "hr",
+        "title",
+    }
     HIDDEN = {"script", "style", "noscript", "template"}  # not "head": </head> is optional in HTML
     HEADINGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 
@@ -248,6 +273,9 @@ def _docx_text(path: Path) -> tuple[str, str, list[str]]:
     except (PackageNotFoundError, KeyError, ValueError) as exc:
         raise DocumentError(f"unreadable .docx: {exc}") from None
     title = document.core_properties.title or ""
-    headings = [p.text for p in document.paragraphs
-                if p.style is not None and (p.style.name or "").startswith(("Heading", "Title")) and p.text.strip()]
+    headings = [
+        p.text
+        for p in document.paragraphs
+        if p.style is not None and (p.style.name or "").startswith(("Heading", "Title")) and p.text.strip()
+    ]
     return title, "\n\n".join(p.text for p in document.paragraphs), headings

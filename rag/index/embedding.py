@@ -28,8 +28,14 @@ from rag.errors import ConfigError, ModelNotFound, needs_extra
 from rag.settings import EMBEDDING_BACKENDS, Settings
 
 __all__ = [
-    "Embedder", "HashEmbedder", "OnnxEmbedder", "SentenceTransformerEmbedder", "bundled_model_dir",
-    "compatible_backends", "embedder_for", "make_embedder",
+    "Embedder",
+    "HashEmbedder",
+    "OnnxEmbedder",
+    "SentenceTransformerEmbedder",
+    "bundled_model_dir",
+    "compatible_backends",
+    "embedder_for",
+    "make_embedder",
 ]
 
 BUNDLED_MODEL = "all-MiniLM-L6-v2"
@@ -134,8 +140,13 @@ class SentenceTransformerEmbedder(_LocalModel):
             if len(texts) <= SMALL_BATCH:
                 torch.set_num_threads(1)
             try:
-                vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                       show_progress_bar=progress, convert_to_numpy=True)
+                vectors = model.encode(
+                    list(texts),
+                    batch_size=self.batch_size,
+                    normalize_embeddings=True,
+                    show_progress_bar=progress,
+                    convert_to_numpy=True,
+                )
             finally:
                 torch.set_num_threads(threads)
         return np.ascontiguousarray(vectors, dtype=np.float32)
@@ -150,8 +161,14 @@ class OnnxEmbedder(_LocalModel):
     and mean pooling (and Normalize) are supported; anything else runs with the torch backend.
     """
 
-    def __init__(self, name: str = BUNDLED_MODEL, batch_size: int = 32, quantize: bool = False,
-                 cache_dir: Path | str = DEFAULT_CACHE_DIR, threads: int | None = None):
+    def __init__(
+        self,
+        name: str = BUNDLED_MODEL,
+        batch_size: int = 32,
+        quantize: bool = False,
+        cache_dir: Path | str = DEFAULT_CACHE_DIR,
+        threads: int | None = None,
+    ):
         super().__init__(name, batch_size)
         self.backend = "onnx-int8" if quantize else "onnx"
         self.quantize = quantize
@@ -159,11 +176,16 @@ class OnnxEmbedder(_LocalModel):
         self.threads = threads or len(os.sched_getaffinity(0))
         modules = [m["type"].rsplit(".", 1)[-1] for m in _read_json(self.path / "modules.json")]
         pooling = _read_json(self.path / "1_Pooling" / "config.json") if (self.path / "1_Pooling").is_dir() else {}
-        if modules[:2] != ["Transformer", "Pooling"] or set(modules[2:]) - {"Normalize"} \
-                or not pooling.get("pooling_mode_mean_tokens") or any(
-                    v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens"):
-            raise ConfigError(f"the {self.backend} backend runs Transformer + mean-pooling models; {self.path} has "
-                              f"{', '.join(modules)}: use RAG_EMBEDDING_BACKEND=torch")
+        if (
+            modules[:2] != ["Transformer", "Pooling"]
+            or set(modules[2:]) - {"Normalize"}
+            or not pooling.get("pooling_mode_mean_tokens")
+            or any(v for k, v in pooling.items() if k.startswith("pooling_mode_") and k != "pooling_mode_mean_tokens")
+        ):
+            raise ConfigError(
+                f"the {self.backend} backend runs Transformer + mean-pooling models; {self.path} has "
+                f"{', '.join(modules)}: use RAG_EMBEDDING_BACKEND=torch"
+            )
         seq = (_read_json(self.path / "sentence_bert_config.json") or {}).get("max_seq_length", 256)
         self.max_positions = seq
         self.max_tokens = seq - 2  # minus [CLS] and [SEP]
@@ -186,13 +208,13 @@ class OnnxEmbedder(_LocalModel):
 
                 starts = tqdm(starts, desc="Batches")
             for start in starts:
-                rows = order[start:start + self.batch_size]
+                rows = order[start : start + self.batch_size]
                 width = max(len(encodings[r].ids) for r in rows)
                 ids = np.zeros((len(rows), width), dtype=np.int64)
                 mask = np.zeros((len(rows), width), dtype=np.int64)
                 for i, r in enumerate(rows):
-                    ids[i, :len(encodings[r].ids)] = encodings[r].ids
-                    mask[i, :len(encodings[r].ids)] = 1
+                    ids[i, : len(encodings[r].ids)] = encodings[r].ids
+                    mask[i, : len(encodings[r].ids)] = 1
                 feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
                 hidden = session.run(None, {name: feed[name] for name in self._inputs})[0]
                 weights = mask.astype(np.float32)
@@ -271,13 +293,25 @@ def export_onnx(model_dir: Path, target: Path) -> None:
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer and deprecation chatter
-            torch.onnx.export(Encoder().eval(), example, str(raw), dynamo=False, opset_version=17,
-                              input_names=inputs, output_names=["last_hidden_state"],
-                              dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*inputs, "last_hidden_state"]})
+            torch.onnx.export(
+                Encoder().eval(),
+                example,
+                str(raw),
+                dynamo=False,
+                opset_version=17,
+                input_names=inputs,
+                output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "tokens"} for n in [*inputs, "last_hidden_state"]},
+            )
         config = model.config
         if config.model_type == "bert":
-            fused = optimizer.optimize_model(str(raw), model_type="bert", num_heads=config.num_attention_heads,
-                                             hidden_size=config.hidden_size, opt_level=1)
+            fused = optimizer.optimize_model(
+                str(raw),
+                model_type="bert",
+                num_heads=config.num_attention_heads,
+                hidden_size=config.hidden_size,
+                opt_level=1,
+            )
             fused.save_model_to_file(str(tmp))
         else:
             os.replace(raw, tmp)
@@ -297,8 +331,13 @@ def quantize_onnx(source: Path, target: Path) -> None:
     level = root.level
     root.setLevel(logging.ERROR)  # the quantizer logs a pre-processing hint to the root logger
     try:
-        quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize_dynamic(
+            str(source),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
         os.replace(tmp, target)
     finally:
         root.setLevel(level)
@@ -342,12 +381,14 @@ class HashEmbedder:
 
 def embedder_for(settings: Settings) -> Embedder:
     """The embedder `settings` name (model, backend, batch size, cache)."""
-    return make_embedder(settings.embedding_model, settings.batch_size, settings.embedding_backend,
-                         settings.model_cache_dir)
+    return make_embedder(
+        settings.embedding_model, settings.batch_size, settings.embedding_backend, settings.model_cache_dir
+    )
 
 
-def make_embedder(name: str, batch_size: int = 32, backend: str = DEFAULT_BACKEND,
-                  cache_dir: Path | str = DEFAULT_CACHE_DIR) -> Embedder:
+def make_embedder(
+    name: str, batch_size: int = 32, backend: str = DEFAULT_BACKEND, cache_dir: Path | str = DEFAULT_CACHE_DIR
+) -> Embedder:
     """The embedder settings name: model `name` run by `backend` (torch, onnx or onnx-int8)."""
     if name == "hash":
         return HashEmbedder()

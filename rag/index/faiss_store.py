@@ -32,9 +32,17 @@ class FaissStore:
     name: ClassVar[str] = "faiss"
     updates_in_place: ClassVar[bool] = True
 
-    def __init__(self, choice: Choice, record: dict | None = None, version: Path | None = None,
-                 vectors: VectorFiles | None = None, dense_file=None, ids: np.ndarray | None = None,
-                 live: Path | None = None, previous: dict | None = None):
+    def __init__(
+        self,
+        choice: Choice,
+        record: dict | None = None,
+        version: Path | None = None,
+        vectors: VectorFiles | None = None,
+        dense_file=None,
+        ids: np.ndarray | None = None,
+        live: Path | None = None,
+        previous: dict | None = None,
+    ):
         self.choice = choice
         self.record = dict(record or {})  # the loaded version's manifest record ({} for a new index)
         self.version = version  # the loaded version's folder
@@ -60,14 +68,28 @@ class FaissStore:
         return Choice.parse(options.dense_index or (record or {}).get("choice") or "flat")
 
     @classmethod
-    def create(cls, root: Path, options: StoreOptions, embedding: dict, live: Path | None,
-               previous: Manifest | None, previous_ids: Callable[[], Sequence[str]]) -> FaissStore:
+    def create(
+        cls,
+        root: Path,
+        options: StoreOptions,
+        embedding: dict,
+        live: Path | None,
+        previous: Manifest | None,
+        previous_ids: Callable[[], Sequence[str]],
+    ) -> FaissStore:
         record = previous.dense if previous is not None else {}
         return cls(cls._choice(options, record), live=live, previous=record)
 
     @classmethod
-    def load(cls, root: Path, options: StoreOptions, version: Path, manifest: Manifest,
-             chunk_ids: Callable[[], Sequence[str]], vectors: VectorFiles | None) -> FaissStore:
+    def load(
+        cls,
+        root: Path,
+        options: StoreOptions,
+        version: Path,
+        manifest: Manifest,
+        chunk_ids: Callable[[], Sequence[str]],
+        vectors: VectorFiles | None,
+    ) -> FaissStore:
         record = manifest.dense
         dense_file = open(version / dense_index.FILE, "rb")
         try:
@@ -80,8 +102,9 @@ class FaissStore:
     @classmethod
     def moves(cls, root: Path, options: StoreOptions, record: dict) -> bool:
         """Another dense index kind asked for than the one recorded."""
-        return bool(options.dense_index) and Choice.parse(options.dense_index) != Choice.parse(record.get("choice",
-                                                                                                          "flat"))
+        return bool(options.dense_index) and Choice.parse(options.dense_index) != Choice.parse(
+            record.get("choice", "flat")
+        )
 
     @classmethod
     def retire(cls, root: Path, options: StoreOptions, record: dict) -> None:
@@ -96,11 +119,14 @@ class FaissStore:
             with self._lock:
                 if self._index is None:
                     main = dense_index.read_file(self._file, self.version / dense_index.FILE)
-                    index = DenseIndex(self.record.get("index", "flat"), main, self.vectors, self.record.get("params"),
-                                       self._ids)
+                    index = DenseIndex(
+                        self.record.get("index", "flat"), main, self.vectors, self.record.get("params"), self._ids
+                    )
                     if index.main_rows != self.record.get("rows", index.main_rows):
-                        raise IndexCorrupt(f"{self.version}/dense.faiss holds {index.main_rows} rows, the manifest "
-                                           f"says {self.record.get('rows')}: {REBUILD_HINT}")
+                        raise IndexCorrupt(
+                            f"{self.version}/dense.faiss holds {index.main_rows} rows, the manifest "
+                            f"says {self.record.get('rows')}: {REBUILD_HINT}"
+                        )
                     self._file.close()
                     self._index = index
         return self._index
@@ -194,5 +220,11 @@ class FaissStore:
             np.save(folder / dense_index.IDS, ids, allow_pickle=False)
         else:
             ids = None
-        return {"store": self.name, "index": kind, "choice": str(self.choice), "rows": covered, "params": params,
-                **({"dropped": int((ids < 0).sum())} if ids is not None else {})}
+        return {
+            "store": self.name,
+            "index": kind,
+            "choice": str(self.choice),
+            "rows": covered,
+            "params": params,
+            **({"dropped": int((ids < 0).sum())} if ids is not None else {}),
+        }

@@ -69,12 +69,17 @@ class Indexer:
         self.embedder = embedder
         self.store = IndexStore(settings.index_dir, StoreOptions.from_settings(settings))
         self.backend = getattr(embedder, "backend", "torch")
-        self.chunking = {"size": min(settings.chunk_size, embedder.max_tokens),
-                         "overlap": settings.chunk_overlap, "tokenizer": embedder.name, "segmenter": SEGMENTER}
+        self.chunking = {
+            "size": min(settings.chunk_size, embedder.max_tokens),
+            "overlap": settings.chunk_overlap,
+            "tokenizer": embedder.name,
+            "segmenter": SEGMENTER,
+        }
         if whole_documents:
             self.chunking = {"whole_documents": True, "tokenizer": embedder.name}
-        self.chunker = Chunker(embedder.token_offsets, min(settings.chunk_size, embedder.max_tokens),
-                               settings.chunk_overlap)
+        self.chunker = Chunker(
+            embedder.token_offsets, min(settings.chunk_size, embedder.max_tokens), settings.chunk_overlap
+        )
 
     def sources(self) -> list[str]:
         """The sources the index was built from (as recorded: relative to the directory it was run in, when
@@ -91,8 +96,9 @@ class Indexer:
         except RagError:
             return []
 
-    def index(self, paths: Sequence[Path] | None = None, rebuild: bool = False, prune: bool = True,
-              progress: bool = False) -> IndexReport:
+    def index(
+        self, paths: Sequence[Path] | None = None, rebuild: bool = False, prune: bool = True, progress: bool = False
+    ) -> IndexReport:
         """Re-sync `paths` (files or folders; None: every recorded source) and record them as sources.
 
         Sources not named are kept as they are. Within a re-synced source the index mirrors the disk: new
@@ -113,8 +119,10 @@ class Indexer:
                 recorded = self.sources()  # an unreadable index being rebuilt: its manifest may still say
             sync = list(dict.fromkeys((recorded if given is None or rebuild else []) + (given or [])))
             if not sync:
-                raise RagError(f"nothing to index: the index at {self.settings.index_dir} records no sources; "
-                               "give a file or folder")
+                raise RagError(
+                    f"nothing to index: the index at {self.settings.index_dir} records no sources; "
+                    "give a file or folder"
+                )
             sources = list(dict.fromkeys(recorded + sync))
             missing = [s for s in sync if not Path(s).exists()]
             synced = [s for s in sync if s not in missing]
@@ -127,14 +135,27 @@ class Indexer:
             else:
                 embedded, removed, total, changed = self._write(previous, old, entries, manifest, rebuild, progress)
         return IndexReport(
-            files_indexed=len(entries), files_updated=sum(not e.reused for e in entries), files_skipped=skipped,
-            chunks_embedded=embedded, chunks_removed=removed, chunks_total=total,
-            seconds=round(time.perf_counter() - started, 3), changed=changed, sources=sources,
+            files_indexed=len(entries),
+            files_updated=sum(not e.reused for e in entries),
+            files_skipped=skipped,
+            chunks_embedded=embedded,
+            chunks_removed=removed,
+            chunks_total=total,
+            seconds=round(time.perf_counter() - started, 3),
+            changed=changed,
+            sources=sources,
             sources_missing=missing,
         )
 
-    def _write(self, previous: LoadedIndex | None, old: LoadedIndex | None, entries: list[_Entry], manifest: dict,
-               rebuild: bool, progress: bool) -> tuple[int, int, int, bool]:
+    def _write(
+        self,
+        previous: LoadedIndex | None,
+        old: LoadedIndex | None,
+        entries: list[_Entry],
+        manifest: dict,
+        rebuild: bool,
+        progress: bool,
+    ) -> tuple[int, int, int, bool]:
         """The whole new version, written whole (a new or small index, a rebuild, new chunking or embedder)."""
         stored = {d.id: d for d in previous.documents} if any(e.doc is None for e in entries) else {}
         entries = [e if e.doc is not None else dataclasses.replace(e, doc=stored[e.doc_id]) for e in entries]
@@ -143,14 +164,20 @@ class Indexer:
         old_ids = {c.id for c in old.chunks} if old else set()
         new_ids = [c.id for c in chunks]
         removed = len(old_ids - set(new_ids))
-        changed = old is None or old_ids != set(new_ids) or self._manifest_changed(old, manifest) or \
-            (old.manifest.backend or self.backend) != self.backend or self.store.moves_vectors(old.manifest)
+        changed = (
+            old is None
+            or old_ids != set(new_ids)
+            or self._manifest_changed(old, manifest)
+            or (old.manifest.backend or self.backend) != self.backend
+            or self.store.moves_vectors(old.manifest)
+        )
         if changed:
             self.store.write(IndexData([e.doc for e in entries], chunks, vectors, manifest), fresh=rebuild)
         return embedded, removed, len(chunks), changed
 
-    def _update(self, old: LoadedIndex, entries: list[_Entry], manifest: dict,
-                progress: bool) -> tuple[int, int, int, bool]:
+    def _update(
+        self, old: LoadedIndex, entries: list[_Entry], manifest: dict, progress: bool
+    ) -> tuple[int, int, int, bool]:
         """Only what changed, on a large index: the documents of new and changed files are chunked and embedded
         (reusing the vectors of their previous versions' chunks with the same text), the documents no file holds
         any more are dropped, and the store writes just that; the rest is neither read nor rewritten."""
@@ -164,8 +191,9 @@ class Indexer:
         files = _recorded(old.manifest)[1]
         replaced = {files[e.source]["doc_id"] for e in entries if e.doc is not None and e.source in files}
         rows = old.rows_of_documents(replaced & dropped)
-        vectors, embedded = self._embed(chunks, [c.text for c in old.chunks_by_rows(rows)],
-                                        old.vector_files.rows(rows), progress)
+        vectors, embedded = self._embed(
+            chunks, [c.text for c in old.chunks_by_rows(rows)], old.vector_files.rows(rows), progress
+        )
         counts = old.chunk_counts()
         removed = sum(counts.get(d, 0) for d in dropped)
         changed = bool(chunks or new_docs or dropped) or self._manifest_changed(old, manifest)
@@ -187,15 +215,31 @@ class Indexer:
         except RagError:
             return None
 
-    def _sync(self, roots: list[str], previous: LoadedIndex | None, previous_files: dict[str, dict],
-              rebuild: bool, prune: bool, progress: bool) -> tuple[list[_Entry], list[Skipped]]:
+    def _sync(
+        self,
+        roots: list[str],
+        previous: LoadedIndex | None,
+        previous_files: dict[str, dict],
+        rebuild: bool,
+        prune: bool,
+        progress: bool,
+    ) -> tuple[list[_Entry], list[Skipped]]:
         """The new version's files: those of `roots` as on disk, and every other indexed file as it was."""
         stored = set(previous.document_ids()) if previous else set()
         kept: dict[str, _Entry] = {}
         for source, f in previous_files.items():  # files of sources not re-synced now (or pruned files kept)
             if f["doc_id"] in stored and (f["root"] not in roots or not prune):
-                kept[source] = _Entry(source, f["path"], f["sha256"], f["doc_id"], None, not rebuild, f["root"],
-                                      f.get("size"), f.get("added_at"))
+                kept[source] = _Entry(
+                    source,
+                    f["path"],
+                    f["sha256"],
+                    f["doc_id"],
+                    None,
+                    not rebuild,
+                    f["root"],
+                    f.get("size"),
+                    f.get("added_at"),
+                )
         found: dict[str, _Entry] = {}
         skipped: list[Skipped] = []
         for root in roots:
@@ -205,12 +249,16 @@ class Indexer:
             for file in files:
                 holder = found.get(file.source) or kept.get(file.source)
                 if holder is not None and holder.root != root:
-                    skipped.append(Skipped(str(file.path), f"another file is already indexed as {file.source} "
-                                                           f"(from {holder.root})"))
+                    skipped.append(
+                        Skipped(
+                            str(file.path), f"another file is already indexed as {file.source} (from {holder.root})"
+                        )
+                    )
                 else:
                     owner[file.source] = file
-            for entry in self._entries(list(owner.values()), previous if not rebuild else None, previous_files,
-                                       skipped, progress, root):
+            for entry in self._entries(
+                list(owner.values()), previous if not rebuild else None, previous_files, skipped, progress, root
+            ):
                 found[entry.source] = entry
                 kept.pop(entry.source, None)
         return sorted([*kept.values(), *found.values()], key=lambda e: e.source), skipped
@@ -234,20 +282,27 @@ class Indexer:
             for target in targets:
                 key = source_key(target)
                 hit_sources = {s for s in recorded if _inside(s, key)}
-                hit_files = {name for name, f in files.items() if str(target) in (name, f["doc_id"])
-                             or _inside(f["path"], key) or f["root"] in hit_sources}
+                hit_files = {
+                    name
+                    for name, f in files.items()
+                    if str(target) in (name, f["doc_id"]) or _inside(f["path"], key) or f["root"] in hit_sources
+                }
                 if not hit_sources and not hit_files:
                     unmatched.append(str(target))
                 drop_sources |= hit_sources
                 drop_files |= hit_files
             if unmatched:
-                raise RagError(f"nothing in the index at {self.settings.index_dir} matches {', '.join(unmatched)} "
-                               f"(its sources: {', '.join(recorded) or 'none recorded'})")
+                raise RagError(
+                    f"nothing in the index at {self.settings.index_dir} matches {', '.join(unmatched)} "
+                    f"(its sources: {', '.join(recorded) or 'none recorded'})"
+                )
             sources = [s for s in recorded if s not in drop_sources]
             kept_files = {name: f for name, f in files.items() if name not in drop_files}
             if not kept_files:
-                raise RagError(f"removing {', '.join(map(str, targets))} would leave the index at "
-                               f"{self.settings.index_dir} empty: delete that folder to start over")
+                raise RagError(
+                    f"removing {', '.join(map(str, targets))} would leave the index at "
+                    f"{self.settings.index_dir} empty: delete that folder to start over"
+                )
             kept_docs = {f["doc_id"] for f in kept_files.values()}
             dropped = {d for d in old.document_ids() if d not in kept_docs}
             counts = old.chunk_counts()
@@ -258,13 +313,22 @@ class Indexer:
             if changed:
                 self.store.remove(dropped, manifest)  # the rest of the index is neither read nor re-embedded
                 deleted = self._delete_uploads(files[n]["path"] for n in drop_files)
-        returning = sorted(files[n]["path"] for n in drop_files
-                           if any(_inside(files[n]["path"], s) for s in sources) and Path(files[n]["path"]).exists())
+        returning = sorted(
+            files[n]["path"]
+            for n in drop_files
+            if any(_inside(files[n]["path"], s) for s in sources) and Path(files[n]["path"]).exists()
+        )
         return RemoveReport(
-            sources_removed=sorted(drop_sources), files_removed=sorted(drop_files),
-            chunks_removed=removed, files_total=len(kept_files), chunks_total=old.n_chunks - removed,
-            sources=sources, still_in_sources=returning, uploads_deleted=deleted,
-            seconds=round(time.perf_counter() - started, 3), changed=changed,
+            sources_removed=sorted(drop_sources),
+            files_removed=sorted(drop_files),
+            chunks_removed=removed,
+            files_total=len(kept_files),
+            chunks_total=old.n_chunks - removed,
+            sources=sources,
+            still_in_sources=returning,
+            uploads_deleted=deleted,
+            seconds=round(time.perf_counter() - started, 3),
+            changed=changed,
         )
 
     def _delete_uploads(self, paths) -> list[str]:
@@ -277,8 +341,15 @@ class Indexer:
                 deleted.append(path)
         return deleted
 
-    def _entries(self, files: list[SourceFile], old: LoadedIndex | None, previous: dict[str, dict],
-                 skipped: list[Skipped], progress: bool, root: str) -> list[_Entry]:
+    def _entries(
+        self,
+        files: list[SourceFile],
+        old: LoadedIndex | None,
+        previous: dict[str, dict],
+        skipped: list[Skipped],
+        progress: bool,
+        root: str,
+    ) -> list[_Entry]:
         """Entries for the files found under `root`: reused where the bytes are unchanged."""
         old_docs = set(old.document_ids()) if old else set()
         limit = int(self.settings.max_file_mb * 1024 * 1024)
@@ -303,8 +374,19 @@ class Indexer:
                 reason = str(exc) if isinstance(exc, DocumentError) else f"cannot read: {exc.strerror or exc}"
                 if prev and prev["doc_id"] in old_docs:  # lose nothing: keep the last good version
                     reason += " (kept the previously indexed version)"
-                    entries.append(_Entry(file.source, prev["path"], prev["sha256"], prev["doc_id"], None, True,
-                                          root, prev.get("size"), added))
+                    entries.append(
+                        _Entry(
+                            file.source,
+                            prev["path"],
+                            prev["sha256"],
+                            prev["doc_id"],
+                            None,
+                            True,
+                            root,
+                            prev.get("size"),
+                            added,
+                        )
+                    )
                 skipped.append(Skipped(str(file.path), reason))
         return entries
 
@@ -316,8 +398,9 @@ class Indexer:
             old_chunks.setdefault(c.doc_id, []).append(c)
         keep = [e.reused and same_chunking and e.doc.id in old_chunks for e in entries]
         whole = bool(self.chunking.get("whole_documents"))
-        fresh = iter(self.chunker.chunk_many([e.doc for e, k in zip(entries, keep, strict=True) if not k])
-                     if not whole else [])
+        fresh = iter(
+            self.chunker.chunk_many([e.doc for e, k in zip(entries, keep, strict=True) if not k]) if not whole else []
+        )
         chunks: list[Chunk] = []
         for e, k in zip(entries, keep, strict=True):
             if k:
@@ -330,14 +413,14 @@ class Indexer:
 
     def _vectors(self, chunks: list[Chunk], old: LoadedIndex | None, progress: bool) -> tuple[np.ndarray, int]:
         """Vectors for `chunks`, embedding only texts the old index has no vector for."""
-        reusable = old is not None and old.chunks and \
-            compatible_backends(old.manifest.backend, self.backend)
+        reusable = old is not None and old.chunks and compatible_backends(old.manifest.backend, self.backend)
         if not reusable:  # never mix int8 and fp32 vectors in one index
             return self._embed(chunks, [], np.zeros((0, self.embedder.dim), dtype=np.float32), progress)
         return self._embed(chunks, [c.text for c in old.chunks], old.vectors(), progress)
 
-    def _embed(self, chunks: list[Chunk], known_texts: list[str], known_vectors: np.ndarray,
-               progress: bool) -> tuple[np.ndarray, int]:
+    def _embed(
+        self, chunks: list[Chunk], known_texts: list[str], known_vectors: np.ndarray, progress: bool
+    ) -> tuple[np.ndarray, int]:
         """Vectors for `chunks`: a text among `known_texts` takes its known vector, the rest are embedded."""
         vectors = np.zeros((len(chunks), self.embedder.dim), dtype=np.float32)
         known = {text: row for row, text in enumerate(known_texts)}
@@ -355,8 +438,17 @@ class Indexer:
         return vectors, len(todo)
 
     def _files_manifest(self, entries: list[_Entry]) -> dict:
-        return {e.source: {"sha256": e.sha256, "doc_id": e.doc_id, "path": e.path, "root": e.root, "size": e.size,
-                           "added_at": e.added_at} for e in entries}
+        return {
+            e.source: {
+                "sha256": e.sha256,
+                "doc_id": e.doc_id,
+                "path": e.path,
+                "root": e.root,
+                "size": e.size,
+                "added_at": e.added_at,
+            }
+            for e in entries
+        }
 
     def _manifest(self, entries: list[_Entry], sources: list[str]) -> dict:
         return {
@@ -379,7 +471,7 @@ def _recorded(manifest: Manifest) -> tuple[list[str], dict[str, dict]]:
         root = f.get("root")
         if root is None:
             path = f["path"]
-            root = source_key(path[:-len(name) - 1] if path.endswith("/" + name) else Path(path).parent)
+            root = source_key(path[: -len(name) - 1] if path.endswith("/" + name) else Path(path).parent)
         files[name] = {**f, "root": root}
     sources = manifest.sources
     if sources is None:

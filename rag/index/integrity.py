@@ -48,8 +48,10 @@ def check(path: Path, record: dict, full: bool) -> None:
     except FileNotFoundError:
         raise IndexCorrupt(f"{path} is missing: {REBUILD_HINT}") from None
     if size != record["bytes"]:
-        raise IndexCorrupt(f"{path} fails its checksum ({size} bytes, {record['bytes']} recorded: truncated or "
-                           f"altered): {REBUILD_HINT}")
+        raise IndexCorrupt(
+            f"{path} fails its checksum ({size} bytes, {record['bytes']} recorded: truncated or "
+            f"altered): {REBUILD_HINT}"
+        )
     if full or "sampled_sha256" not in record:
         ok = sha256_file(path) == record["sha256"]
     else:

@@ -71,13 +71,24 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict) -> Manifest:
         """A manifest as it was parsed, unchecked (`read` checks the format version)."""
-        return cls({k: v for k, v in data.items() if k not in CORE_KEYS}, data.get("format_version"),
-                   data.get("artifacts") or {}, data.get("counts") or {}, data.get("segments") or [],
-                   data.get("dense") or {})
+        return cls(
+            {k: v for k, v in data.items() if k not in CORE_KEYS},
+            data.get("format_version"),
+            data.get("artifacts") or {},
+            data.get("counts") or {},
+            data.get("segments") or [],
+            data.get("dense") or {},
+        )
 
     def to_dict(self) -> dict:
-        return {**{k: v for k, v in self.info.items() if k not in CORE_KEYS}, "format_version": self.format_version,
-                "artifacts": self.artifacts, "counts": self.counts, "segments": self.segments, "dense": self.dense}
+        return {
+            **{k: v for k, v in self.info.items() if k not in CORE_KEYS},
+            "format_version": self.format_version,
+            "artifacts": self.artifacts,
+            "counts": self.counts,
+            "segments": self.segments,
+            "dense": self.dense,
+        }
 
     def dumps(self) -> str:
         return json.dumps(self.to_dict(), indent=2, ensure_ascii=False)
@@ -107,6 +118,8 @@ class Manifest:
         found = manifest.format_version
         if found != FORMAT_VERSION:
             why = " (chunks and documents in JSONL files read whole at open)" if found in (1, 2) else ""
-            raise IndexMismatch(f"index format {found} at {version}{why}, this version reads format "
-                                f"{FORMAT_VERSION} (chunks on disk, segments, choice of dense index): {REBUILD_HINT}")
+            raise IndexMismatch(
+                f"index format {found} at {version}{why}, this version reads format "
+                f"{FORMAT_VERSION} (chunks on disk, segments, choice of dense index): {REBUILD_HINT}"
+            )
         return manifest

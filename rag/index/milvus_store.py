@@ -112,8 +112,9 @@ def _errors(uri: str, action: str) -> Iterator[None]:
     except (IndexCorrupt, IndexMismatch, StoreError):
         raise
     except Exception as exc:  # pymilvus raises MilvusException subclasses, gRPC errors and plain OSErrors
-        if type(exc).__module__.split(".")[0] not in ("pymilvus", "grpc", "milvus_lite") \
-                and not isinstance(exc, OSError):
+        if type(exc).__module__.split(".")[0] not in ("pymilvus", "grpc", "milvus_lite") and not isinstance(
+            exc, OSError
+        ):
             raise
         message = getattr(exc, "message", None) or str(exc).splitlines()[0]
         if action != "connect to":
@@ -121,8 +122,10 @@ def _errors(uri: str, action: str) -> Iterator[None]:
         elif is_remote(uri):
             hint = "check --milvus-uri / RAG_MILVUS_URI, RAG_MILVUS_TOKEN and that the server is up"
         else:
-            hint = ("Milvus Lite serves one process at a time: is another `rag` process using it? "
-                    "Use a Milvus server for concurrent readers and writers")
+            hint = (
+                "Milvus Lite serves one process at a time: is another `rag` process using it? "
+                "Use a Milvus server for concurrent readers and writers"
+            )
         raise StoreError(f"cannot {action} Milvus at {public_uri(uri)} ({message}): {hint}") from None
 
 
@@ -198,13 +201,24 @@ class MilvusCollection:
         index.add_index("vector", index_type=index_type, metric_type="IP", params=params)
         if analyzer:
             schema.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-            schema.add_function(Function(name="bm25", function_type=FunctionType.BM25,
-                                         input_field_names=["text"], output_field_names=["sparse"]))
+            schema.add_function(
+                Function(
+                    name="bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=["text"],
+                    output_field_names=["sparse"],
+                )
+            )
             index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
-        props = {"rag.model": model, "rag.dim": str(dim), "rag.index_type": index_type,
-                 "rag.full_text": json.dumps(analyzer)}
-        self.client.create_collection(self.name, schema=schema, index_params=index, consistency_level="Strong",
-                                      properties=props)
+        props = {
+            "rag.model": model,
+            "rag.dim": str(dim),
+            "rag.index_type": index_type,
+            "rag.full_text": json.dumps(analyzer),
+        }
+        self.client.create_collection(
+            self.name, schema=schema, index_params=index, consistency_level="Strong", properties=props
+        )
 
     def flush(self) -> None:
         """Seal what was written into indexed segments (searching unsealed rows is brute force, ~10x slower)."""
@@ -222,15 +236,20 @@ class MilvusCollection:
     def upsert(self, chunks: Sequence, vectors: np.ndarray, rows: Sequence[int]) -> None:
         for start in range(0, len(rows), BATCH):
             batch = []
-            for row in rows[start:start + BATCH]:
+            for row in rows[start : start + BATCH]:
                 c = chunks[row]
-                batch.append({
-                    "id": c.id, "vector": vectors[row].tolist(), "doc_id": c.doc_id,
-                    "source": c.source.encode()[:4096].decode("utf-8", "ignore"),
-                    "char_start": c.start, "char_end": c.end,
-                    "text": c.text.encode()[:MAX_TEXT_BYTES].decode("utf-8", "ignore"),
-                    "text_sha256": hashlib.sha256(c.text.encode()).hexdigest(),
-                })
+                batch.append(
+                    {
+                        "id": c.id,
+                        "vector": vectors[row].tolist(),
+                        "doc_id": c.doc_id,
+                        "source": c.source.encode()[:4096].decode("utf-8", "ignore"),
+                        "char_start": c.start,
+                        "char_end": c.end,
+                        "text": c.text.encode()[:MAX_TEXT_BYTES].decode("utf-8", "ignore"),
+                        "text_sha256": hashlib.sha256(c.text.encode()).hexdigest(),
+                    }
+                )
             with _errors(self.uri, f"upsert into {self.name} at"):
                 self.client.upsert(self.name, batch)
 
@@ -238,7 +257,7 @@ class MilvusCollection:
         ids = list(ids)
         for start in range(0, len(ids), BATCH):
             with _errors(self.uri, f"delete from {self.name} at"):
-                self.client.delete(self.name, ids=ids[start:start + BATCH])
+                self.client.delete(self.name, ids=ids[start : start + BATCH])
 
     def ids(self) -> Iterator[str]:
         """Every chunk id in the collection (used only to clean up after an interrupted write)."""
@@ -254,18 +273,28 @@ class MilvusCollection:
         out = {}
         for start in range(0, len(ids), BATCH):
             with _errors(self.uri, f"read vectors from {self.name} at"):
-                for r in self.client.get(self.name, ids=list(ids[start:start + BATCH]), output_fields=["id", "vector"]):
+                for r in self.client.get(
+                    self.name, ids=list(ids[start : start + BATCH]), output_fields=["id", "vector"]
+                ):
                     out[r["id"]] = r["vector"]
         return out
 
-    def search(self, data: list, limit: int, field_name: str, params: dict,
-               sources: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+    def search(
+        self, data: list, limit: int, field_name: str, params: dict, sources: Sequence[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
         """Nearest rows; with `sources`, only rows whose `source` field is one of them (a filter expression)."""
         # string literals as JSON writes them (quotes and backslashes escaped); Milvus Lite has no filter templates
         where = {"filter": f"source in {json.dumps(list(sources), ensure_ascii=False)}"} if sources else {}
         with _errors(self.uri, f"search {self.name} at"):
-            result = self.client.search(self.name, data=data, anns_field=field_name, limit=limit,
-                                        output_fields=["id"], search_params=params, **where)
+            result = self.client.search(
+                self.name,
+                data=data,
+                anns_field=field_name,
+                limit=limit,
+                output_fields=["id"],
+                search_params=params,
+                **where,
+            )
         return [[(h["id"], float(h["distance"])) for h in hits] for hits in result]
 
 
@@ -287,8 +316,9 @@ class _RowMapped:
         self.ntotal = len(self._rows)
         self.slack = max(0, slack)
 
-    def _ranked(self, query, n: int, field_name: str, params, score=float,
-                sources: Sequence[str] | None = None) -> list[tuple[int, float]]:
+    def _ranked(
+        self, query, n: int, field_name: str, params, score=float, sources: Sequence[str] | None = None
+    ) -> list[tuple[int, float]]:
         """The top `n` (row, score) of this version, ties broken by row as FAISS does."""
         limit = min(n + self.slack, MAX_TOPK)
         while True:
@@ -304,8 +334,9 @@ class _RowMapped:
 class MilvusDense(_RowMapped):
     """The part of faiss.Index retrieval and the indexer use (`search`, `ntotal`, `d`, `reconstruct_n`)."""
 
-    def __init__(self, collection: MilvusCollection, ids: Sequence[str], dim: int, slack: int = 0,
-                 index_type: str = "FLAT"):
+    def __init__(
+        self, collection: MilvusCollection, ids: Sequence[str], dim: int, slack: int = 0, index_type: str = "FLAT"
+    ):
         super().__init__(collection, ids, slack)
         self.d = dim
         self.index_type = index_type
@@ -316,27 +347,31 @@ class MilvusDense(_RowMapped):
         `selection` (rag.answer.retrieval.Selection), only chunks of its sources."""
         return self.search_sources(queries, n, selection.sources if selection is not None else None)
 
-    def search_sources(self, queries: np.ndarray, n: int,
-                       sources: Sequence[str] | None) -> tuple[np.ndarray, np.ndarray]:
+    def search_sources(
+        self, queries: np.ndarray, n: int, sources: Sequence[str] | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """`search` restricted to chunks of `sources` (exact names), filtered by Milvus itself."""
         n = min(n, MAX_TOPK)
         scores = np.full((len(queries), n), np.finfo(np.float32).min, dtype=np.float32)
         rows = np.full((len(queries), n), -1, dtype=np.int64)
         for q, vector in enumerate(np.asarray(queries, dtype=np.float32)):
-            ranked = self._ranked(vector.tolist(), n, "vector", lambda limit: _search_params(self.index_type, limit),
-                                  sources=sources)
+            ranked = self._ranked(
+                vector.tolist(), n, "vector", lambda limit: _search_params(self.index_type, limit), sources=sources
+            )
             for col, (row, score) in enumerate(ranked):
                 rows[q, col], scores[q, col] = row, score
         return scores, rows
 
     def reconstruct_n(self, start: int, count: int) -> np.ndarray:
         """The vectors of rows start..start+count, fetched by chunk id (incremental builds reuse them)."""
-        ids = self.ids[start:start + count]
+        ids = self.ids[start : start + count]
         found = self.collection.vectors(ids)
         missing = [i for i in ids if i not in found]
         if missing:
-            raise IndexCorrupt(f"Milvus collection {self.collection.name} lacks {len(missing)} chunks of this index "
-                               f"(e.g. {missing[0]}): {REBUILD_HINT}")
+            raise IndexCorrupt(
+                f"Milvus collection {self.collection.name} lacks {len(missing)} chunks of this index "
+                f"(e.g. {missing[0]}): {REBUILD_HINT}"
+            )
         return np.asarray([found[i] for i in ids], dtype=np.float32).reshape(len(ids), self.d)
 
 
@@ -373,15 +408,26 @@ class MilvusWrite:
             drop_collection(root, options, self.replaced)
 
 
-def begin_write(root: Path, options: StoreOptions, chunks: Sequence, vectors: np.ndarray, embedding: dict,
-                previous: Manifest | None, previous_ids: Callable[[], Sequence[str]]) -> MilvusWrite:
+def begin_write(
+    root: Path,
+    options: StoreOptions,
+    chunks: Sequence,
+    vectors: np.ndarray,
+    embedding: dict,
+    previous: Manifest | None,
+    previous_ids: Callable[[], Sequence[str]],
+) -> MilvusWrite:
     """Make the collection hold every chunk of the version about to be written (before it is swapped in)."""
     prev = previous.dense if previous is not None else {}
     prev_milvus = prev.get("store") == MilvusStore.name
     uri_recorded = record_uri(options.milvus_uri, root) if options.milvus_uri or not prev_milvus else prev["uri"]
     uri = options.milvus_uri or resolve_uri(uri_recorded, root)
-    same = prev_milvus and resolve_uri(prev["uri"], root) == resolve_uri(uri_recorded, root) \
-        and previous is not None and previous.embedding == embedding
+    same = (
+        prev_milvus
+        and resolve_uri(prev["uri"], root) == resolve_uri(uri_recorded, root)
+        and previous is not None
+        and previous.embedding == embedding
+    )
     name = prev["collection"] if same else collection_name(root, embedding["model"])
     collection = MilvusCollection(connect(uri, options.milvus_token), name, uri)
     if collection.exists():
@@ -390,17 +436,25 @@ def begin_write(root: Path, options: StoreOptions, chunks: Sequence, vectors: np
         analyzer = json.loads(props.get("rag.full_text") or "null")
         known = set(previous_ids()) if same else set()
     else:
-        analyzer = collection.create(embedding["dim"], embedding["model"], options.index_type,
-                                     full_text_analyzer(options))
+        analyzer = collection.create(
+            embedding["dim"], embedding["model"], options.index_type, full_text_analyzer(options)
+        )
         known = set()
     keep = {c.id for c in chunks}
     todo = [row for row, c in enumerate(chunks) if c.id not in known]
     collection.upsert(chunks, vectors, todo)
-    record = {"store": MilvusStore.name, "uri": uri_recorded, "collection": name, "metric": "IP",
-              "index_type": collection.properties().get("rag.index_type", options.index_type),
-              "full_text": analyzer}
-    moved = prev_milvus and (prev["collection"], resolve_uri(prev["uri"], root)) != \
-        (name, resolve_uri(uri_recorded, root))
+    record = {
+        "store": MilvusStore.name,
+        "uri": uri_recorded,
+        "collection": name,
+        "metric": "IP",
+        "index_type": collection.properties().get("rag.index_type", options.index_type),
+        "full_text": analyzer,
+    }
+    moved = prev_milvus and (prev["collection"], resolve_uri(prev["uri"], root)) != (
+        name,
+        resolve_uri(uri_recorded, root),
+    )
     replaced = prev if moved else None  # the collection the previous version used, dropped once this one is live
     return MilvusWrite(collection, record, keep, sorted(known - keep), replaced, len(todo))
 
@@ -427,8 +481,10 @@ def open_dense(root: Path, options: StoreOptions, manifest: Manifest, chunk_ids:
     _check(collection.properties(), embedding, collection, uri)
     count = collection.count()
     if count < len(chunk_ids):
-        raise IndexCorrupt(f"Milvus collection {collection.name} at {public_uri(uri)} holds {count} vectors for "
-                           f"{len(chunk_ids)} chunks: {REBUILD_HINT}")
+        raise IndexCorrupt(
+            f"Milvus collection {collection.name} at {public_uri(uri)} holds {count} vectors for "
+            f"{len(chunk_ids)} chunks: {REBUILD_HINT}"
+        )
     slack = count - len(chunk_ids)
     dense = MilvusDense(collection, chunk_ids, int(embedding["dim"]), slack, record.get("index_type", "FLAT"))
     full_text = MilvusFullText(collection, chunk_ids, slack) if record.get("full_text") else None
@@ -440,7 +496,8 @@ def _check(props: dict, embedding: dict, collection: MilvusCollection, uri: str)
     if model != embedding.get("model") or dim != int(embedding.get("dim", -1)):
         raise IndexMismatch(
             f"Milvus collection {collection.name} at {public_uri(uri)} holds vectors of model {model!r} ({dim} dims), "
-            f"the index says {embedding.get('model')!r} ({embedding.get('dim')} dims): {REBUILD_HINT}")
+            f"the index says {embedding.get('model')!r} ({embedding.get('dim')} dims): {REBUILD_HINT}"
+        )
 
 
 class MilvusStore:
@@ -450,8 +507,15 @@ class MilvusStore:
     name: ClassVar[str] = "milvus"
     updates_in_place: ClassVar[bool] = False
 
-    def __init__(self, root: Path, options: StoreOptions, record: dict | None = None, dense: MilvusDense | None = None,
-                 full_text: MilvusFullText | None = None, write: tuple | None = None):
+    def __init__(
+        self,
+        root: Path,
+        options: StoreOptions,
+        record: dict | None = None,
+        dense: MilvusDense | None = None,
+        full_text: MilvusFullText | None = None,
+        write: tuple | None = None,
+    ):
         self.root, self.options = root, options
         self.record = dict(record or {})
         self._dense, self._full_text = dense, full_text
@@ -465,21 +529,36 @@ class MilvusStore:
             raise ConfigError(f"milvus index type must be one of {', '.join(INDEX_TYPES)}, got {options.index_type!r}")
 
     @classmethod
-    def create(cls, root: Path, options: StoreOptions, embedding: dict, live: Path | None,
-               previous: Manifest | None, previous_ids: Callable[[], Sequence[str]]) -> MilvusStore:
+    def create(
+        cls,
+        root: Path,
+        options: StoreOptions,
+        embedding: dict,
+        live: Path | None,
+        previous: Manifest | None,
+        previous_ids: Callable[[], Sequence[str]],
+    ) -> MilvusStore:
         return cls(root, options, write=(embedding, previous, previous_ids))
 
     @classmethod
-    def load(cls, root: Path, options: StoreOptions, version: Path, manifest: Manifest,
-             chunk_ids: Callable[[], Sequence[str]], vectors: VectorFiles | None) -> MilvusStore:
+    def load(
+        cls,
+        root: Path,
+        options: StoreOptions,
+        version: Path,
+        manifest: Manifest,
+        chunk_ids: Callable[[], Sequence[str]],
+        vectors: VectorFiles | None,
+    ) -> MilvusStore:
         dense, full_text = open_dense(root, options, manifest, chunk_ids())
         return cls(root, options, manifest.dense, dense, full_text)
 
     @classmethod
     def moves(cls, root: Path, options: StoreOptions, record: dict) -> bool:
         """Another Milvus address asked for than the one recorded."""
-        return bool(options.milvus_uri) \
-            and resolve_uri(record_uri(options.milvus_uri, root), root) != resolve_uri(record["uri"], root)
+        return bool(options.milvus_uri) and resolve_uri(record_uri(options.milvus_uri, root), root) != resolve_uri(
+            record["uri"], root
+        )
 
     @classmethod
     def retire(cls, root: Path, options: StoreOptions, record: dict) -> None:

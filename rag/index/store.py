@@ -214,8 +214,14 @@ class IndexStore:
                 return self._write_update(previous, change, data.manifest)
         return self._write_whole(data, previous, store)
 
-    def update(self, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
-               drop_documents: Collection[str] = (), manifest: dict | None = None) -> Path:
+    def update(
+        self,
+        documents: Sequence[Document],
+        chunks: Sequence[Chunk],
+        vectors: np.ndarray,
+        drop_documents: Collection[str] = (),
+        manifest: dict | None = None,
+    ) -> Path:
         """Add chunks (and their new documents) and drop the documents `drop_documents` with their chunks, as a
         new version. Call under writer_lock.
 
@@ -230,8 +236,9 @@ class IndexStore:
         drop = set(drop_documents)
         vectors = _matrix(vectors, len(chunks), Manifest(manifest).dim)
         if previous is None:
-            return self._write_whole(IndexData(list(documents), list(chunks), vectors, manifest), None,
-                                     self._store_name(None))
+            return self._write_whole(
+                IndexData(list(documents), list(chunks), vectors, manifest), None, self._store_name(None)
+            )
         old = self._open_store(self.current(), previous)
         try:
             clash = old.rows_of([c.id for c in chunks])
@@ -249,13 +256,17 @@ class IndexStore:
         loaded = self.load()
         keep = [row for row, c in enumerate(loaded.chunks) if c.doc_id not in drop]
         kept_vectors = loaded.vector_files.rows(keep)
-        data = IndexData([*(d for d in loaded.documents if d.id not in drop), *documents],
-                         [*loaded.chunks_by_rows(keep), *chunks],
-                         np.concatenate([kept_vectors, _matrix(vectors, len(chunks), kept_vectors.shape[1])]), manifest)
+        data = IndexData(
+            [*(d for d in loaded.documents if d.id not in drop), *documents],
+            [*loaded.chunks_by_rows(keep), *chunks],
+            np.concatenate([kept_vectors, _matrix(vectors, len(chunks), kept_vectors.shape[1])]),
+            manifest,
+        )
         return self._write_whole(data, previous, store)
 
-    def append(self, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray,
-               manifest: dict | None = None) -> Path:
+    def append(
+        self, documents: Sequence[Document], chunks: Sequence[Chunk], vectors: np.ndarray, manifest: dict | None = None
+    ) -> Path:
         """`update` that only adds."""
         return self.update(documents, chunks, vectors, (), manifest)
 
@@ -286,10 +297,13 @@ class IndexStore:
 
     def _appendable(self, previous: Manifest, manifest: dict, store: str) -> bool:
         """A large index staying in a store that updates in place, its embedding and chunking as they are."""
-        return previous.n_chunks >= self.append_min_rows \
-            and previous.store == store and store_class(store).updates_in_place \
-            and previous.info.get("embedding") == manifest.get("embedding") \
+        return (
+            previous.n_chunks >= self.append_min_rows
+            and previous.store == store
+            and store_class(store).updates_in_place
+            and previous.info.get("embedding") == manifest.get("embedding")
             and previous.info.get("chunking") == manifest.get("chunking")
+        )
 
     def _changes(self, data: IndexData, previous: Manifest) -> _Change:
         """What `data` adds to and drops from the live version."""
@@ -302,17 +316,25 @@ class IndexStore:
             old.close()
         ids, doc_ids, known = {c.id for c in data.chunks}, {d.id for d in data.documents}, set(old_chunks)
         rows = [i for i, c in enumerate(data.chunks) if c.id not in known]
-        return _Change([d for d in data.documents if d.id not in old_docs], [data.chunks[i] for i in rows],
-                       np.asarray(data.vectors, dtype=np.float32)[rows],
-                       np.array([r for r, c in enumerate(old_chunks) if c not in ids], dtype=np.int64),
-                       old_docs - doc_ids)
+        return _Change(
+            [d for d in data.documents if d.id not in old_docs],
+            [data.chunks[i] for i in rows],
+            np.asarray(data.vectors, dtype=np.float32)[rows],
+            np.array([r for r, c in enumerate(old_chunks) if c not in ids], dtype=np.int64),
+            old_docs - doc_ids,
+        )
 
     def _write_whole(self, data: IndexData, previous: Manifest | None, store: str) -> Path:
         cls = store_class(store)
         vectors = _matrix(data.vectors, len(data.chunks), Manifest(data.manifest).dim)
-        dense = cls.create(self.root, self.options, data.manifest["embedding"],
-                           self.current() if previous is not None else None, previous,
-                           self._current_chunk_ids if previous is not None else list)
+        dense = cls.create(
+            self.root,
+            self.options,
+            data.manifest["embedding"],
+            self.current() if previous is not None else None,
+            previous,
+            self._current_chunk_ids if previous is not None else list,
+        )
         dense.add(data.chunks, vectors)  # a remote store gets this version's vectors before the version exists
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.versions))
         try:
@@ -331,8 +353,10 @@ class IndexStore:
     @staticmethod
     def _save_dense(dense: DenseStore, tmp: Path, segments: list[dict]) -> dict:
         """`dense` saved into the new version `tmp` with the given segments; its manifest record."""
-        files = VectorFiles([(tmp / "segments" / s["name"] / dense_index.VECTORS, s["chunks"]) for s in segments],
-                            segments[0]["dim"] if segments else 0)
+        files = VectorFiles(
+            [(tmp / "segments" / s["name"] / dense_index.VECTORS, s["chunks"]) for s in segments],
+            segments[0]["dim"] if segments else 0,
+        )
         try:
             return dense.save(tmp, files)
         finally:
@@ -351,8 +375,11 @@ class IndexStore:
                 segments = self._drop(tmp, live, segments, sources, change)
             if change.chunks or change.documents:
                 dim = previous.segments[0]["dim"]
-                segments.append(segment_files.write(tmp, change.documents, change.chunks,
-                                               _matrix(change.vectors, len(change.chunks), dim)))
+                segments.append(
+                    segment_files.write(
+                        tmp, change.documents, change.chunks, _matrix(change.vectors, len(change.chunks), dim)
+                    )
+                )
                 sources[segments[-1]["name"]] = tmp
             segments = self._merge_small(tmp, segments, sources, artifacts)
             for seg in segments:  # share the untouched segments' files with the live version
@@ -378,8 +405,9 @@ class IndexStore:
         self._remove_old_versions(keep=name)
         return self.versions / name
 
-    def _drop(self, tmp: Path, live: Path, segments: list[dict], sources: dict[str, Path],
-              change: _Change) -> list[dict]:
+    def _drop(
+        self, tmp: Path, live: Path, segments: list[dict], sources: dict[str, Path], change: _Change
+    ) -> list[dict]:
         """The segments with `change`'s rows and documents taken out: those that hold any are rewritten in `tmp`
         (an emptied one is left out), the others kept as they are."""
         kept, first = [], 0
@@ -408,13 +436,17 @@ class IndexStore:
         """
         while len(segments) >= 2 and segments[-2]["chunks"] <= 2 * segments[-1]["chunks"]:
             a, b = segments[-2], segments[-1]
-            store = ChunkStore.open([(sources[s["name"]] / "segments" / s["name"], s["chunks"], s["documents"])
-                                     for s in (a, b)])
-            files = VectorFiles([(sources[s["name"]] / "segments" / s["name"] / dense_index.VECTORS, s["chunks"])
-                                 for s in (a, b)], a["dim"])
+            store = ChunkStore.open(
+                [(sources[s["name"]] / "segments" / s["name"], s["chunks"], s["documents"]) for s in (a, b)]
+            )
+            files = VectorFiles(
+                [(sources[s["name"]] / "segments" / s["name"] / dense_index.VECTORS, s["chunks"]) for s in (a, b)],
+                a["dim"],
+            )
             try:
-                merged = segment_files.write(tmp, list(store.iter_documents()), list(store.iter_chunks()),
-                                        files.range(0, files.ntotal))
+                merged = segment_files.write(
+                    tmp, list(store.iter_documents()), list(store.iter_chunks()), files.range(0, files.ntotal)
+                )
             finally:
                 store.close()
                 files.close()
@@ -434,8 +466,14 @@ class IndexStore:
                 _fsync(path)
                 artifacts[rel] = integrity.record(path)
         counts = {"documents": sum(s["documents"] for s in segments), "chunks": sum(s["chunks"] for s in segments)}
-        full = Manifest({k: v for k, v in manifest.items() if k not in CORE_KEYS}, FORMAT_VERSION,
-                        dict(sorted(artifacts.items())), counts, segments, dense)
+        full = Manifest(
+            {k: v for k, v in manifest.items() if k not in CORE_KEYS},
+            FORMAT_VERSION,
+            dict(sorted(artifacts.items())),
+            counts,
+            segments,
+            dense,
+        )
         _fsync(full.write(tmp))
         for folder in sorted((p for p in tmp.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
             _fsync(folder)
@@ -481,8 +519,10 @@ class IndexStore:
         """Keep the live version and the one before it (a reader may still be opening it).
 
         Files shared by hard links live on while any version still names them."""
-        old = sorted((p for p in self.versions.iterdir() if p.name.startswith("v") and p.name != keep),
-                     key=lambda p: p.stat().st_mtime)
+        old = sorted(
+            (p for p in self.versions.iterdir() if p.name.startswith("v") and p.name != keep),
+            key=lambda p: p.stat().st_mtime,
+        )
         for path in old[:-1]:
             shutil.rmtree(path, ignore_errors=True)
 
@@ -519,12 +559,17 @@ class IndexStore:
         for name, record in manifest.artifacts.items():
             integrity.check(version / name, record, full=True)
             total += record["bytes"]
-        return {"version": version.name, "artifacts": len(manifest.artifacts), "bytes": total,
-                "seconds": round(time.perf_counter() - started, 2)}
+        return {
+            "version": version.name,
+            "artifacts": len(manifest.artifacts),
+            "bytes": total,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
 
     def _open_store(self, version: Path, manifest: Manifest) -> ChunkStore:
-        return ChunkStore.open([(version / "segments" / s["name"], s["chunks"], s["documents"])
-                                for s in manifest.segments])
+        return ChunkStore.open(
+            [(version / "segments" / s["name"], s["chunks"], s["documents"]) for s in manifest.segments]
+        )
 
     def _load_version(self, version: Path | None, expected_model: str | None) -> LoadedIndex:
         manifest = self.read_manifest(version)
@@ -541,21 +586,29 @@ class IndexStore:
         try:
             folders = [version / "segments" / s["name"] for s in segments]
             dim = segments[0]["dim"] if segments else manifest.dim
-            vectors = VectorFiles([(f / dense_index.VECTORS, s["chunks"])
-                                   for f, s in zip(folders, segments, strict=True)], dim)
+            vectors = VectorFiles(
+                [(f / dense_index.VECTORS, s["chunks"]) for f, s in zip(folders, segments, strict=True)], dim
+            )
             starts = np.cumsum([0] + [s["chunks"] for s in segments])[:-1].tolist()
             bm25 = bm25_segments.Bm25Index.open(list(zip((f / "bm25" for f in folders), starts, strict=True)))
-            dense = store_class(manifest.store).load(self.root, self.options, version, manifest, store.chunk_ids,
-                                                     vectors)
+            dense = store_class(manifest.store).load(
+                self.root, self.options, version, manifest, store.chunk_ids, vectors
+            )
         except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
             store.close()
             raise IndexCorrupt(f"cannot read the index at {version} ({exc}): {REBUILD_HINT}") from None
-        if store.n_chunks != manifest.counts.get("chunks") or vectors.ntotal != store.n_chunks \
-                or bm25.num_docs != store.n_chunks or dense.count() != store.n_chunks:
+        if (
+            store.n_chunks != manifest.counts.get("chunks")
+            or vectors.ntotal != store.n_chunks
+            or bm25.num_docs != store.n_chunks
+            or dense.count() != store.n_chunks
+        ):
             store.close()
             dense.close()
-            raise IndexCorrupt(f"{version}: {vectors.ntotal} vectors and {bm25.num_docs} BM25 rows for "
-                               f"{store.n_chunks} chunks: {REBUILD_HINT}")
+            raise IndexCorrupt(
+                f"{version}: {vectors.ntotal} vectors and {bm25.num_docs} BM25 rows for "
+                f"{store.n_chunks} chunks: {REBUILD_HINT}"
+            )
         return LoadedIndex(version, manifest, store, bm25, vectors, dense)
 
 

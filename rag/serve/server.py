@@ -60,8 +60,9 @@ def load_credentials(spec: str) -> list[tuple[str, str]]:
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except OSError:
-            raise ConfigError(f"RAG_AUTH: no such credentials file {spec!r}; "
-                              "use user:password or a file of them") from None
+            raise ConfigError(
+                f"RAG_AUTH: no such credentials file {spec!r}; use user:password or a file of them"
+            ) from None
     else:
         lines = [spec]
     pairs = [tuple(line.strip().split(":", 1)) for line in lines if line.strip() and not line.startswith("#")]
@@ -90,8 +91,15 @@ def _authorized(header: str, credentials: list[tuple[str, str]]) -> bool:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None, headers: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.code, self.param = status, message, type_, code, param
         self.headers = headers
@@ -168,10 +176,22 @@ def _trace(answer: Answer) -> dict:
 
 
 def _completion(model: str, answer: Answer) -> dict:
-    return {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                                         "finish_reason": "stop", "logprobs": None}],
-            "citations": [c.to_dict() for c in answer.citations], "rag": _trace(answer)}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer.text},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+        "citations": [c.to_dict() for c in answer.citations],
+        "rag": _trace(answer),
+    }
 
 
 class _AnswerStream:
@@ -179,8 +199,16 @@ class _AnswerStream:
     answer as `delta.content`, then a last chunk carrying `citations` and `rag`. A worker thread runs the
     chain and always closes its ticket; a client that goes away stops generation at the next piece."""
 
-    def __init__(self, rag: RAG, ticket: Ticket, question: str, history: list, k: int | None, model: str,
-                 sources: list[str] | None = None):
+    def __init__(
+        self,
+        rag: RAG,
+        ticket: Ticket,
+        question: str,
+        history: list,
+        k: int | None,
+        model: str,
+        sources: list[str] | None = None,
+    ):
         self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.model = model
         self._loop = asyncio.get_running_loop()
@@ -210,8 +238,14 @@ class _AnswerStream:
             self._put(_DONE)
 
     def _chunk(self, delta: dict, finish: str | None = None, **extra: Any) -> str:
-        body = {"id": self.id, "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
+        body = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}],
+            **extra,
+        }
         return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
 
     async def events(self) -> AsyncIterator[str]:
@@ -259,9 +293,14 @@ def create_app(settings: Settings, service: Service | None = None, page: Page | 
 
     def require_auth(request: Request) -> None:
         if credentials and not _authorized(request.headers.get("authorization", ""), credentials):
-            raise ApiError(401, "authentication required: send `Authorization: Bearer user:password` "
-                                "(the OpenAI client's api_key) or HTTP Basic credentials",
-                           "authentication_error", "invalid_api_key", headers={"WWW-Authenticate": "Basic"})
+            raise ApiError(
+                401,
+                "authentication required: send `Authorization: Bearer user:password` "
+                "(the OpenAI client's api_key) or HTTP Basic credentials",
+                "authentication_error",
+                "invalid_api_key",
+                headers={"WWW-Authenticate": "Basic"},
+            )
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
@@ -298,15 +337,18 @@ def create_app(settings: Settings, service: Service | None = None, page: Page | 
             index = await run_in_threadpool(service.index_info)
         except RagError as exc:
             return JSONResponse({"status": "unavailable", "error": str(exc)}, status_code=503)
-        return JSONResponse({"status": "ok", "index": index, "backend": settings.backend,
-                             "queue": service.limiter.stats()})
+        return JSONResponse(
+            {"status": "ok", "index": index, "backend": settings.backend, "queue": service.limiter.stats()}
+        )
 
     @app.get("/v1/models", dependencies=[Depends(require_auth)])
     async def models() -> dict:
         names = await run_in_threadpool(service.available_backends)
         ids = [("rag", settings.backend)] + [(f"rag-{name}", name) for name in names]
-        return {"object": "list", "data": [{"id": i, "object": "model", "created": 0, "owned_by": "rag",
-                                            "backend": b} for i, b in ids]}
+        return {
+            "object": "list",
+            "data": [{"id": i, "object": "model", "created": 0, "owned_by": "rag", "backend": b} for i, b in ids],
+        }
 
     @app.get("/v1/documents", dependencies=[Depends(require_auth)])
     async def documents() -> dict:
@@ -321,19 +363,22 @@ def create_app(settings: Settings, service: Service | None = None, page: Page | 
     async def chat_completions(body: ChatRequest):
         name = body.model.removeprefix("rag-") if body.model != "rag" else settings.backend
         if name not in BACKENDS:
-            raise ApiError(404, f"unknown model {body.model!r}: see GET /v1/models", code="model_not_found",
-                           param="model")
+            raise ApiError(
+                404, f"unknown model {body.model!r}: see GET /v1/models", code="model_not_found", param="model"
+            )
         question, history = split_messages(body.messages)
         rag = await run_in_threadpool(service.rag, name, body.mode, body.grounding)
         sources = body.sources()
         if sources and not rag.retriever.matching_sources(sources):
-            raise ApiError(400, f"no indexed document matches source {sources}: GET /v1/documents lists them",
-                           param="source")
+            raise ApiError(
+                400, f"no indexed document matches source {sources}: GET /v1/documents lists them", param="source"
+            )
         ticket = service.limiter.admit()  # Busy -> 503 before anything is sent
         if body.stream:
             stream = _AnswerStream(rag, ticket, question, history, body.k, body.model, sources)
-            return StreamingResponse(stream.events(), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                stream.events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+            )
 
         def answer() -> Answer:
             try:
@@ -356,8 +401,10 @@ def installed_page(name: str = "chat") -> Page:
 
     for entry in entry_points(group=PAGES, name=name):
         return entry.load()
-    raise ConfigError(f"no {name!r} page is registered under the {PAGES!r} entry point: "
-                      "reinstall the package with `pip install -e '.[ui]'`")
+    raise ConfigError(
+        f"no {name!r} page is registered under the {PAGES!r} entry point: "
+        "reinstall the package with `pip install -e '.[ui]'`"
+    )
 
 
 # -- running ----------------------------------------------------------------------------------------------
@@ -377,8 +424,9 @@ class Running:
                 s.bind((host, 0))
                 port = s.getsockname()[1]
         self.url = f"http://{host}:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning",
-                                                    timeout_graceful_shutdown=5))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+        )
         self.thread = threading.Thread(target=self.server.run, name="uvicorn", daemon=True)
         self.thread.start()
         deadline = time.time() + 60
@@ -404,7 +452,9 @@ def serve(settings: Settings) -> None:
     if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.auth:
         print(f"warning: serving on {settings.host} without RAG_AUTH: anyone who can reach it can use it")
     info = service.index_info()
-    print(f"rag: {info['documents']} document(s), {info['chunks']} chunks, backend {settings.backend}; "
-          f"chat at http://{settings.host}:{settings.port}/ , API at http://{settings.host}:{settings.port}/v1",
-          flush=True)
+    print(
+        f"rag: {info['documents']} document(s), {info['chunks']} chunks, backend {settings.backend}; "
+        f"chat at http://{settings.host}:{settings.port}/ , API at http://{settings.host}:{settings.port}/v1",
+        flush=True,
+    )
     uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning")

@@ -89,9 +89,11 @@ class Limiter:
         with self._lock:
             if self.admitted >= self.concurrency + self.queue_size:
                 self.rejected += 1
-                raise Busy(f"The server is busy: {self.admitted} questions are being answered or waiting "
-                           f"(at most {self.concurrency} at a time, {self.queue_size} waiting). "
-                           "Please retry in a few seconds.")
+                raise Busy(
+                    f"The server is busy: {self.admitted} questions are being answered or waiting "
+                    f"(at most {self.concurrency} at a time, {self.queue_size} waiting). "
+                    "Please retry in a few seconds."
+                )
             self.admitted += 1
         return Ticket(self)
 
@@ -106,8 +108,13 @@ class Limiter:
 
     def stats(self) -> dict:
         admitted = self.admitted
-        return {"answering": min(admitted, self.concurrency), "waiting": max(0, admitted - self.concurrency),
-                "concurrency": self.concurrency, "queue_size": self.queue_size, "rejected": self.rejected}
+        return {
+            "answering": min(admitted, self.concurrency),
+            "waiting": max(0, admitted - self.concurrency),
+            "concurrency": self.concurrency,
+            "queue_size": self.queue_size,
+            "rejected": self.rejected,
+        }
 
 
 # -- the shared service -----------------------------------------------------------------------------------
@@ -170,8 +177,12 @@ class Service:
             raise IndexMissing(f"no index at {self.settings.index_dir}: build one with `rag index` or upload documents")
         if self._retriever is None or version != self._version:
             # as RAG.open does, with the process's one embedder
-            self._retriever = Retriever.open(self.settings.index_dir, self.embedder, self.settings.rrf_k,
-                                             options=StoreOptions.from_settings(self.settings))
+            self._retriever = Retriever.open(
+                self.settings.index_dir,
+                self.embedder,
+                self.settings.rrf_k,
+                options=StoreOptions.from_settings(self.settings),
+            )
             self._version = version
             self._rags.clear()
         return self._retriever
@@ -179,8 +190,11 @@ class Service:
     def index_info(self) -> dict:
         with self._lock:
             retriever = self._current_retriever()
-        return {"version": self._version.name if self._version else None,
-                "documents": len(retriever.index.documents), "chunks": len(retriever)}
+        return {
+            "version": self._version.name if self._version else None,
+            "documents": len(retriever.index.documents),
+            "chunks": len(retriever),
+        }
 
     def documents(self) -> list[DocumentInfo]:
         """Every indexed document (source, title, pages, chunks, size, when added, upload or not)."""
@@ -196,14 +210,23 @@ class Service:
             if found is None:
                 raise UnknownDocument(f"no indexed document has id {doc_id!r}")
             if not found.upload and not self.settings.remove_any:
-                raise NotRemovable(f"{found.source} is not an upload: this server removes uploads only "
-                                   "(start it with --remove-any, or use `rag remove`)")
+                raise NotRemovable(
+                    f"{found.source} is not an upload: this server removes uploads only "
+                    "(start it with --remove-any, or use `rag remove`)"
+                )
             if len(self.documents()) == 1:
                 raise LastDocument(f"{found.source} is the only document: removing it would leave the index empty")
             report = Indexer(self.settings, self.embedder).remove([doc_id])
-        return {"id": doc_id, "object": "document", "deleted": True, "source": found.source,
-                "chunks_removed": report.chunks_removed, "upload_deleted": bool(report.uploads_deleted),
-                "documents": report.files_total, "chunks": report.chunks_total}
+        return {
+            "id": doc_id,
+            "object": "document",
+            "deleted": True,
+            "source": found.source,
+            "chunks_removed": report.chunks_removed,
+            "upload_deleted": bool(report.uploads_deleted),
+            "documents": report.files_total,
+            "chunks": report.chunks_total,
+        }
 
     def warm(self) -> None:
         """Load the index, the embedder and (for `local`) the model now, so the first question is not slow."""
@@ -212,8 +235,9 @@ class Service:
         if rag.backend is not None and rag.backend.name == "local":
             "".join(rag.backend.stream([{"role": "user", "content": "Hi"}], 1))
 
-    def add_documents(self, files: Sequence[Path],
-                      progress: Callable[[int, int, str], None] | None = None) -> list[UploadResult]:
+    def add_documents(
+        self, files: Sequence[Path], progress: Callable[[int, int, str], None] | None = None
+    ) -> list[UploadResult]:
         """Copy each file into the upload area and add it to the index; a bad file is reported and undone."""
         uploads = self.settings.uploads
         results = []
@@ -242,8 +266,11 @@ class Service:
         manifest_files = self._store.read_manifest().files if self._store.current() else {}
         known = manifest_files.get(name)
         if known and Path(known["path"]).resolve() != dest.resolve():
-            return UploadResult(name, "rejected", f"a document named {name} is already indexed from "
-                                                  f"{known['path']}; rename the file to add it")
+            return UploadResult(
+                name,
+                "rejected",
+                f"a document named {name} is already indexed from {known['path']}; rename the file to add it",
+            )
         previous = dest.read_bytes() if dest.exists() else None
         shutil.copyfile(file, dest)
         try:
@@ -259,8 +286,12 @@ class Service:
                 dest.write_bytes(previous)
             return UploadResult(name, "rejected", failed)
         status = "unchanged" if not report.changed else "updated" if known else "added"
-        return UploadResult(name, status, f"{report.chunks_embedded} chunks embedded; the index holds "
-                                          f"{report.files_indexed} documents, {report.chunks_total} chunks")
+        return UploadResult(
+            name,
+            status,
+            f"{report.chunks_embedded} chunks embedded; the index holds "
+            f"{report.files_indexed} documents, {report.chunks_total} chunks",
+        )
 
 
 def _safe_name(name: str) -> str:
