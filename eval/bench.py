@@ -545,7 +545,8 @@ def markdown(r: dict, default: str) -> str:
     for backend, b in r["build"].items():
         lines.append(
             f"| `{backend}` | {b['build_s']:.2f} | {b['unchanged_s']:.3f} ({b['unchanged_embedded']}) | "
-            f"{s[f'unchanged_reindex_{backend}_speedup']:.0f}× | {b['one_changed_s']:.3f} ({b['one_changed_embedded']}) | "
+            f"{s[f'unchanged_reindex_{backend}_speedup']:.0f}× | "
+            f"{b['one_changed_s']:.3f} ({b['one_changed_embedded']}) | "
             f"{s[f'one_changed_reindex_{backend}_speedup']:.0f}× |"
         )
     q = r["queries"]
@@ -553,7 +554,8 @@ def markdown(r: dict, default: str) -> str:
         "",
         f"## Query latency (warm, {q['queries']} SciFact queries, k=5, `{q['backend']}` query embedding; ms)",
         "",
-        "| chunks | query embed p50/p95 | dense p50/p95 | BM25 p50/p95 | hybrid p50/p95 | LangChain FAISS retriever p50/p95 |",
+        "| chunks | query embed p50/p95 | dense p50/p95 | BM25 p50/p95 | hybrid p50/p95 "
+        "| LangChain FAISS retriever p50/p95 |",
         "|---|---|---|---|---|---|",
     ]
     for size, row in q["sizes"].items():
@@ -575,7 +577,8 @@ def markdown(r: dict, default: str) -> str:
         ]
         for backend, a in r["answers"]["backends"].items():
             lines.append(
-                f"| `{backend}` | {a['questions']} | {a['first_token_p50_ms'] / 1000:.2f} / {a['first_token_p95_ms'] / 1000:.2f} | "
+                f"| `{backend}` | {a['questions']} | "
+                f"{a['first_token_p50_ms'] / 1000:.2f} / {a['first_token_p95_ms'] / 1000:.2f} | "
                 f"{a['total_p50_ms'] / 1000:.2f} / {a['total_p95_ms'] / 1000:.2f} | {a['abstained']} |"
             )
         lines.append(f"\nAnswering process peak RSS {r['answers']['peak_rss_mb']:.0f} MB.")

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import typer
 from typer.core import TyperGroup
@@ -55,7 +55,7 @@ Backend = Literal[BACKENDS]
 IndexDir = Annotated[Path, setting("index_dir", "--index-dir", help="Index directory.")]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 StoreFlag = Annotated[
-    Optional[Literal["faiss", "milvus"]],
+    Literal["faiss", "milvus"] | None,
     setting("store", "--store", help="Where vectors live.", shown_default="what the index uses; faiss for a new one"),
 ]
 MilvusUri = Annotated[
@@ -82,13 +82,13 @@ K = Annotated[int, setting("k", "--k", help="Number of passages.", min=1)]
 ModeOption = Annotated[Mode, setting("mode", "--mode", help="Retrieval: dense and BM25 fused, or one of them.")]
 BackendOption = Annotated[Backend, setting("backend", "--backend", help="What writes the answer.")]
 SourceGlobs = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--source", metavar="GLOB", help="Only documents whose name (as search shows it) matches GLOB; repeatable."
     ),
 ]
 MinConfidence = Annotated[
-    Optional[float],
+    float | None,
     setting(
         "min_confidence",
         "--min-confidence",
@@ -154,7 +154,7 @@ def _print_json(data) -> None:
 def index(
     ctx: typer.Context,
     paths: Annotated[
-        Optional[list[Path]],
+        list[Path] | None,
         typer.Argument(
             help="Files or folders to add or re-sync [default: every source the index records; seeds/ for a new index]."
         ),
@@ -176,7 +176,7 @@ def index(
     milvus_uri: MilvusUri = Settings.default("milvus_uri"),
     dense_index: DenseIndexFlag = Settings.default("dense_index"),
     ray: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--ray",
             metavar="[ADDRESS]",
@@ -185,7 +185,7 @@ def index(
         ),
     ] = None,
     ray_workers: Annotated[
-        Optional[int], typer.Option(help="Embedding workers on Ray.", min=1, show_default="one per CPU")
+        int | None, typer.Option(help="Embedding workers on Ray.", min=1, show_default="one per CPU")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -454,13 +454,13 @@ def eval_(
         str, setting("backend", "--backend", help="Backends, comma-separated, e.g. extractive,local.")
     ] = Settings.default("backend"),
     k: Annotated[int, setting("k", "--k", help="Passages per question.", min=1)] = Settings.default("k"),
-    out: Annotated[Optional[Path], typer.Option(help="Report folder.", show_default="eval/reports/RUN")] = None,
+    out: Annotated[Path | None, typer.Option(help="Report folder.", show_default="eval/reports/RUN")] = None,
     cache: Annotated[
         Path,
         typer.Option(help="Where evaluation indexes are built, one per corpus content, chunking and embedding model."),
     ] = Path("eval/.cache"),
     source: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             help="Only the questions on this source file (e.g. one SQuAD "
             "article; questions without support go with the one before)."
