@@ -221,6 +221,13 @@ def index(
         report = indexer.index(paths or None, rebuild=rebuild, prune=not add, progress=not as_json)
     except RagError as exc:
         _fail(exc)
+    if report.upgraded_from is not None:
+        typer.secho(
+            f"the index was in format {report.upgraded_from}, which this version cannot read: rebuilt from its "
+            f"sources ({', '.join(report.sources)})",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
     for source in report.sources_missing:
         typer.secho(
             f"warning: source {source} no longer exists; its documents stay in the index: "
@@ -415,14 +422,17 @@ def ask(
             _print_json(rag.ask(question, sources=source).to_dict())
             return
         answer = None
+        drafting = rag.backend is not None  # a model's draft is shown as it is generated; extractive is instant
         for item in rag.stream(question, sources=source):
             if isinstance(item, str):
-                typer.secho(item, nl=False, dim=True, err=True)  # the draft as it is generated
+                if drafting:
+                    typer.secho(item, nl=False, dim=True, err=True)
             else:
                 answer = item
     except RagError as exc:
         _fail(exc)
-    typer.echo("", err=True)
+    if drafting:
+        typer.echo("", err=True)
     typer.secho(answer.text, bold=True)
     if answer.short and not answer.abstained:
         typer.echo(f"Short answer: {answer.short.quote}")

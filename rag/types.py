@@ -186,6 +186,7 @@ class IndexReport:
     changed: bool = False
     sources: list[str] = field(default_factory=list)  # what the index is built from, as recorded after the run
     sources_missing: list[str] = field(default_factory=list)  # recorded sources gone from disk: kept, not dropped
+    upgraded_from: int | None = None  # the older index format this run rebuilt from the recorded sources
 
     def to_dict(self) -> dict:
         data = asdict(self)

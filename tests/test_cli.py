@@ -37,8 +37,9 @@ def test_index_json_then_search_json(corpus, settings) -> None:
         "seconds",
         "sources",
         "sources_missing",
+        "upgraded_from",
     }
-    assert report["files_indexed"] == 3 and report["chunks_embedded"] == 4
+    assert report["files_indexed"] == 3 and report["chunks_embedded"] == 4 and report["upgraded_from"] is None
     assert report["sources"] == [corpus.as_posix()] and report["sources_missing"] == []
     assert report["files_skipped"] == [{"path": str(corpus / "notes.bin"), "reason": "unsupported file type .bin"}]
 

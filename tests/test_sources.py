@@ -236,3 +236,31 @@ def test_rag_eval_never_touches_the_live_index(project) -> None:
         env={**ENV, "RAG_CHUNK_SIZE": "32"},
     )
     assert len(list((project / "eval" / ".cache").iterdir())) == 3
+
+
+def _age(index_dir: str, format_version: int) -> None:
+    """Make the live version look written by an older release (another index format)."""
+    path = IndexStore(index_dir).current() / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    path.write_text(json.dumps({**manifest, "format_version": format_version}), encoding="utf-8")
+
+
+def test_an_index_in_an_older_format_is_rebuilt_from_its_sources_by_a_plain_rag_index(project) -> None:
+    rag("index", "seeds")
+    _age("index", 2)
+    result = rag("index", "--json")  # what `make run` does after an upgrade
+    assert json.loads(result.stdout)["upgraded_from"] == 2
+    assert "format 2, which this version cannot read: rebuilt from its sources (seeds)" in result.stderr
+    assert sorted(indexed()) == ["cats.txt", "dogs.md"]
+    hits = json.loads(rag("search", "purr", "--k", "1", "--json").stdout)
+    assert hits[0]["source"] == "cats.txt"
+
+
+def test_an_older_index_whose_source_is_gone_is_not_rebuilt_behind_the_users_back(project) -> None:
+    write_corpus(project / "notes", {"birds.txt": "Crows solve puzzles with tools."})
+    rag("index", "seeds", "notes")
+    _age("index", 2)
+    shutil.rmtree(project / "notes")  # a rebuild would lose birds.txt
+    result = runner.invoke(app, ["index"], env=ENV)
+    assert result.exit_code == 1 and "rebuild it with `rag index --rebuild`" in result.output
+    assert json.loads((IndexStore("index").current() / "manifest.json").read_text())["format_version"] == 2

@@ -112,6 +112,8 @@ class Indexer:
         if absent:
             raise RagError(f"no such file or folder: {', '.join(absent)}")
         with self.store.writer_lock():
+            upgraded_from = None if rebuild else self._older_format()
+            rebuild = rebuild or upgraded_from is not None
             previous = self._previous(rebuild)
             old = None if rebuild else previous
             recorded, previous_files = _recorded(previous.manifest) if previous else ([], {})
@@ -145,7 +147,24 @@ class Indexer:
             changed=changed,
             sources=sources,
             sources_missing=missing,
+            upgraded_from=upgraded_from,
         )
+
+    def _older_format(self) -> int | None:
+        """The format of a live version this code cannot read, when a rebuild loses nothing (every source it
+        records is still on disk); None otherwise. An index with a source gone keeps the IndexMismatch error."""
+        if self.store.current() is None:
+            return None
+        try:
+            self.store.read_manifest()
+            return None
+        except IndexMismatch:
+            sources = self.sources()
+            if sources and all(Path(s).exists() for s in sources):
+                return Manifest.parse(self.store.current()).format_version
+            raise
+        except RagError:
+            return None
 
     def _write(
         self,
