@@ -131,7 +131,7 @@ class RAG:
                 abstained=True,
                 citations=(),
                 **base,
-                draft=self._extractive(withheld, base).text if withheld else "",
+                draft=_extractive_text(withheld) if withheld else "",
             )
         elif self.backend is None:
             answer = self._extractive(chosen, base)
@@ -162,7 +162,7 @@ class RAG:
         return [(n, " ".join(texts)) for n, texts in grouped.items()]
 
     def _extractive(self, chosen: Extract, base: dict, **extra: Any) -> Answer:
-        text = " ".join(f"{p.text} [{p.n}]" for p in chosen.parts)
+        text = _extractive_text(chosen)
         citations = tuple(c for p in chosen.parts if (c := cite(p, self.docs)) is not None)
         return Answer(
             text=text,
@@ -236,6 +236,11 @@ def _carries(claims, chosen: Extract) -> bool:
         return any(phrase in c.text.lower() for c in claims)
     spans = {(p.n, p.start) for p in chosen.parts}
     return any((ev.n, ev.start) in spans for c in claims for ev in c.evidence)
+
+
+def _extractive_text(chosen: Extract) -> str:
+    """The extractive answer's text: its sentences, each with its passage marker."""
+    return " ".join(f"{p.text} [{p.n}]" for p in chosen.parts)
 
 
 def _since(started: float) -> float:

@@ -251,20 +251,21 @@ class EvidenceSelector:
             # the sentence before, in the same passage, often names what this one calls "it" or "the company"
             lead = not (i and pool[i - 1].n == p.n)
             before = set() if lead else set(tokens[i - 1])
+            candidates = answer_candidates(p.text, kind, question)
             rows.append(
                 {
                     "cosine": float(cos),
                     "clause_cosine": clause_cos,
-                    "bm25": _bm25(toks, q_idf, avg_len) / (sum(q_idf.values()) or 1.0),
+                    "bm25": _bm25(toks, q_idf, avg_len) / idf_total,
                     "overlap": len(q_words & s_words) / len(q_words) if q_words else 0.0,
-                    "type_match": float(bool(answer_candidates(p.text, kind, question))),
+                    "type_match": float(bool(candidates)),
                     "rank": 1.0 / p.n,
                     "novel": min(len(s_words - q_words), 10) / 10,
                     "length": math.log(1 + len(words(p.text))),
                     "weighted_overlap": sum(v for t, v in q_idf.items() if t in s_words) / idf_total,
                     "context_overlap": sum(v for t, v in q_idf.items() if t in s_words | before) / idf_total,
                     "bigrams": len(q_bigrams & set(itertools.pairwise(toks))) / len(q_bigrams) if q_bigrams else 0.0,
-                    "proximity": _proximity(p.text, answer_candidates(p.text, kind, question), q_words),
+                    "proximity": _proximity(p.text, candidates, q_words),
                     "lead": float(lead),
                 }
             )

@@ -158,10 +158,11 @@ class Indexer:
         try:
             self.store.read_manifest()
             return None
-        except IndexMismatch:
-            sources = self.sources()
+        except IndexMismatch:  # read_manifest parsed it: only the format version is another
+            old = Manifest.parse(self.store.current())
+            sources = _recorded(old)[0]
             if sources and all(Path(s).exists() for s in sources):
-                return Manifest.parse(self.store.current()).format_version
+                return old.format_version
             raise
         except RagError:
             return None
