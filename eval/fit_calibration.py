@@ -19,6 +19,8 @@ What is fitted, in order:
 4. the abstention threshold: the confidence that maximises balanced accuracy, the mean of the share of
    answerable questions answered right and the share of unanswerable questions abstained on, averaged over
    the two sources.
+The grounding model (which claims of a model's draft the passages support) is fitted by eval/fit_grounding.py
+on hand-labelled claims; this script keeps the one in the file.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.answer.calibration import PACKAGED, Calibration, Logistic  # noqa: E402
+from rag.answer.calibration import PACKAGED, Calibration, Logistic, load  # noqa: E402
 from rag.answer.evidence import (  # noqa: E402
     CONFIDENCE_FEATURES,
     SENTENCE_FEATURES,
@@ -273,6 +275,11 @@ def main() -> None:
         "figures_on_calibration_split": figures,
         "seconds": round(time.time() - started, 1),
     }
+    # the grounding model is fitted on its own (eval/fit_grounding.py, on hand-labelled claims): kept as it is
+    previous = load(args.out) if args.out.is_file() else None
+    if previous is not None and previous.grounding is not None:
+        provisional = replace(provisional, grounding=previous.grounding, grounding_cut=previous.grounding_cut)
+        meta["grounding"] = previous.meta.get("grounding", {})
     result = replace(provisional, min_confidence=float(threshold), meta=meta)
     args.out.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     print(json.dumps({"out": str(args.out), "threshold": threshold, "second_sentence": second, **figures}, indent=2))

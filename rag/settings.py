@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     repeat_penalty: float = Field(1.15, ge=1)  # llama.cpp's penalty on recently generated tokens (1 = none)
     grounding: bool = True
     # None = the fitted values in rag/answer/calibration.json (eval/fit_calibration.py)
-    grounding_threshold: float | None = Field(None, ge=0, le=1)  # support a claim needs from a passage sentence
+    grounding_threshold: float | None = Field(None, ge=0, le=1)  # the cut-off a claim must reach to be kept
     min_confidence: float | None = Field(None, ge=0, le=1)  # calibrated confidence an answer needs; below: abstain
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0)

@@ -72,6 +72,15 @@ class Calibration:
     # per question kind ("date", "number", "name"): how often an answer whose best sentence lacks the kind of thing
     # asked for was right on the calibration split; its confidence is never higher
     untyped_ceiling: dict = field(default_factory=dict)
+    # P(the cited passages fully support a model's claim), fitted on hand-labelled claims by eval/fit_grounding.py,
+    # and the cut-off at which the kept claims of that set were at most 5% not fully supported
+    grounding: Logistic | None = None
+    grounding_cut: float | None = None
+
+    @property
+    def claim_cut(self) -> float:
+        """The cut-off the verifier applies: on the grounding model's probability, or without one, on support."""
+        return self.support if self.grounding is None or self.grounding_cut is None else self.grounding_cut
 
     def answer_confidence(self, kind: str, features: dict[str, float]) -> float:
         """The calibrated confidence, capped for an answer that lacks what the question asks for."""
@@ -96,6 +105,8 @@ class Calibration:
                 int(data["prompt_sentences"]),
                 data.get("meta", {}),
                 {str(k): float(v) for k, v in data["untyped_ceiling"].items()},
+                Logistic.from_dict(data["grounding"]) if data.get("grounding") else None,
+                float(data["grounding_cut"]) if data.get("grounding_cut") is not None else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
@@ -113,6 +124,8 @@ class Calibration:
             "support": self.support,
             "prompt_sentences": self.prompt_sentences,
             "untyped_ceiling": self.untyped_ceiling,
+            "grounding": self.grounding.to_dict() if self.grounding else None,
+            "grounding_cut": self.grounding_cut,
             "meta": self.meta,
         }
 

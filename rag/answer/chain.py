@@ -48,8 +48,8 @@ class RAG:
         self.backend = backend
         self.calibration = calibration or fitted.load()
         self.selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), self.calibration)
-        support = self.calibration.support if settings.grounding_threshold is None else settings.grounding_threshold
-        self.verifier = Verifier(retriever.embedder, support)
+        cut = self.calibration.claim_cut if settings.grounding_threshold is None else settings.grounding_threshold
+        self.verifier = Verifier(retriever.embedder, cut, self.calibration.grounding)
         # read from disk on demand: documents with their page and heading markers, and their texts
         self.docs = retriever.index.documents_by_id
         self.documents = retriever.index.document_texts

@@ -1,27 +1,40 @@
 """Verification and citations: map a draft's [n] markers to exact sentence spans and keep only what the
 cited passages support, judged clause by clause.
 
-A claim is supported when a passage sentence matches it closely enough (embedding cosine blended with the
-share of the claim's words the sentence holds) and it names no number or proper noun absent from every
-passage. When a sentence as a whole is not supported, its longest supported leading clauses are kept, so a
-correct clause survives an invented tail. Evidence selection and prompting live elsewhere.
+A claim is supported when the fitted grounding model (rag.answer.calibration, over CLAIM_FEATURES: how closely
+its best passage sentence matches it in meaning, words and word pairs, and what it says that no cited passage
+does) puts it above the fitted cut-off, and it names no number or proper noun absent from every passage. When
+a sentence as a whole is not supported, its longest supported leading clauses are kept, so a correct clause
+survives an invented tail. Evidence selection and prompting live elsewhere.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from rag.answer.evidence import PassageSentence, passage_sentences
+from rag.answer.calibration import Logistic
+from rag.answer.evidence import NEGATION, PassageSentence, passage_sentences
 from rag.index.embedding import Embedder
-from rag.text import CLAUSE_BREAK, content_words, entities, sentences, stopwords, words
+from rag.text import CLAUSE_BREAK, content_tokens, content_words, entities, sentences, stopwords, words
 from rag.types import Citation, Document, Hit
 
+CLAIM_FEATURES = (
+    "support",
+    "coverage",
+    "passage_coverage",
+    "bigrams",
+    "skip_bigrams",
+    "negation",
+    "length",
+)
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
-_SOURCE_ECHO = re.compile(r"\(source:[^)]*\)", re.I)
+# echoes of the prompt's framing a small model copies into its reply: source labels and the data delimiters
+_SOURCE_ECHO = re.compile(r"\(source:[^)]*\)|<{2,}\s*(?:PASSAGES|END)-\w*\s*>*", re.I)
 
 
 @dataclass(frozen=True)
@@ -77,11 +90,14 @@ def support_scores(embedder: Embedder, claims: Sequence[str], candidates: Sequen
 
 
 class Verifier:
-    """Judges draft claims against the passages they cite; `threshold` is the fitted support cut-off."""
+    """Judges draft claims against the passages they cite. With a fitted grounding `model`, a claim is kept when
+    the model's probability that its passages support it reaches `threshold`; without one (tests, older
+    calibrations), when its support score does."""
 
-    def __init__(self, embedder: Embedder, threshold: float):
+    def __init__(self, embedder: Embedder, threshold: float, model: Logistic | None = None):
         self.embedder = embedder
         self.threshold = threshold
+        self.model = model
 
     def check(self, draft: str, hits: Sequence[Hit]) -> list[Claim]:
         """Verdicts for every sentence of a draft; an unsupported sentence keeps its longest supported head."""
@@ -89,41 +105,80 @@ class Verifier:
         claims = split_claims(draft, len(hits))
         if not claims or not pool:
             return [Claim(t, c, 0.0, False, ()) for t, c in claims]
-        known = {e.lower() for h in hits for e in entities(h.chunk.text)}
         heads = [(i, p) for i, (text, _) in enumerate(claims) for p in clause_prefixes(text)]
         texts = [t for t, _ in claims] + [p for _, p in heads]
         matrix = support_scores(self.embedder, texts, [p.text for p in pool])
+        context = _Context(pool, hits)
         out = []
         for row, (text, cited) in enumerate(claims):
-            claim = self._judge(text, cited, matrix[row], pool, known)
+            claim, _ = self._judge(text, cited, matrix[row], context)
             if not claim.supported:
                 for offset, (i, head) in enumerate(heads):
                     if i == row:
-                        kept = self._judge(head, cited, matrix[len(claims) + offset], pool, known)
+                        kept, _ = self._judge(head, cited, matrix[len(claims) + offset], context)
                         if kept.supported:
-                            claim = Claim(
-                                kept.text,
-                                kept.cited,
-                                kept.support,
-                                True,
-                                kept.evidence,
-                                dropped=text[len(head) - 1 :].lstrip(" ,;:—–-"),
-                            )
+                            claim = replace(kept, dropped=text[len(head) - 1 :].lstrip(" ,;:—–-"))
                             break
             out.append(claim)
         return out
 
+    def judge_one(self, text: str, cited: tuple[int, ...], hits: Sequence[Hit]) -> tuple[Claim, dict[str, float]]:
+        """The verdict on one claim and the grounding model's inputs for it (eval/fit_grounding.py draws these)."""
+        pool = passage_sentences(hits)
+        return self._judge(
+            text, cited, support_scores(self.embedder, [text], [p.text for p in pool])[0], _Context(pool, hits)
+        )
+
     def _judge(
-        self, text: str, cited: tuple[int, ...], row: np.ndarray, pool: list[PassageSentence], known: set[str]
-    ) -> Claim:
+        self, text: str, cited: tuple[int, ...], row: np.ndarray, context: _Context
+    ) -> tuple[Claim, dict[str, float]]:
+        pool = context.pool
         allowed = [i for i, p in enumerate(pool) if not cited or p.n in cited]
         if not allowed:
-            return Claim(text, cited, 0.0, False, ())
+            return Claim(text, cited, 0.0, False, ()), {}
         best = max(allowed, key=lambda i: row[i])
         cited = cited or (pool[best].n,)
-        invented = {e.lower() for e in entities(text)} - known
-        support = float(row[best])
-        return Claim(text, cited, support, support >= self.threshold and not invented, _evidence(pool, row, cited))
+        features = claim_features(text, pool[best].text, context.passages(cited), float(row[best]))
+        invented = {e.lower() for e in entities(text)} - context.known
+        score = self.model.probability(features) if self.model else features["support"]
+        supported = score >= self.threshold and not invented
+        return Claim(text, cited, score, supported, _evidence(pool, row, cited)), features
+
+
+class _Context:
+    """The passages a draft is checked against: their sentences, names and texts."""
+
+    def __init__(self, pool: list[PassageSentence], hits: Sequence[Hit]):
+        self.pool = pool
+        self.hits = hits
+        self.known = {e.lower() for h in hits for e in entities(h.chunk.text)}
+
+    def passages(self, cited: tuple[int, ...]) -> str:
+        return " ".join(self.hits[n - 1].chunk.text for n in cited if 1 <= n <= len(self.hits))
+
+
+def claim_features(claim: str, sentence: str, passages: str, support: float) -> dict[str, float]:
+    """The grounding model's inputs for a claim and the passage sentence that best supports it: the support
+    score (`support_scores`); the share of the claim's words in the sentence and in the cited passages; the
+    share of its adjacent word pairs (and pairs one word apart) the sentence repeats, which a swap of who does
+    what breaks; negation in one but not the other; the claim's length."""
+    tokens, s_tokens = content_tokens(claim), content_tokens(sentence)
+    c_words = set(tokens)
+    pairs, skips = _pairs(tokens, 1), _pairs(tokens, 2)
+    return {
+        "support": support,
+        "coverage": len(c_words & set(s_tokens)) / len(c_words) if c_words else 0.0,
+        "passage_coverage": len(c_words & content_words(passages)) / len(c_words) if c_words else 0.0,
+        "bigrams": len(pairs & _pairs(s_tokens, 1)) / len(pairs) if pairs else 1.0,
+        "skip_bigrams": len(skips & _pairs(s_tokens, 2)) / len(skips) if skips else 1.0,
+        "negation": float(bool(NEGATION.search(claim)) != bool(NEGATION.search(sentence))),
+        "length": math.log(1 + len(tokens)),
+    }
+
+
+def _pairs(tokens: Sequence[str], reach: int) -> set[tuple[str, str]]:
+    """Ordered pairs of tokens at most `reach` positions apart."""
+    return {(a, b) for i, a in enumerate(tokens) for b in tokens[i + 1 : i + 1 + reach]}
 
 
 def _evidence(pool: list[PassageSentence], row: np.ndarray, cited: tuple[int, ...]) -> tuple[PassageSentence, ...]:

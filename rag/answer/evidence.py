@@ -100,7 +100,7 @@ _HOLDS = {
 }
 
 
-_NEGATION = re.compile(r"\b(not|no|never|none|nor|without|n't|cannot)\b|n’t\b|n't\b", re.I)
+NEGATION = re.compile(r"\b(not|no|never|none|nor|without|n't|cannot)\b|n’t\b|n't\b", re.I)
 
 
 def question_type(question: str) -> str:
@@ -297,7 +297,7 @@ class EvidenceSelector:
             "coverage": 1.0 - sum(missing) / total,
             # a name or number the question gives that no passage holds, and negation in one but not the other
             "missing_name": float(any(e.lower() not in passage_text for e in entities(question))),
-            "negation": float(bool(_NEGATION.search(question)) != bool(_NEGATION.search(best.sentence.text))),
+            "negation": float(bool(NEGATION.search(question)) != bool(NEGATION.search(best.sentence.text))),
             "type_mismatch": float(bool(kind) and not best.features["type_match"]),
             # the share of the question's words the whole corpus never uses
             "unknown": _share(sorted(q_words), lambda t: not self.idf.known(t)),

@@ -1,0 +1,59 @@
+"""Draw answer sentences a model wrote and verification kept, from `rag eval` results, for a reader to judge.
+
+    python eval/handcheck/draw.py RESULTS.jsonl [RESULTS.jsonl ...] --corpus DIR [--n 50] [--seed 11] > out.jsonl
+
+Takes the answers that are the model's own (not abstained, not fallen back to extractive), splits them into
+sentences with their [n] markers, and writes a random sample of `n`, each with its question and the full text of
+the passages it cites (rebuilt from the corpus files and the retrieved spans in the results), and an empty
+verdict for the reader: supported yes/partly/no, answers the question yes/partly/no, fluent yes/no, a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from rag.answer.citations import MARKER  # noqa: E402
+
+_CLAIM = re.compile(r"\s*(.+?)\s*((?:\[\d+(?:\s*,\s*\d+)*\])+)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", type=Path, nargs="+", help="results.jsonl of `rag eval --backend local` runs")
+    parser.add_argument("--corpus", type=Path, action="append", required=True, help="the corpus folder(s)")
+    parser.add_argument("--n", type=int, default=50)
+    parser.add_argument("--seed", type=int, default=11)
+    args = parser.parse_args()
+    texts: dict[str, str] = {}
+    for corpus in args.corpus:
+        texts.update({p.relative_to(corpus).as_posix(): p.read_text(encoding="utf-8") for p in corpus.rglob("*.txt")})
+    pool = []
+    for path in args.results:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            if r["abstained"] or r.get("fallback") or r["backend"] == "extractive":
+                continue
+            passages = {n: texts[s["source"]][s["char_start"] : s["char_end"]] for n, s in enumerate(r["retrieved"], 1)}
+            # the chain writes each kept claim as "text [n][m]", claims joined by a space
+            for m in _CLAIM.finditer(r["answer"]):
+                cited = [int(x) for group in MARKER.findall(m.group(2)) for x in group.split(",")]
+                sentence = m.group(0).strip()
+                passages_cited = {str(n): passages[n] for n in dict.fromkeys(cited) if n in passages}
+                pool.append({"question": r["question"], "answer_sentence": sentence, "cited_passages": passages_cited})
+    random.Random(args.seed).shuffle(pool)
+    for i, row in enumerate(pool[: args.n]):
+        verdict = {"supported": "", "answers_question": "", "fluent": "", "note": ""}
+        print(json.dumps({"i": i, **row, "verdict": verdict}, ensure_ascii=False))
+    print(f"{min(args.n, len(pool))} of {len(pool)} kept model sentences drawn", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
