@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "eval")]
 
 from rag.answer.calibration import PACKAGED, Calibration  # noqa: E402
 from rag.answer.calibration import load as load_calibration  # noqa: E402
-from rag.answer.citations import CLAIM_FEATURES, clause_prefixes, split_claims  # noqa: E402
+from rag.answer.citations import CLAIM_FEATURES, claim_features, clause_prefixes, split_claims  # noqa: E402
 from rag.evaluation.evaluate import by_source, eval_index_dir, load_questions  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -94,6 +94,11 @@ def fit(args: argparse.Namespace) -> None:
     rows = [r for r in rows if r.get("verdict", {}).get("supported") in ("yes", "partly", "no")]
     if len(rows) < 20:
         sys.exit(f"{args.labels}: only {len(rows)} labelled claims; label them first (see the module docstring)")
+    # every feature but the support score (which needs the embedder, and was stored when drawn) is recomputed
+    # from the stored texts, so a new feature needs no new labels
+    for r in rows:
+        passages = " ".join(r["cited_passages"].values())
+        r["features"] = claim_features(r["claim"], r["best_sentence"], passages, r["features"]["support"])
     x = np.array([[r["features"][name] for name in CLAIM_FEATURES] for r in rows])
     y = np.array([r["verdict"]["supported"] == "yes" for r in rows])
     model = fit_logistic(x, y, CLAIM_FEATURES)

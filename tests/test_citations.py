@@ -128,3 +128,12 @@ def test_with_a_grounding_model_the_verdict_is_its_probability_against_the_cut()
 def test_an_echoed_delimiter_is_not_a_claim() -> None:
     draft = 'Azure hosts the training workloads [1]. <<<END-650b15B24E7F3>>"'
     assert split_claims(draft, k=1) == [("Azure hosts the training workloads.", (1,))]
+
+
+def test_claim_features_tell_words_apart_that_share_a_stem() -> None:
+    sentence = "The survey covers the analysis of algorithms and computability theory."
+    f = claim_features(
+        "The survey covers the analysis of algorithms and computational theory.", sentence, sentence, 0.9
+    )
+    assert f["coverage"] == 1.0  # computational and computability stem alike
+    assert f["exact_coverage"] < 1.0 and f["bigrams"] < 1.0

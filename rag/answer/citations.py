@@ -26,6 +26,7 @@ from rag.types import Citation, Document, Hit
 CLAIM_FEATURES = (
     "support",
     "coverage",
+    "exact_coverage",
     "passage_coverage",
     "bigrams",
     "skip_bigrams",
@@ -159,21 +160,29 @@ class _Context:
 
 def claim_features(claim: str, sentence: str, passages: str, support: float) -> dict[str, float]:
     """The grounding model's inputs for a claim and the passage sentence that best supports it: the support
-    score (`support_scores`); the share of the claim's words in the sentence and in the cited passages; the
-    share of its adjacent word pairs (and pairs one word apart) the sentence repeats, which a swap of who does
+    score (`support_scores`); the share of the claim's words in the sentence, by stem and as written (stems
+    make "computational" and "computability" one word), and by stem in the cited passages; the share of its
+    adjacent word pairs (and pairs one word apart) the sentence repeats as written, which a swap of who does
     what breaks; negation in one but not the other; the claim's length."""
-    tokens, s_tokens = content_tokens(claim), content_tokens(sentence)
-    c_words = set(tokens)
-    pairs, skips = _pairs(tokens, 1), _pairs(tokens, 2)
+    stems, s_stems = set(content_tokens(claim)), set(content_tokens(sentence))
+    written, s_written = _written(claim), _written(sentence)
+    pairs, skips = _pairs(written, 1), _pairs(written, 2)
     return {
         "support": support,
-        "coverage": len(c_words & set(s_tokens)) / len(c_words) if c_words else 0.0,
-        "passage_coverage": len(c_words & content_words(passages)) / len(c_words) if c_words else 0.0,
-        "bigrams": len(pairs & _pairs(s_tokens, 1)) / len(pairs) if pairs else 1.0,
-        "skip_bigrams": len(skips & _pairs(s_tokens, 2)) / len(skips) if skips else 1.0,
+        "coverage": len(stems & s_stems) / len(stems) if stems else 0.0,
+        "exact_coverage": len(set(written) & set(s_written)) / len(set(written)) if written else 0.0,
+        "passage_coverage": len(stems & content_words(passages)) / len(stems) if stems else 0.0,
+        "bigrams": len(pairs & _pairs(s_written, 1)) / len(pairs) if pairs else 1.0,
+        "skip_bigrams": len(skips & _pairs(s_written, 2)) / len(skips) if skips else 1.0,
         "negation": float(bool(NEGATION.search(claim)) != bool(NEGATION.search(sentence))),
-        "length": math.log(1 + len(tokens)),
+        "length": math.log(1 + len(written)),
     }
+
+
+def _written(text: str) -> list[str]:
+    """The content words of a text as written (lowercased), in order."""
+    stop = stopwords()
+    return [w for w in words(text) if w not in stop]
 
 
 def _pairs(tokens: Sequence[str], reach: int) -> set[tuple[str, str]]:
