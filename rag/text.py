@@ -128,10 +128,15 @@ def query_tokens(text: str) -> list[str]:
     return stem([w for w in _WORD.findall(text.lower()) if w not in stop])
 
 
+def written_words(text: str) -> list[str]:
+    """The content words of a text as written (lowercased, not stemmed), in order, repeats kept."""
+    stop = stopwords()
+    return [w for w in words(text) if w not in stop]
+
+
 def content_tokens(text: str) -> list[str]:
     """The stemmed content words of a text in order, repeats kept (hosting -> host, OpenAI's -> openai)."""
-    stop = stopwords()
-    return stem([w for w in words(text) if w not in stop])
+    return stem(written_words(text))
 
 
 def content_words(text: str) -> set[str]:

@@ -20,7 +20,16 @@ import numpy as np
 from rag.answer.calibration import Logistic
 from rag.answer.evidence import NEGATION, PassageSentence, passage_sentences
 from rag.index.embedding import Embedder
-from rag.text import CLAUSE_BREAK, content_tokens, content_words, entities, sentences, stopwords, words
+from rag.text import (
+    CLAUSE_BREAK,
+    content_tokens,
+    content_words,
+    entities,
+    sentences,
+    stopwords,
+    words,
+    written_words,
+)
 from rag.types import Citation, Document, Hit
 
 CLAIM_FEATURES = (
@@ -165,7 +174,7 @@ def claim_features(claim: str, sentence: str, passages: str, support: float) -> 
     adjacent word pairs (and pairs one word apart) the sentence repeats as written, which a swap of who does
     what breaks; negation in one but not the other; the claim's length."""
     stems, s_stems = set(content_tokens(claim)), set(content_tokens(sentence))
-    written, s_written = _written(claim), _written(sentence)
+    written, s_written = written_words(claim), written_words(sentence)
     pairs, skips = _pairs(written, 1), _pairs(written, 2)
     return {
         "support": support,
@@ -177,12 +186,6 @@ def claim_features(claim: str, sentence: str, passages: str, support: float) -> 
         "negation": float(bool(NEGATION.search(claim)) != bool(NEGATION.search(sentence))),
         "length": math.log(1 + len(written)),
     }
-
-
-def _written(text: str) -> list[str]:
-    """The content words of a text as written (lowercased), in order."""
-    stop = stopwords()
-    return [w for w in words(text) if w not in stop]
 
 
 def _pairs(tokens: Sequence[str], reach: int) -> set[tuple[str, str]]:
