@@ -12,9 +12,10 @@ What is fitted, in order:
    the top-k passages that contains a gold answer against one of the same question's that does not: logistic
    regression on feature differences), then Platt-scaled into a probability on the sentences themselves;
 2. the second-sentence cut-off: the value that makes extractive answers contain a gold answer most often;
-3. the confidence calibrator: logistic regression over rag.answer.evidence.CONFIDENCE_FEATURES, label "the extractive
-   answer contains a gold answer" (always 0 for unanswerable questions); the two sources (SQuAD, seed) weigh
-   the same, however many questions each has; then, per question kind, the ceiling for answers whose best
+3. the confidence calibrator: logistic regression over rag.answer.evidence.CONFIDENCE_FEATURES, each weight held to
+   the sign its meaning implies (CONFIDENCE_SIGNS: more of the question found can only raise confidence), label
+   "the extractive answer contains a gold answer" (always 0 for unanswerable questions); the two sources (SQuAD,
+   seed) weigh the same, however many questions each has; then, per question kind, the ceiling for answers whose best
    sentence lacks the kind of thing asked for: their share right, Laplace-smoothed ((right + 1) / (n + 2));
 4. the abstention threshold: the confidence that maximises balanced accuracy, the mean of the share of
    answerable questions answered right and the share of unanswerable questions abstained on, averaged over
@@ -40,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from rag.answer.calibration import PACKAGED, Calibration, Logistic, load  # noqa: E402
 from rag.answer.evidence import (  # noqa: E402
     CONFIDENCE_FEATURES,
+    CONFIDENCE_SIGNS,
     SENTENCE_FEATURES,
     EvidenceSelector,
     Idf,
@@ -81,20 +83,54 @@ def collect(settings: Settings, corpus: Path, questions, k: int, cache: Path) ->
 
 
 def fit_logistic(
-    x: np.ndarray, y: np.ndarray, names: tuple[str, ...], weight: np.ndarray | None = None, c: float = 1.0
+    x: np.ndarray,
+    y: np.ndarray,
+    names: tuple[str, ...],
+    weight: np.ndarray | None = None,
+    c: float = 1.0,
+    signs: dict[str, int] | None = None,
 ) -> Logistic:
+    """L2-regularised logistic regression on standardised features (scikit-learn's objective). With `signs`, a
+    feature whose sign is +1 (-1) may only raise (lower) the probability, so the model cannot learn the opposite
+    from quirks of the fitting data; fitted then by bounded L-BFGS (SciPy), as scikit-learn offers no bounds."""
     from sklearn.linear_model import LogisticRegression
 
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale[scale == 0] = 1.0
-    model = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y, sample_weight=weight)
+    z = (x - mean) / scale
+    if signs is None:
+        model = LogisticRegression(C=c, max_iter=2000).fit(z, y, sample_weight=weight)
+        coef, bias = model.coef_[0], float(model.intercept_[0])
+    else:
+        coef, bias = _bounded_logistic(
+            z, y, np.ones(len(y)) if weight is None else weight, c, [signs[n] for n in names]
+        )
     return Logistic(
         names,
-        tuple(float(w) for w in model.coef_[0]),
-        float(model.intercept_[0]),
+        tuple(float(w) for w in coef),
+        bias,
         tuple(float(m) for m in mean),
         tuple(float(s) for s in scale),
     )
+
+
+def _bounded_logistic(z: np.ndarray, y: np.ndarray, weight: np.ndarray, c: float, signs: list[int]):
+    from scipy.optimize import minimize
+
+    target = np.asarray(y, dtype=float)
+
+    def loss(params: np.ndarray):
+        bias, coef = params[0], params[1:]
+        t = z @ coef + bias
+        value = np.sum(weight * (np.logaddexp(0.0, t) - target * t)) + 0.5 / c * coef @ coef
+        g = weight * (1.0 / (1.0 + np.exp(-t)) - target)
+        return value, np.concatenate([[g.sum()], z.T @ g + coef / c])
+
+    bounds = [(None, None)] + [(0.0, None) if s > 0 else (None, 0.0) if s < 0 else (None, None) for s in signs]
+    fitted = minimize(loss, np.zeros(z.shape[1] + 1), jac=True, bounds=bounds, method="L-BFGS-B")
+    if not fitted.success:
+        sys.exit(f"the confidence fit did not converge: {fitted.message}")
+    return fitted.x[1:], float(fitted.x[0])
 
 
 def fit_ranker(rows: list[dict], x: np.ndarray, y: np.ndarray) -> Logistic:
@@ -206,7 +242,7 @@ def main() -> None:
     cx = np.array([[ev.features[name] for name in CONFIDENCE_FEATURES] for ev, _ in usable])
     cy = np.array([correct(ev, provisional, r["q"]) for ev, r in usable])
     cw = np.array([len(rows) / (len(per_set) * per_set[r["set"]]) for _, r in usable])
-    confidence = fit_logistic(cx, cy, CONFIDENCE_FEATURES, cw)
+    confidence = fit_logistic(cx, cy, CONFIDENCE_FEATURES, cw, signs=CONFIDENCE_SIGNS)
     untyped = {}
     for (ev, _), ok in zip(usable, cy, strict=True):
         if ev.kind and ev.features["type_mismatch"]:

@@ -85,6 +85,22 @@ def test_question_types() -> None:
     ] == ["date", "date", "number", "name", "name", ""]
 
 
+def test_alignment_is_the_idf_weighted_share_of_question_words_a_sentence_matches(retriever) -> None:
+    from rag.answer.evidence import EvidenceSelector, Idf, passage_sentences
+
+    selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), CALIBRATION)
+    question = "Which cloud hosts the training workloads?"
+    pool = passage_sentences(retriever.search(question, k=3))
+    rows = {p.text: f["alignment"] for p, f in zip(pool, selector.features(question, "name", pool), strict=True)}
+    # hashed word vectors match a word only by itself: every content word of the question but "cloud" is there
+    idf = selector.idf
+    expected = sum(idf(w) for w in ("host", "train", "workload")) / sum(
+        idf(w) for w in ("cloud", "host", "train", "workload")
+    )
+    assert rows["Azure hosts the training workloads for the models."] == pytest.approx(expected, abs=1e-5)
+    assert rows["Rollo was the first ruler of Normandy."] == 0.0
+
+
 def test_extractive_answer_is_the_best_sentence_with_the_short_answer_as_a_document_span(retriever, settings) -> None:
     answer = rag_with(retriever, settings).ask("When were the details disclosed?")
     assert not answer.abstained and answer.fallback is None

@@ -83,3 +83,20 @@ def test_torch_embedder_is_unchanged_by_small_batches(real_embedder: SentenceTra
     one = real_embedder.embed([SENTENCES[0]])[0]
     assert torch.get_num_threads() == threads  # the one-thread query path restores the setting
     np.testing.assert_allclose(one, real_embedder.embed(SENTENCES)[0], atol=1e-5)
+
+
+def test_token_vectors_come_from_the_same_pass_and_agree_across_backends(cache, real_embedder, torch_vectors) -> None:
+    onnx = OnnxEmbedder(cache_dir=cache)
+    for embedder, vectors in ((real_embedder, torch_vectors), (onnx, onnx.embed(SENTENCES))):
+        pooled, tokens = embedder.embed_tokens(SENTENCES)
+        np.testing.assert_allclose(pooled, vectors, atol=1e-5)  # the sentence vector is the mean of the same pass
+        for text, t in zip(SENTENCES, tokens, strict=True):
+            assert [text[a:b] for a, b in t.offsets][:3] == [text[a:b] for a, b in onnx.token_offsets([text])[0][:3]]
+            assert t.vectors.shape == (len(t.offsets), 384)
+            assert np.allclose(np.linalg.norm(t.vectors, axis=1), 1.0, atol=1e-5)
+    _, by_torch = real_embedder.embed_tokens(SENTENCES)
+    _, by_onnx = onnx.embed_tokens(SENTENCES)
+    for a, b in zip(by_torch, by_onnx, strict=True):
+        assert a.offsets == b.offsets and (a.vectors * b.vectors).sum(1).min() >= 0.999
+    long = "word " * 400  # cut at the model's limit, as the sentence vector is
+    assert len(onnx.embed_tokens([long])[1][0].offsets) == onnx.max_tokens

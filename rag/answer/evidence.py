@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.answer.calibration import Calibration
-from rag.index.embedding import Embedder
+from rag.index.embedding import Embedder, TokenVectors
 from rag.text import clauses, content_tokens, content_words, entities, sentences, stem, stopwords, words
 from rag.types import Hit
 
@@ -38,6 +38,7 @@ SENTENCE_FEATURES = (
     "bigrams",
     "proximity",
     "lead",
+    "alignment",
 )
 CONFIDENCE_FEATURES = (
     "best",
@@ -58,7 +59,32 @@ CONFIDENCE_FEATURES = (
     "context_overlap",
     "proximity",
     "best_weighted_overlap",
+    "alignment",
 )
+# What each confidence feature's meaning says: +1 can only make a right answer likelier, -1 only less likely, 0
+# either. The calibrator is held to these, so it cannot learn, say, "every question word found means
+# unanswerable" from SQuAD 2.0's unanswerable questions, which were written to overlap their paragraph.
+CONFIDENCE_SIGNS = {
+    "best": 1,
+    "margin": 1,
+    "cosine": 1,
+    "bm25": 1,
+    "overlap": 1,
+    "typed": 0,
+    "type_match": 1,
+    "missing": -1,
+    "missing_passages": -1,
+    "coverage": 1,
+    "missing_name": -1,
+    "negation": -1,
+    "type_mismatch": -1,
+    "unknown": -1,
+    "weighted_overlap": 1,
+    "context_overlap": 1,
+    "proximity": 1,
+    "best_weighted_overlap": 1,
+    "alignment": 1,
+}
 _BM25_K1, _BM25_B = 1.5, 0.75  # bm25s's defaults, so sentence BM25 agrees with the index's
 
 _INSTRUCTION = re.compile(
@@ -231,8 +257,9 @@ class EvidenceSelector:
         # a long sentence's vector is about its main clause: each clause is matched on its own too
         parts = [[p.text[c.start : c.end] for c in clauses(p.text)] for p in pool]
         pieces = [piece for ps in parts for piece in ps if len(ps) > 1]
-        vectors = self.embedder.embed([question, *(p.text for p in pool), *pieces])
+        vectors, in_context = self.embedder.embed_tokens([question, *(p.text for p in pool), *pieces])
         cosine = vectors[1 : len(pool) + 1] @ vectors[0]
+        asked, weights = self._asked_tokens(question, in_context[0])
         piece_cosine = iter((vectors[len(pool) + 1 :] @ vectors[0]).tolist())
         clause_cosine = [
             max([float(c)] + [next(piece_cosine) for _ in ps if len(ps) > 1])
@@ -267,6 +294,7 @@ class EvidenceSelector:
                     "bigrams": len(q_bigrams & set(itertools.pairwise(toks))) / len(q_bigrams) if q_bigrams else 0.0,
                     "proximity": _proximity(p.text, candidates, q_words),
                     "lead": float(lead),
+                    "alignment": _alignment(asked, weights, in_context[i + 1].vectors),
                 }
             )
         return rows
@@ -306,14 +334,28 @@ class EvidenceSelector:
             "proximity": best.features["proximity"],
             # how much of the question any one sentence holds, the best sentence or not
             "best_weighted_overlap": max(s.features["weighted_overlap"] for s in ranked),
+            "alignment": best.features["alignment"],
         }
+
+    def _asked_tokens(self, question: str, tokens: TokenVectors) -> tuple[np.ndarray, np.ndarray]:
+        """The vectors of the question's tokens that belong to its content words, each weighted by its word's IDF."""
+        weight_at = {}
+        for start, end, word in _asked_words(question, content_words(question)):
+            weight_at.update(dict.fromkeys(range(start, end), self.idf(word)))
+        keep = [(i, weight_at[a]) for i, (a, _) in enumerate(tokens.offsets) if a in weight_at]
+        return tokens.vectors[[i for i, _ in keep]], np.array([w for _, w in keep], dtype=np.float32)
+
+
+def _asked_words(text: str, asked: set[str]) -> list[tuple[int, int, str]]:
+    """Spans in `text` of the words whose stems are in `asked`, with those stems."""
+    found = list(re.finditer(r"\w+", text))
+    stems = stem([m.group(0).lower() for m in found])
+    return [(m.start(), m.end(), s) for m, s in zip(found, stems, strict=True) if s in asked]
 
 
 def _anchors(text: str, asked: set[str]) -> list[int]:
     """Offsets in `text` of the words whose stems are in `asked`."""
-    found = list(re.finditer(r"\w+", text))
-    stems = stem([m.group(0).lower() for m in found])
-    return [m.start() for m, s in zip(found, stems, strict=True) if s in asked]
+    return [start for start, _, _ in _asked_words(text, asked)]
 
 
 def _proximity(text: str, spans: Sequence[tuple[int, int]], asked: set[str]) -> float:
@@ -323,6 +365,14 @@ def _proximity(text: str, spans: Sequence[tuple[int, int]], asked: set[str]) -> 
         return 0.0
     gap = min(min(abs(a - start), abs(a - end)) for start, end in spans for a in anchors)
     return 1.0 / (1.0 + gap / 20)
+
+
+def _alignment(asked: np.ndarray, weights: np.ndarray, tokens: np.ndarray) -> float:
+    """How well a sentence's tokens, read in context, cover the question's (BERTScore recall): each question
+    token's best cosine with a sentence token, averaged with the weights."""
+    if not len(asked) or not len(tokens) or weights.sum() <= 0:
+        return 0.0
+    return float((asked @ tokens.T).max(axis=1) @ weights / weights.sum())
 
 
 def _share(items: Sequence[str], test: Callable[[str], bool]) -> float:

@@ -19,6 +19,7 @@ import re
 import threading
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -32,6 +33,7 @@ __all__ = [
     "HashEmbedder",
     "OnnxEmbedder",
     "SentenceTransformerEmbedder",
+    "TokenVectors",
     "bundled_model_dir",
     "compatible_backends",
     "embedder_for",
@@ -56,6 +58,15 @@ def compatible_backends(a: str | None, b: str | None) -> bool:
     return a is None or b is None or _VECTOR_FAMILY.get(a, a) == _VECTOR_FAMILY.get(b, b)
 
 
+@dataclass(frozen=True)
+class TokenVectors:
+    """A text's tokens as the model read them (special tokens left out, a long text cut at the model's limit):
+    their character spans in the text and their contextual vectors, unit length."""
+
+    offsets: tuple[tuple[int, int], ...]
+    vectors: np.ndarray  # (len(offsets), dim), float32
+
+
 class Embedder(Protocol):
     name: str
     backend: str  # how vectors are computed (torch, onnx, onnx-int8, hash); recorded in the index manifest
@@ -64,6 +75,9 @@ class Embedder(Protocol):
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """Vectors of shape (len(texts), dim), float32, unit length."""
+
+    def embed_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+        """`embed(texts)` and, from the same pass through the model, each text's token vectors."""
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """Character spans of each text's tokens, special tokens excluded."""
@@ -132,6 +146,24 @@ class SentenceTransformerEmbedder(_LocalModel):
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        vectors = self._encode(texts, progress, normalize_embeddings=True, convert_to_numpy=True)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+    def embed_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out, []
+        # token rows are [CLS] + tokens + [SEP], padding trimmed; mean pooling over them is the sentence vector
+        rows = self._encode(texts, False, output_value="token_embeddings", convert_to_numpy=False)
+        tokens = []
+        for i, (row, offsets) in enumerate(zip(rows, self.token_offsets(texts), strict=True)):
+            hidden = row.float().numpy()
+            pooled = hidden.mean(axis=0)
+            out[i] = pooled / max(float(np.linalg.norm(pooled)), 1e-12)
+            tokens.append(_token_vectors(hidden[1:-1], offsets[: len(hidden) - 2]))
+        return out, tokens
+
+    def _encode(self, texts: Sequence[str], progress: bool, **options):
         with self._lock:
             model = self._model()
             import torch
@@ -140,16 +172,14 @@ class SentenceTransformerEmbedder(_LocalModel):
             if len(texts) <= SMALL_BATCH:
                 torch.set_num_threads(1)
             try:
-                vectors = model.encode(
-                    list(texts),
-                    batch_size=self.batch_size,
-                    normalize_embeddings=True,
-                    show_progress_bar=progress,
-                    convert_to_numpy=True,
-                )
+                return model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=progress, **options)
             finally:
                 torch.set_num_threads(threads)
-        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def _token_vectors(hidden: np.ndarray, offsets: Sequence[tuple[int, int]]) -> TokenVectors:
+    norms = np.maximum(np.linalg.norm(hidden, axis=1, keepdims=True), 1e-12)
+    return TokenVectors(tuple(map(tuple, offsets)), np.ascontiguousarray(hidden / norms, dtype=np.float32))
 
 
 class OnnxEmbedder(_LocalModel):
@@ -195,6 +225,14 @@ class OnnxEmbedder(_LocalModel):
         self._encoder = None
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
+        return self._run(texts, progress, tokens=None)
+
+    def embed_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+        tokens: list[TokenVectors | None] = [None] * len(texts)
+        return self._run(texts, False, tokens), tokens
+
+    def _run(self, texts: Sequence[str], progress: bool, tokens: list | None) -> np.ndarray:
+        """Mean-pooled unit vectors of `texts`; each text's token vectors go into `tokens` when it is given."""
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -220,6 +258,11 @@ class OnnxEmbedder(_LocalModel):
                 weights = mask.astype(np.float32)
                 pooled = np.einsum("bld,bl->bd", hidden, weights) / np.maximum(weights.sum(1, keepdims=True), 1e-9)
                 out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+                if tokens is not None:
+                    for i, r in enumerate(rows):
+                        enc = encodings[r]
+                        keep = [j for j, special in enumerate(enc.special_tokens_mask) if not special]
+                        tokens[r] = _token_vectors(hidden[i, keep], [enc.offsets[j] for j in keep])
         return out
 
     def _load(self, threads: int):
@@ -368,12 +411,23 @@ class HashEmbedder:
 
     def embed(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         self.calls += len(texts)
+        return self._hash(texts)
+
+    def _hash(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for row, text in enumerate(texts):
             for word in _WORD.findall(text.lower()):
                 out[row, int(hashlib.md5(word.encode()).hexdigest(), 16) % self.dim] += 1.0
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return out / np.where(norms == 0, 1.0, norms)
+
+    def embed_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+        """Each word (as `token_offsets` splits) is a token, its vector the hashed vector of the word alone."""
+        offsets = self.token_offsets(texts)
+        words = [[t[a:b] for a, b in spans] for t, spans in zip(texts, offsets, strict=True)]
+        return self.embed(texts), [
+            TokenVectors(tuple(spans), self._hash(ws)) for spans, ws in zip(offsets, words, strict=True)
+        ]
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         return [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
