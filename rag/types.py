@@ -259,6 +259,17 @@ class Citation:
 
 
 @dataclass(frozen=True)
+class Statement:
+    """One sentence of an answer, as kept (without its [n] markers), and the document spans that support it."""
+
+    text: str
+    citations: tuple[Citation, ...]
+
+    def to_dict(self) -> dict:
+        return {"text": self.text, "citations": [c.to_dict() for c in self.citations]}
+
+
+@dataclass(frozen=True)
 class Answer:
     """A grounded answer: text with [n] markers, the citations they resolve to, and how it was made."""
 
@@ -277,6 +288,7 @@ class Answer:
     confidence: float = 0.0  # calibrated probability that the answer is right (0-1)
     short: Citation | None = None  # the exact answer phrase inside the cited sentences, where one was found
     fallback: str | None = None  # "extractive" when no claim of the model's draft survived verification
+    statements: tuple[Statement, ...] = ()  # the answer's sentences one by one, each with its supporting spans
 
     def to_dict(self) -> dict:
         return {
@@ -294,4 +306,5 @@ class Answer:
             "confidence": round(self.confidence, 4),
             "short": self.short.to_dict() if self.short else None,
             "fallback": self.fallback,
+            "statements": [st.to_dict() for st in self.statements],
         }

@@ -112,6 +112,10 @@ def test_extractive_answer_is_the_best_sentence_with_the_short_answer_as_a_docum
     ]
     assert 0.3 <= answer.confidence <= 1.0
     assert answer.to_dict()["short"]["quote"] == "April 27, 2026" and answer.to_dict()["confidence"] > 0.3
+    # one statement per answer sentence, with the span that supports it
+    (statement,) = answer.statements
+    assert statement.text == answer.citations[0].quote and statement.citations == answer.citations
+    assert answer.to_dict()["statements"][0]["citations"][0]["char_start"] == answer.citations[0].char_start
 
 
 def test_below_the_confidence_threshold_it_abstains_and_says_how_sure_it_was(retriever, settings) -> None:
@@ -154,6 +158,27 @@ def test_a_correct_clause_survives_an_invented_tail(retriever, settings) -> None
     assert answer.fallback is None and answer.text == "The details were disclosed on April 27, 2026. [1]"
     assert answer.removed == ("by Satya Nadella on a blog.",)
     assert answer.short.quote == "April 27, 2026"
+    # the kept clause, not the sentence the model wrote, with the passage sentence that supports it
+    assert [(st.text, [c.quote for c in st.citations]) for st in answer.statements] == [
+        (
+            "The details were disclosed on April 27, 2026.",
+            ["The details were disclosed on April 27, 2026, in a joint statement."],
+        )
+    ]
+
+
+def test_each_statement_carries_only_its_own_citations(retriever, settings) -> None:
+    draft = "The details were disclosed on April 27, 2026 [1]. Azure hosts the training workloads [2]."
+    answer = rag_with(retriever, settings, ScriptedBackend(draft)).ask("When were the details disclosed?")
+    assert [(st.text, [c.quote for c in st.citations]) for st in answer.statements] == [
+        (
+            "The details were disclosed on April 27, 2026.",
+            ["The details were disclosed on April 27, 2026, in a joint statement."],
+        ),
+        ("Azure hosts the training workloads.", ["Azure hosts the training workloads for the models."]),
+    ]
+    assert answer.text.endswith("[1] Azure hosts the training workloads. [2]")
+    assert [c for st in answer.statements for c in st.citations] == list(answer.citations)
 
 
 def test_no_surviving_claim_falls_back_to_the_extractive_answer(retriever, settings) -> None:

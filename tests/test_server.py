@@ -75,6 +75,9 @@ def test_openai_client_answer_carries_citations(server) -> None:
     assert "April 27, 2026" in text and reply.choices[0].finish_reason == "stop"
     assert_verified(service, reply.model_extra["citations"], text)
     assert reply.model_extra["rag"]["abstained"] is False and reply.model_extra["rag"]["backend"] == "extractive"
+    statements = reply.model_extra["rag"]["statements"]  # each sentence with the spans that support it
+    assert statements and all(st["text"] in text for st in statements)
+    assert [c for st in statements for c in st["citations"]] == reply.model_extra["citations"]
     assert elapsed < 30
     print(f"openai client, non-streaming, extractive: {elapsed:.2f}s")
 

@@ -2,10 +2,10 @@
 
     python eval/handcheck/draw.py RESULTS.jsonl [RESULTS.jsonl ...] --corpus DIR [--n 50] [--seed 11] > out.jsonl
 
-Takes the answers that are the model's own (not abstained, not fallen back to extractive), splits them into
-sentences with their [n] markers, and writes a random sample of `n`, each with its question and the full text of
-the passages it cites (rebuilt from the corpus files and the retrieved spans in the results), and an empty
-verdict for the reader: supported yes/partly/no, answers the question yes/partly/no, fluent yes/no, a note.
+Takes the statements (kept sentences, each with the passages it cites) of the answers that are the model's own
+(not abstained, not fallen back to extractive) and writes a random sample of `n`, each with its question and the
+full text of the passages it cites (rebuilt from the corpus files and the retrieved spans in the results), and an
+empty verdict for the reader: supported yes/partly/no, answers the question yes/partly/no, fluent yes/no, a note.
 """
 
 from __future__ import annotations
@@ -13,16 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import re
 import sys
 from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
-from rag.answer.citations import MARKER  # noqa: E402
-
-_CLAIM = re.compile(r"\s*(.+?)\s*((?:\[\d+(?:\s*,\s*\d+)*\])+)")
 
 
 def main() -> None:
@@ -42,10 +34,9 @@ def main() -> None:
             if r["abstained"] or r.get("fallback") or r["backend"] == "extractive":
                 continue
             passages = {n: texts[s["source"]][s["char_start"] : s["char_end"]] for n, s in enumerate(r["retrieved"], 1)}
-            # the chain writes each kept claim as "text [n][m]", claims joined by a space
-            for m in _CLAIM.finditer(r["answer"]):
-                cited = [int(x) for group in MARKER.findall(m.group(2)) for x in group.split(",")]
-                sentence = m.group(0).strip()
+            for statement in r["statements"]:
+                cited = [c["n"] for c in statement["citations"]]
+                sentence = f"{statement['text']} " + "".join(f"[{n}]" for n in cited)
                 passages_cited = {str(n): passages[n] for n in dict.fromkeys(cited) if n in passages}
                 pool.append({"question": r["question"], "answer_sentence": sentence, "cited_passages": passages_cited})
     random.Random(args.seed).shuffle(pool)

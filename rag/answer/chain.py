@@ -31,7 +31,7 @@ from rag.index.dense_store import StoreOptions
 from rag.index.embedding import embedder_for
 from rag.settings import Settings
 from rag.text import content_words
-from rag.types import Answer, Citation, Hit
+from rag.types import Answer, Citation, Hit, Statement
 
 ABSTAIN = "The documents do not say."
 _FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|there|then)\b", re.I)
@@ -163,12 +163,13 @@ class RAG:
 
     def _extractive(self, chosen: Extract, base: dict, **extra: Any) -> Answer:
         text = _extractive_text(chosen)
-        citations = tuple(c for p in chosen.parts if (c := cite(p, self.docs)) is not None)
+        statements = [Statement(p.text, (c,) if (c := cite(p, self.docs)) else ()) for p in chosen.parts]
         return Answer(
             text=text,
             abstained=False,
-            citations=citations,
+            citations=tuple(c for st in statements for c in st.citations),
             short=self._short(chosen),
+            statements=tuple(statements),
             **{"draft": text, **base, **extra},
         )
 
@@ -197,11 +198,18 @@ class RAG:
             return self._extractive(chosen, {**base, "draft": draft}, fallback="extractive")
         text = " ".join(f"{c.text} " + "".join(f"[{ev.n}]" for ev in c.evidence) for c in kept).strip()
         short = self._short(chosen)
+        citations = citations_for(kept, self.docs)
+        by_span = {(c.n, c.char_start, c.char_end): c for c in citations}
+        statements = tuple(
+            Statement(c.text, tuple(by_span[key] for ev in c.evidence if (key := (ev.n, ev.start, ev.end)) in by_span))
+            for c in kept
+        )
         return Answer(
             text=text,
             abstained=False,
-            citations=tuple(citations_for(kept, self.docs)),
+            citations=tuple(citations),
             short=short if short and short.quote in text else None,
+            statements=statements,
             **base,
         )
 

@@ -248,6 +248,7 @@ def run_eval(rag, questions: list[Question], k: int, progress: Callable | None =
                 "draft": answer.draft,
                 "gold_answers": list(q.answers),
                 "citations": [c.to_dict() for c in answer.citations],
+                "statements": [st.to_dict() for st in answer.statements],
                 "retrieved": [
                     {
                         "chunk_id": h.chunk.id,
