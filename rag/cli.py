@@ -552,6 +552,8 @@ def eval_(
         ("RC area", lambda s: s["selective"]["area"]),
         ("acc@50%", lambda s: s["selective"]["accuracy_at_50"]),
         ("ECE", lambda s: s["selective"]["ece"]),
+        ("fallback", lambda s: s["fallback_rate"]),
+        ("first p50 s", lambda s: s["latency"]["first_text_p50"]),
         ("p50 s", lambda s: s["latency"]["p50"]),
         ("p95 s", lambda s: s["latency"]["p95"]),
     ]

@@ -79,6 +79,9 @@ def test_eval_end_to_end_exact_summary(tmp_path) -> None:
     assert summary["citations"] == {"precision": 1.0, "recall": 1.0}
     assert summary["abstention_rate"] == 1.0 and summary["false_abstention_rate"] == 0.0
     assert summary["passed"] == 3
+    assert summary["fallback_rate"] == 0.0  # extractive answers are never a fallback
+    # first text is timed for the two answers, not for the abstention; it comes before the answer is complete
+    assert 0 < summary["latency"]["first_text_p50"] <= summary["latency"]["p95"]
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == ["q1", "q2", "q3"]
     assert rows[0]["answer"] == "Cats sleep sixteen hours a day. [1]"
@@ -125,3 +128,28 @@ def test_the_eval_cache_is_keyed_by_the_index_format(tmp_path, monkeypatch) -> N
     assert eval_index_dir(corpus, Settings(), tmp_path / "cache") == before
     monkeypatch.setattr(rag.index.store, "FORMAT_VERSION", rag.index.store.FORMAT_VERSION + 1)
     assert eval_index_dir(corpus, Settings(), tmp_path / "cache") != before
+
+
+def test_summary_counts_fallbacks_among_answers_and_times_first_text_only_where_there_was_one() -> None:
+    from rag.evaluation.evaluate import summarise
+
+    def record(abstained: bool, fallback: str | None, first: float | None) -> dict:
+        timings = {"total": 2.0} | ({"first_text": first} if first is not None else {})
+        return {
+            "answerable": True,
+            "abstained": abstained,
+            "fallback": fallback,
+            "timings": timings,
+            "latency": 2.0,
+            "passed": not abstained,
+            "confidence": 0.5,
+            "would_be_correct": True,
+        }
+
+    summary = summarise(
+        [record(False, "extractive", 1.0), record(False, None, 3.0), record(True, None, None)], "local", "m"
+    )
+    assert summary["fallback_rate"] == 0.5  # one of the two answers; the abstention is not an answer
+    assert summary["latency"]["first_text_p50"] == 2.0 and summary["latency"]["first_text_p95"] == 2.9
+    nothing = summarise([record(True, None, None)], "local", "m")
+    assert nothing["fallback_rate"] is None and nothing["latency"]["first_text_p50"] is None

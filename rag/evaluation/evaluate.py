@@ -190,6 +190,9 @@ def summarise(records: list[dict], backend: str, model: str) -> dict:
         return round(sum(values) / len(values), 4) if values else None
 
     latencies = [r["latency"] for r in records]
+    # when the first answer text reached the user (streamed drafts, or the extractive answer); abstentions have none
+    first_text = [t for r in records if (t := (r.get("timings") or {}).get("first_text")) is not None]
+    answered = [r for r in records if not r["abstained"]]
     confidences = [r["confidence"] for r in records]
     would_be = [r["would_be_correct"] for r in records]
     curve = risk_coverage(confidences, would_be)
@@ -211,7 +214,16 @@ def summarise(records: list[dict], backend: str, model: str) -> dict:
         "false_abstention_rate": round(sum(r["abstained"] for r in answerable) / len(answerable), 4)
         if answerable
         else None,
-        "latency": {"p50": round(percentile(latencies, 50), 4), "p95": round(percentile(latencies, 95), 4)},
+        "latency": {
+            "p50": round(percentile(latencies, 50), 4),
+            "p95": round(percentile(latencies, 95), 4),
+            "first_text_p50": round(percentile(first_text, 50), 4) if first_text else None,
+            "first_text_p95": round(percentile(first_text, 95), 4) if first_text else None,
+        },
+        # answers the model wrote, but verification kept none of (or lost the answer phrase): extractive instead
+        "fallback_rate": round(sum(r["fallback"] is not None for r in answered) / len(answered), 4)
+        if answered
+        else None,
         "passed": sum(r["passed"] for r in records),
         # selective answering: confidence ranks every question's (would-be) answer; unanswerable ones are wrong
         "selective": {

@@ -155,6 +155,8 @@ def render_html(records: list[dict], summaries: list[dict], meta: dict) -> str:
             "backend": s["backend"],
             "model": s["model"],
             "metrics": [_metric(s, g, n) for g, n in BAR_METRICS],
+            "fallback": s.get("fallback_rate"),
+            "first_p50": s["latency"].get("first_text_p50"),
             "p50": s["latency"]["p50"],
             "p95": s["latency"]["p95"],
         }
