@@ -22,7 +22,7 @@ from typing import Any
 
 from rag.answer import calibration as fitted
 from rag.answer.calibration import Calibration
-from rag.answer.citations import Verifier, citations_for, cite
+from rag.answer.citations import Verifier, cite, distinct_citations, statements_for
 from rag.answer.evidence import Evidence, EvidenceSelector, Extract, Idf, extract
 from rag.answer.llm import Backend, complete, make_backend, until_repeated
 from rag.answer.prompting import IDK, Message, answer_messages, condense_messages
@@ -198,18 +198,13 @@ class RAG:
             return self._extractive(chosen, {**base, "draft": draft}, fallback="extractive")
         text = " ".join(f"{c.text} " + "".join(f"[{ev.n}]" for ev in c.evidence) for c in kept).strip()
         short = self._short(chosen)
-        citations = citations_for(kept, self.docs)
-        by_span = {(c.n, c.char_start, c.char_end): c for c in citations}
-        statements = tuple(
-            Statement(c.text, tuple(by_span[key] for ev in c.evidence if (key := (ev.n, ev.start, ev.end)) in by_span))
-            for c in kept
-        )
+        statements = statements_for(kept, self.docs)
         return Answer(
             text=text,
             abstained=False,
-            citations=tuple(citations),
+            citations=tuple(distinct_citations(statements)),
             short=short if short and short.quote in text else None,
-            statements=statements,
+            statements=tuple(statements),
             **base,
         )
 

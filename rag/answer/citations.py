@@ -30,7 +30,7 @@ from rag.text import (
     words,
     written_words,
 )
-from rag.types import Citation, Document, Hit
+from rag.types import Citation, Document, Hit, Statement
 
 CLAIM_FEATURES = (
     "support",
@@ -209,12 +209,28 @@ def cite(part: PassageSentence, documents: Mapping[str, Document]) -> Citation |
     return citation if citation.quote == part.text else None
 
 
+def statements_for(claims: Sequence[Claim], documents: Mapping[str, Document]) -> list[Statement]:
+    """Each supported claim with the citations of its evidence spans, verified against the document text (a span
+    that two claims share is cited once)."""
+    cited: dict[tuple[int, int, int], Citation | None] = {}
+    out = []
+    for claim in claims:
+        if not claim.supported:
+            continue
+        for ev in claim.evidence:
+            if (key := (ev.n, ev.start, ev.end)) not in cited:
+                cited[key] = cite(ev, documents)
+        spans = (cited[(ev.n, ev.start, ev.end)] for ev in claim.evidence)
+        out.append(Statement(claim.text, tuple(c for c in spans if c is not None)))
+    return out
+
+
+def distinct_citations(statements: Sequence[Statement]) -> list[Citation]:
+    """The statements' citations, each span once, in passage and document order."""
+    unique = {(c.n, c.char_start, c.char_end): c for st in statements for c in st.citations}
+    return sorted(unique.values(), key=lambda c: (c.n, c.char_start))
+
+
 def citations_for(claims: Sequence[Claim], documents: Mapping[str, Document]) -> list[Citation]:
     """One citation per distinct evidence span of the supported claims, verified against the document text."""
-    seen: dict[tuple[int, int, int], Citation] = {}
-    for claim in claims:
-        for ev in claim.evidence if claim.supported else ():
-            key = (ev.n, ev.start, ev.end)
-            if key not in seen and (citation := cite(ev, documents)) is not None:
-                seen[key] = citation
-    return sorted(seen.values(), key=lambda c: (c.n, c.char_start))
+    return distinct_citations(statements_for(claims, documents))
