@@ -1,6 +1,7 @@
 """Checks for the reader-written seed question sets: eval/seed_questions_heldout.jsonl (held out: never used
-in fitting) and eval/seed_questions_dev.jsonl (the first held-out set, inspected while building the answer
-step and since moved into the calibration split).
+in fitting), eval/seed_questions_heldout2.jsonl (a second held-out set, written later, before any run on it, so
+no decision saw its results) and eval/seed_questions_dev.jsonl (the first held-out set, inspected while
+building the answer step and since moved into the calibration split).
 
 Fast, model-free: validates schema, counts, that support quotes are verbatim
 single-paragraph substrings of the article, that gold answers occur in the
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SETS = ("seed_questions_heldout.jsonl", "seed_questions_dev.jsonl")
+SETS = ("seed_questions_heldout.jsonl", "seed_questions_heldout2.jsonl", "seed_questions_dev.jsonl")
 ARTICLE_NAME = "openai-microsoft-partnership-2026.txt"
 ARTICLE = ROOT / "seeds" / ARTICLE_NAME
 KEYS = {"id", "question", "answers", "answerable", "support"}
