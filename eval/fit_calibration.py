@@ -1,11 +1,12 @@
 """Fit the answer step's parameters and write them to rag/answer/calibration.json (versioned, no pickle).
 
     python eval/fit_calibration.py [--squad ../shared/data/squad2] [--fit-article Normans]
+    python eval/fit_calibration.py --cross-source    # judge each calibration source fitted on the others
 
 Calibration split: the SQuAD 2.0 questions on ONE article (`--fit-article`, answerable and unanswerable) plus
 eval/seed_questions.jsonl and eval/seed_questions_dev.jsonl. Never used here, and left for reporting: the other
-SQuAD article and eval/seed_questions_heldout.jsonl. Retrieval runs as users get it (hybrid, k passages) over the
-whole corpus.
+SQuAD article, eval/seed_questions_heldout.jsonl and eval/seed_questions_heldout2.jsonl. Retrieval runs as users
+get it (hybrid, k passages) over the whole corpus.
 
 What is fitted, in order:
 1. the sentence model over rag.answer.evidence.SENTENCE_FEATURES: a linear ranker fitted on pairs (a sentence of
@@ -20,6 +21,9 @@ What is fitted, in order:
 4. the abstention threshold: the confidence that maximises balanced accuracy, the mean of the share of
    answerable questions answered right and the share of unanswerable questions abstained on, averaged over
    the two sources.
+`--cross-source` writes nothing: it fits on every calibration source but one (the SQuAD article, each seed question
+file) and judges on that one, for each in turn. Feature and fitting changes are chosen on these figures, never on
+held-out questions.
 The grounding model (which claims of a model's draft the passages support) is fitted by eval/fit_grounding.py
 on hand-labelled claims; this script keeps the one in the file.
 """
@@ -163,38 +167,28 @@ def fit_ranker(rows: list[dict], x: np.ndarray, y: np.ndarray) -> Logistic:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD, help="SQuAD 2.0 folder (corpus/, questions.jsonl)")
-    parser.add_argument("--fit-article", default="Normans", help="the SQuAD article to fit on (the other reports)")
-    parser.add_argument(
-        "--seed-questions",
-        type=Path,
-        nargs="+",
-        default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"],
-    )
-    parser.add_argument("--k", type=int, default=Settings().k)
-    parser.add_argument("--out", type=Path, default=PACKAGED)
-    parser.add_argument("--cache", type=Path, default=ROOT / "eval" / ".cache")
-    args = parser.parse_args()
-    if not (args.squad / "questions.jsonl").is_file():
-        sys.exit(f"no SQuAD 2.0 data at {args.squad}: pass --squad DIR (corpus/ and questions.jsonl)")
-    settings = Settings()
-    started = time.time()
-    squad = by_source(load_questions(args.squad / "questions.jsonl"))
-    if f"{args.fit_article}.txt" not in squad:
-        sys.exit(f"no article {args.fit_article!r} in {args.squad}: one of {', '.join(s[:-4] for s in squad)}")
-    fit_questions = squad[f"{args.fit_article}.txt"]
-    sets = [
-        ("squad", args.squad / "corpus", fit_questions),
-        ("seed", ROOT / "seeds", [q for path in args.seed_questions for q in load_questions(path)]),
-    ]
-    rows, selectors = [], []
-    for name, corpus, questions in sets:
-        got, selector = collect(settings, corpus, questions, args.k, args.cache)
-        rows += [{**r, "set": name} for r in got]
-        selectors += [selector] * len(got)
-    per_set = {name: sum(r["set"] == name for r in rows) for name, _, _ in sets}
+def evidence_of(rows: list[dict], selectors: list, calibration: Calibration) -> list:
+    """Every question's evidence under `calibration`, from the sentence features `collect` computed once."""
+    out = []
+    for r, selector in zip(rows, selectors, strict=True):
+        selector.calibration = calibration
+        q = r["q"].question
+        out.append(
+            selector.rank(q, r["kind"], r["pool"], r["features"], r["hits"]) if r["pool"] else selector.select(q, [])
+        )
+    return out
+
+
+def correct(ev, calibration: Calibration, q) -> bool:
+    """Does the extractive answer from `ev` contain a gold answer (never, for an unanswerable question)?"""
+    chosen = extract(ev, calibration)
+    return bool(q.answerable and chosen and contains_answer(" ".join(p.text for p in chosen.parts), q.answers))
+
+
+def fit(rows: list[dict], selectors: list) -> tuple[Calibration, dict]:
+    """Steps 1-4 of the module docstring on `rows` (from `collect`, each with its "set"): the calibration, with
+    the abstention threshold, and what the fit saw on its own questions."""
+    per_set = {name: sum(r["set"] == name for r in rows) for name in dict.fromkeys(r["set"] for r in rows)}
 
     # 1. the sentence model
     x = np.array([[f[name] for name in SENTENCE_FEATURES] for r in rows for f in r["features"]])
@@ -216,19 +210,7 @@ def main() -> None:
         PROMPT_SENTENCES,
         {},
     )
-
-    def evidence_of(calibration: Calibration):
-        out = []
-        for r, selector in zip(rows, selectors, strict=True):
-            selector.calibration = calibration
-            out.append(selector.select(r["q"].question, r["hits"]))
-        return out
-
-    evidences = evidence_of(provisional)
-
-    def correct(ev, calibration: Calibration, q) -> bool:
-        chosen = extract(ev, calibration)
-        return bool(q.answerable and chosen and contains_answer(" ".join(p.text for p in chosen.parts), q.answers))
+    evidences = evidence_of(rows, selectors, provisional)
 
     # 2. the second-sentence cut-off
     answerable = [(ev, r["q"]) for ev, r in zip(evidences, rows, strict=True) if r["q"].answerable]
@@ -249,22 +231,12 @@ def main() -> None:
             untyped.setdefault(ev.kind, []).append(bool(ok))
     ceiling = {kind: (sum(oks) + 1) / (len(oks) + 2) for kind, oks in sorted(untyped.items())}
     provisional = replace(provisional, confidence=confidence, untyped_ceiling=ceiling)
-    evidences = evidence_of(provisional)
+    evidences = evidence_of(rows, selectors, provisional)
 
     # 4. the abstention threshold
     scored = [(ev.confidence, correct(ev, provisional, r["q"])) for ev, r in zip(evidences, rows, strict=True)]
     thresholds = sorted({round(c, 3) for c, _ in scored} | {0.0, 1.0})
-
-    def balanced(t: float) -> float:
-        means = []
-        for name in per_set:
-            mine = [(c, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name]
-            right = [c >= t and ok for c, ok, answerable in mine if answerable]
-            refused = [c < t for c, _, answerable in mine if not answerable]
-            means.append((sum(right) / max(1, len(right)) + sum(refused) / max(1, len(refused))) / 2)
-        return sum(means) / len(means)
-
-    accuracy = {t: balanced(t) for t in thresholds}
+    accuracy = {t: balanced_accuracy(scored, rows, t) for t in thresholds}
     threshold = max(thresholds, key=lambda t: (accuracy[t], -t))
 
     from sklearn.metrics import roc_auc_score
@@ -287,38 +259,131 @@ def main() -> None:
             "second_sentence_grid": {str(v): hits_at[v] for v in grid},
         }
     )
+    return replace(provisional, min_confidence=float(threshold)), {
+        "sentences": int(len(y)),
+        "second": second,
+        "figures": figures,
+    }
+
+
+def balanced_accuracy(scored: list[tuple[float, bool]], rows: list[dict], t: float) -> float:
+    """At threshold `t`: the mean, over the sets, of (share of answerable questions answered right + share of
+    unanswerable ones abstained on) / 2."""
+    means = []
+    for name in dict.fromkeys(r["set"] for r in rows):
+        mine = [(c, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name]
+        right = [c >= t and ok for c, ok, answerable in mine if answerable]
+        refused = [c < t for c, _, answerable in mine if not answerable]
+        means.append((sum(right) / max(1, len(right)) + sum(refused) / max(1, len(refused))) / 2)
+    return sum(means) / len(means)
+
+
+def cross_source(rows: list[dict], selectors: list) -> dict:
+    """Leave one source out: fit on the others, judge on it. The figures a feature or fitting change is chosen
+    on, since they show how the answer step does on questions from a source it was not fitted on."""
+    from sklearn.metrics import roc_auc_score
+
+    out = {}
+    for source in dict.fromkeys(r["set"] for r in rows):
+        train = [i for i, r in enumerate(rows) if r["set"] != source]
+        test = [i for i, r in enumerate(rows) if r["set"] == source]
+        calibration, _ = fit([rows[i] for i in train], [selectors[i] for i in train])
+        mine = [rows[i] for i in test]
+        evidences = evidence_of(mine, [selectors[i] for i in test], calibration)
+        scored = [(ev.confidence, correct(ev, calibration, r["q"])) for ev, r in zip(evidences, mine, strict=True)]
+        oks = [ok for _, ok in scored]
+        half = sorted(scored, key=lambda s: -s[0])[: len(scored) // 2]
+        answerable = [r["q"].answerable for r in mine]
+        t = calibration.min_confidence
+        out[source] = {
+            "answerable": sum(answerable),
+            "right_without_threshold": sum(oks),
+            "answered_right": sum(c >= t and ok for c, ok in scored),
+            "unanswerable_abstained": f"{sum(c < t for (c, _), a in zip(scored, answerable, strict=True) if not a)}"
+            f" of {len(answerable) - sum(answerable)}",
+            "balanced_accuracy": round(balanced_accuracy(scored, mine, t), 3),
+            "confidence_auc": round(float(roc_auc_score(oks, [c for c, _ in scored])), 3)
+            if 0 < sum(oks) < len(oks)
+            else None,
+            "accuracy_at_50": round(sum(ok for _, ok in half) / max(1, len(half)), 3),
+        }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD, help="SQuAD 2.0 folder (corpus/, questions.jsonl)")
+    parser.add_argument("--fit-article", default="Normans", help="the SQuAD article to fit on (the other reports)")
+    parser.add_argument(
+        "--seed-questions",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"],
+    )
+    parser.add_argument("--k", type=int, default=Settings().k)
+    parser.add_argument("--out", type=Path, default=PACKAGED)
+    parser.add_argument("--cache", type=Path, default=ROOT / "eval" / ".cache")
+    parser.add_argument(
+        "--cross-source",
+        action="store_true",
+        help="write nothing: fit on all sources but one (the SQuAD article, each seed question file), judge on "
+        "that one, for each in turn, and print the figures as JSON",
+    )
+    args = parser.parse_args()
+    if not (args.squad / "questions.jsonl").is_file():
+        sys.exit(f"no SQuAD 2.0 data at {args.squad}: pass --squad DIR (corpus/ and questions.jsonl)")
+    settings = Settings()
+    started = time.time()
+    squad = by_source(load_questions(args.squad / "questions.jsonl"))
+    if f"{args.fit_article}.txt" not in squad:
+        sys.exit(f"no article {args.fit_article!r} in {args.squad}: one of {', '.join(s[:-4] for s in squad)}")
+    fit_questions = squad[f"{args.fit_article}.txt"]
+    # each seed file is its own source when judging across sources; fitting weighs SQuAD and seed the same
+    seed_sets = [(path.stem if args.cross_source else "seed", load_questions(path)) for path in args.seed_questions]
+    sets = [("squad", args.squad / "corpus", fit_questions)] + [(n, ROOT / "seeds", qs) for n, qs in seed_sets]
+    rows, selectors = [], []
+    for name, corpus, questions in sets:
+        got, selector = collect(settings, corpus, questions, args.k, args.cache)
+        rows += [{**r, "set": name} for r in got]
+        selectors += [selector] * len(got)
+    if args.cross_source:
+        print(json.dumps(cross_source(rows, selectors), indent=2))
+        return
+    calibration, fitted = fit(rows, selectors)
     meta = {
         "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python eval/fit_calibration.py " + " ".join(sys.argv[1:]),
         "calibration_split": {
             "squad2": f"{args.squad.name}: article {args.fit_article} ({len(fit_questions)} questions, "
             f"{sum(q.answerable for q in fit_questions)} answerable)",
-            "seed": f"{' + '.join(p.name for p in args.seed_questions)} ({per_set['seed']} questions)",
+            "seed": f"{' + '.join(p.name for p in args.seed_questions)} "
+            f"({sum(r['set'] == 'seed' for r in rows)} questions)",
         },
-        "held_out": "the other SQuAD 2.0 article; eval/seed_questions_heldout.jsonl",
+        "held_out": "the other SQuAD 2.0 article; eval/seed_questions_heldout.jsonl and seed_questions_heldout2.jsonl",
         "retrieval": {
             "k": args.k,
             "mode": settings.mode,
             "embedding": f"{settings.embedding_model} ({settings.embedding_backend})",
         },
-        "sentences": int(len(y)),
+        "sentences": fitted["sentences"],
         "questions": len(rows),
         "not_fitted": {
             "max_words": "issue 11's cap",
             "prompt_sentences": "prompt size",
             "support": "grounding cut-off carried over from the first seed-set calibration",
         },
-        "figures_on_calibration_split": figures,
+        "figures_on_calibration_split": fitted["figures"],
         "seconds": round(time.time() - started, 1),
     }
     # the grounding model is fitted on its own (eval/fit_grounding.py, on hand-labelled claims): kept as it is
     previous = load(args.out) if args.out.is_file() else None
     if previous is not None and previous.grounding is not None:
-        provisional = replace(provisional, grounding=previous.grounding, grounding_cut=previous.grounding_cut)
+        calibration = replace(calibration, grounding=previous.grounding, grounding_cut=previous.grounding_cut)
         meta["grounding"] = previous.meta.get("grounding", {})
-    result = replace(provisional, min_confidence=float(threshold), meta=meta)
+    result = replace(calibration, meta=meta)
     args.out.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"out": str(args.out), "threshold": threshold, "second_sentence": second, **figures}, indent=2))
+    summary = {"out": str(args.out), "threshold": result.min_confidence, "second_sentence": fitted["second"]}
+    print(json.dumps({**summary, **fitted["figures"]}, indent=2))
 
 
 if __name__ == "__main__":

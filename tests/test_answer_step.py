@@ -101,6 +101,20 @@ def test_alignment_is_the_idf_weighted_share_of_question_words_a_sentence_matche
     assert rows["Rollo was the first ruler of Normandy."] == 0.0
 
 
+def test_ranking_precomputed_features_is_what_select_does(retriever) -> None:
+    """Fitting (eval/fit_calibration.py) ranks features computed once; it must see what users get."""
+    from rag.answer.evidence import EvidenceSelector, Idf, passage_sentences, question_type
+
+    selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), CALIBRATION)
+    question = "Which cloud hosts the training workloads?"
+    hits = retriever.search(question, k=3)
+    pool, kind = passage_sentences(hits), question_type(question)
+    ranked = selector.rank(question, kind, pool, selector.features(question, kind, pool), hits)
+    selected = selector.select(question, hits)
+    assert ranked == selected
+    assert ranked.ranked[0].sentence.text == "Azure hosts the training workloads for the models."
+
+
 def test_extractive_answer_is_the_best_sentence_with_the_short_answer_as_a_document_span(retriever, settings) -> None:
     answer = rag_with(retriever, settings).ask("When were the details disclosed?")
     assert not answer.abstained and answer.fallback is None

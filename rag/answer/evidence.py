@@ -245,7 +245,18 @@ class EvidenceSelector:
         kind = question_type(question)
         if not pool or not question.strip():
             return Evidence(question, kind, (), 0.0, {})
-        rows = self.features(question, kind, pool)
+        return self.rank(question, kind, pool, self.features(question, kind, pool), hits)
+
+    def rank(
+        self,
+        question: str,
+        kind: str,
+        pool: Sequence[PassageSentence],
+        rows: Sequence[dict[str, float]],
+        hits: Sequence[Hit],
+    ) -> Evidence:
+        """The evidence from `pool`'s sentence features (`features`): ranked by the fitted sentence model, with its
+        calibrated confidence. Fitting calls it with features computed once, as the models change."""
         model = self.calibration.sentence
         scored = [ScoredSentence(p, model.probability(f), f) for p, f in zip(pool, rows, strict=True)]
         ranked = tuple(sorted(scored, key=lambda s: (-s.probability, s.sentence.n, s.sentence.start)))
