@@ -55,7 +55,7 @@ from rag.answer.evidence import (  # noqa: E402
 )
 from rag.answer.retrieval import Retriever  # noqa: E402
 from rag.evaluation.evaluate import by_source, eval_index_dir, load_questions  # noqa: E402
-from rag.evaluation.metrics import contains_answer  # noqa: E402
+from rag.evaluation.metrics import accuracy_at_coverage, contains_answer, risk_coverage  # noqa: E402
 from rag.index.embedding import embedder_for  # noqa: E402
 from rag.index.indexer import Indexer  # noqa: E402
 from rag.settings import Settings  # noqa: E402
@@ -188,7 +188,7 @@ def correct(ev, calibration: Calibration, q) -> bool:
 def fit(rows: list[dict], selectors: list) -> tuple[Calibration, dict]:
     """Steps 1-4 of the module docstring on `rows` (from `collect`, each with its "set"): the calibration, with
     the abstention threshold, and what the fit saw on its own questions."""
-    per_set = {name: sum(r["set"] == name for r in rows) for name in dict.fromkeys(r["set"] for r in rows)}
+    per_set = {name: sum(r["set"] == name for r in rows) for name in sources(rows)}
 
     # 1. the sentence model
     x = np.array([[f[name] for name in SENTENCE_FEATURES] for r in rows for f in r["features"]])
@@ -266,11 +266,16 @@ def fit(rows: list[dict], selectors: list) -> tuple[Calibration, dict]:
     }
 
 
+def sources(rows: list[dict]) -> list[str]:
+    """The sets the rows come from, in order of first appearance."""
+    return list(dict.fromkeys(r["set"] for r in rows))
+
+
 def balanced_accuracy(scored: list[tuple[float, bool]], rows: list[dict], t: float) -> float:
     """At threshold `t`: the mean, over the sets, of (share of answerable questions answered right + share of
     unanswerable ones abstained on) / 2."""
     means = []
-    for name in dict.fromkeys(r["set"] for r in rows):
+    for name in sources(rows):
         mine = [(c, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name]
         right = [c >= t and ok for c, ok, answerable in mine if answerable]
         refused = [c < t for c, _, answerable in mine if not answerable]
@@ -284,7 +289,7 @@ def cross_source(rows: list[dict], selectors: list) -> dict:
     from sklearn.metrics import roc_auc_score
 
     out = {}
-    for source in dict.fromkeys(r["set"] for r in rows):
+    for source in sources(rows):
         train = [i for i, r in enumerate(rows) if r["set"] != source]
         test = [i for i, r in enumerate(rows) if r["set"] == source]
         calibration, _ = fit([rows[i] for i in train], [selectors[i] for i in train])
@@ -292,7 +297,6 @@ def cross_source(rows: list[dict], selectors: list) -> dict:
         evidences = evidence_of(mine, [selectors[i] for i in test], calibration)
         scored = [(ev.confidence, correct(ev, calibration, r["q"])) for ev, r in zip(evidences, mine, strict=True)]
         oks = [ok for _, ok in scored]
-        half = sorted(scored, key=lambda s: -s[0])[: len(scored) // 2]
         answerable = [r["q"].answerable for r in mine]
         t = calibration.min_confidence
         out[source] = {
@@ -305,7 +309,7 @@ def cross_source(rows: list[dict], selectors: list) -> dict:
             "confidence_auc": round(float(roc_auc_score(oks, [c for c, _ in scored])), 3)
             if 0 < sum(oks) < len(oks)
             else None,
-            "accuracy_at_50": round(sum(ok for _, ok in half) / max(1, len(half)), 3),
+            "accuracy_at_50": round(accuracy_at_coverage(risk_coverage([c for c, _ in scored], oks), 0.5), 3),
         }
     return out
 

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from rag.answer.calibration import Logistic
-from rag.answer.citations import CLAIM_FEATURES, Verifier, citations_for, claim_features, clause_prefixes, split_claims
+from rag.answer.citations import (
+    CLAIM_FEATURES,
+    Verifier,
+    claim_features,
+    clause_prefixes,
+    distinct_citations,
+    split_claims,
+    statements_for,
+)
 from rag.answer.evidence import is_instruction
 from rag.index.embedding import HashEmbedder
 from rag.text import content_words
@@ -31,7 +39,7 @@ def test_supported_claims_get_exact_sentence_citations() -> None:
     verifier = Verifier(HashEmbedder(), threshold=0.55)
     claims = verifier.check("Azure hosts the training workloads [1]. Microsoft keeps priority access [2].", hits())
     assert [c.supported for c in claims] == [True, True]
-    cites = citations_for(claims, {DOC.id: DOC})
+    cites = distinct_citations(statements_for(claims, {DOC.id: DOC}))
     assert [(c.n, c.char_start, c.char_end) for c in cites] == [(1, 0, 35), (2, 36, 82)]
     assert all(DOC.text[c.char_start : c.char_end] == c.quote for c in cites)
 
@@ -74,7 +82,7 @@ def test_a_correct_clause_survives_an_invented_tail() -> None:
     [claim] = Verifier(HashEmbedder(), threshold=0.55).check(draft, passage)
     assert claim.supported and claim.text == "Details were disclosed on April 27, 2026."
     assert claim.dropped == "by Satya Nadella on the Contoso blog."
-    [cite] = citations_for([claim], {doc.id: doc})
+    [cite] = distinct_citations(statements_for([claim], {doc.id: doc}))
     assert cite.quote == doc.text  # the one sentence of the passage
 
 

@@ -229,8 +229,3 @@ def distinct_citations(statements: Sequence[Statement]) -> list[Citation]:
     """The statements' citations, each span once, in passage and document order."""
     unique = {(c.n, c.char_start, c.char_end): c for st in statements for c in st.citations}
     return sorted(unique.values(), key=lambda c: (c.n, c.char_start))
-
-
-def citations_for(claims: Sequence[Claim], documents: Mapping[str, Document]) -> list[Citation]:
-    """One citation per distinct evidence span of the supported claims, verified against the document text."""
-    return distinct_citations(statements_for(claims, documents))
