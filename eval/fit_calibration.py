@@ -242,15 +242,9 @@ def fit(rows: list[dict], selectors: list) -> tuple[Calibration, dict]:
     from sklearn.metrics import roc_auc_score
 
     figures = {"balanced_accuracy": round(accuracy[threshold], 4)}
-    for name in per_set:
-        answered = [
-            (c >= threshold, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name
-        ]
-        n_ans = sum(a for _, _, a in answered)
-        figures[f"{name}_answerable_correct"] = round(sum(d and ok for d, ok, a in answered if a) / max(1, n_ans), 4)
-        figures[f"{name}_unanswerable_abstained"] = round(
-            sum(not d for d, _, a in answered if not a) / max(1, len(answered) - n_ans), 4
-        )
+    for name, (right, refused) in shares(scored, rows, threshold).items():
+        figures[f"{name}_answerable_correct"] = round(right, 4)
+        figures[f"{name}_unanswerable_abstained"] = round(refused, 4)
     figures.update(
         {
             "untyped_answers": {kind: f"{sum(oks)} of {len(oks)} right" for kind, oks in sorted(untyped.items())},
@@ -271,15 +265,22 @@ def sources(rows: list[dict]) -> list[str]:
     return list(dict.fromkeys(r["set"] for r in rows))
 
 
-def balanced_accuracy(scored: list[tuple[float, bool]], rows: list[dict], t: float) -> float:
-    """At threshold `t`: the mean, over the sets, of (share of answerable questions answered right + share of
-    unanswerable ones abstained on) / 2."""
-    means = []
+def shares(scored: list[tuple[float, bool]], rows: list[dict], t: float) -> dict[str, tuple[float, float]]:
+    """Per set, at threshold `t`: the share of its answerable questions answered right and the share of its
+    unanswerable ones abstained on."""
+    out = {}
     for name in sources(rows):
         mine = [(c, ok, r["q"].answerable) for (c, ok), r in zip(scored, rows, strict=True) if r["set"] == name]
         right = [c >= t and ok for c, ok, answerable in mine if answerable]
         refused = [c < t for c, _, answerable in mine if not answerable]
-        means.append((sum(right) / max(1, len(right)) + sum(refused) / max(1, len(refused))) / 2)
+        out[name] = (sum(right) / max(1, len(right)), sum(refused) / max(1, len(refused)))
+    return out
+
+
+def balanced_accuracy(scored: list[tuple[float, bool]], rows: list[dict], t: float) -> float:
+    """At threshold `t`: the mean, over the sets, of (share of answerable questions answered right + share of
+    unanswerable ones abstained on) / 2."""
+    means = [(right + refused) / 2 for right, refused in shares(scored, rows, t).values()]
     return sum(means) / len(means)
 
 
