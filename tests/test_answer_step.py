@@ -156,10 +156,10 @@ def test_an_answer_lacking_what_the_question_asks_for_is_capped_at_the_fitted_ce
 
 
 def test_llm_answer_is_written_from_evidence_sentences_not_whole_chunks(retriever, settings) -> None:
-    backend = ScriptedBackend("Azure hosts the training workloads [1].")
+    backend = ScriptedBackend("Azure runs the training workloads [1].")
     rag = RAG(settings, retriever, backend, replace(CALIBRATION, prompt_sentences=2))
     answer = rag.ask("Which cloud hosts the training workloads?")
-    assert answer.text == "Azure hosts the training workloads. [1]" and answer.fallback is None
+    assert answer.text == "Azure runs the training workloads. [1]" and answer.fallback is None  # as written
     prompt = backend.prompts[0][1]["content"]
     assert "Azure hosts the training workloads for the models." in prompt
     assert "Rollo was the first ruler" not in prompt  # a sentence below the prompt's top evidence
@@ -167,31 +167,47 @@ def test_llm_answer_is_written_from_evidence_sentences_not_whole_chunks(retrieve
 
 
 def test_a_correct_clause_survives_an_invented_tail(retriever, settings) -> None:
-    backend = ScriptedBackend("The details were disclosed on April 27, 2026, by Satya Nadella on a blog [1].")
+    backend = ScriptedBackend("The details were revealed on April 27, 2026, by Satya Nadella on a blog [1].")
     answer = rag_with(retriever, settings, backend).ask("When were the details disclosed?")
-    assert answer.fallback is None and answer.text == "The details were disclosed on April 27, 2026. [1]"
+    assert answer.fallback is None and answer.text == "The details were revealed on April 27, 2026. [1]"
     assert answer.removed == ("by Satya Nadella on a blog.",)
     assert answer.short.quote == "April 27, 2026"
     # the kept clause, not the sentence the model wrote, with the passage sentence that supports it
     assert [(st.text, [c.quote for c in st.citations]) for st in answer.statements] == [
         (
-            "The details were disclosed on April 27, 2026.",
+            "The details were revealed on April 27, 2026.",
             ["The details were disclosed on April 27, 2026, in a joint statement."],
         )
     ]
 
 
+def test_a_kept_edit_of_a_passage_sentence_is_shown_as_that_sentence(retriever, settings) -> None:
+    # every word from the passage sentence, rearranged: who hosts what is swapped
+    backend = ScriptedBackend("The models host the training workloads for Azure [1].")
+    answer = rag_with(retriever, settings, backend).ask("Which cloud hosts the training workloads?")
+    assert answer.fallback is None and answer.text == "Azure hosts the training workloads for the models. [1]"
+    assert [(st.text, [c.quote for c in st.citations]) for st in answer.statements] == [
+        ("Azure hosts the training workloads for the models.", ["Azure hosts the training workloads for the models."])
+    ]
+    assert answer.draft.startswith("The models host")  # the model's own words stay in the draft
+    # the same for a kept head: the clause, not the invented tail, is what is quoted
+    backend = ScriptedBackend("The details were disclosed on April 27, 2026, by Satya Nadella on a blog [1].")
+    answer = rag_with(retriever, settings, backend).ask("When were the details disclosed?")
+    assert answer.text == "The details were disclosed on April 27, 2026, in a joint statement. [1]"
+    assert answer.removed == ("by Satya Nadella on a blog.",)
+
+
 def test_each_statement_carries_only_its_own_citations(retriever, settings) -> None:
-    draft = "The details were disclosed on April 27, 2026 [1]. Azure hosts the training workloads [2]."
+    draft = "The details were revealed on April 27, 2026 [1]. Azure runs the training workloads [2]."
     answer = rag_with(retriever, settings, ScriptedBackend(draft)).ask("When were the details disclosed?")
     assert [(st.text, [c.quote for c in st.citations]) for st in answer.statements] == [
         (
-            "The details were disclosed on April 27, 2026.",
+            "The details were revealed on April 27, 2026.",
             ["The details were disclosed on April 27, 2026, in a joint statement."],
         ),
-        ("Azure hosts the training workloads.", ["Azure hosts the training workloads for the models."]),
+        ("Azure runs the training workloads.", ["Azure hosts the training workloads for the models."]),
     ]
-    assert answer.text.endswith("[1] Azure hosts the training workloads. [2]")
+    assert answer.text.endswith("[1] Azure runs the training workloads. [2]")
     assert [c for st in answer.statements for c in st.citations] == list(answer.citations)
 
 
@@ -218,10 +234,10 @@ def test_i_dont_know_from_the_model_falls_back_when_the_evidence_answers(retriev
 
 
 def test_generation_stops_at_a_repeated_clause(retriever, settings) -> None:
-    loop = "The details were disclosed on April 27, 2026 [1]. " + "The recognition of strategic advantage. " * 20
+    loop = "The details were revealed on April 27, 2026 [1]. " + "The recognition of strategic advantage. " * 20
     answer = rag_with(retriever, settings, ScriptedBackend(loop)).ask("When were the details disclosed?")
     assert answer.draft.count("The recognition of strategic advantage") == 1
-    assert answer.text == "The details were disclosed on April 27, 2026. [1]"
+    assert answer.text == "The details were revealed on April 27, 2026. [1]"
 
 
 def test_until_repeated_passes_text_through_until_a_clause_repeats() -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from rag.answer import calibration as fitted
 from rag.answer.calibration import Calibration
-from rag.answer.citations import Verifier, cite, distinct_citations, statements_for
+from rag.answer.citations import Verifier, cite, distinct_citations, quoted, statements_for
 from rag.answer.evidence import Evidence, EvidenceSelector, Extract, Idf, extract
 from rag.answer.llm import Backend, complete, make_backend, until_repeated
 from rag.answer.prompting import IDK, Message, answer_messages, condense_messages
@@ -191,6 +191,8 @@ class RAG:
             claims = [
                 replace(c, supported=False) if c.supported and not content_words(c.text) - asked else c for c in claims
             ]
+            # a kept edit of a passage sentence is shown as that sentence
+            claims = [quoted(c) if c.supported else c for c in claims]
         kept = list({c.text: c for c in claims if c.supported}.values())  # small models repeat themselves
         removed = tuple(c.text for c in claims if not c.supported) + tuple(c.dropped for c in kept if c.dropped)
         base = {**base, "draft": draft, "removed": removed}

@@ -5,7 +5,8 @@ A claim is supported when the fitted grounding model (rag.answer.calibration, ov
 its best passage sentence matches it in meaning, words and word pairs, and what it says that no cited passage
 does) puts it above the fitted cut-off, and it names no number or proper noun absent from every passage. When
 a sentence as a whole is not supported, its longest supported leading clauses are kept, so a correct clause
-survives an invented tail. Evidence selection and prompting live elsewhere.
+survives an invented tail. A kept claim whose words all come from its evidence sentence is an edit of that
+sentence and is shown as the sentence itself (`quoted`). Evidence selection and prompting live elsewhere.
 """
 
 from __future__ import annotations
@@ -161,7 +162,10 @@ class _Context:
     def __init__(self, pool: list[PassageSentence], hits: Sequence[Hit]):
         self.pool = pool
         self.hits = hits
-        self.known = {e.lower() for h in hits for e in entities(h.chunk.text)}
+        # a name that opens a passage sentence is not an entity there, but the passages still hold it
+        self.known = {e.lower() for h in hits for e in entities(h.chunk.text)} | {
+            w for h in hits for w in words(h.chunk.text)
+        }
 
     def passages(self, cited: tuple[int, ...]) -> str:
         return " ".join(self.hits[n - 1].chunk.text for n in cited if 1 <= n <= len(self.hits))
@@ -200,6 +204,19 @@ def _evidence(pool: list[PassageSentence], row: np.ndarray, cited: tuple[int, ..
         if p.n in cited and (p.n not in best or row[i] > row[best[p.n]]):
             best[p.n] = i
     return tuple(pool[best[n]] for n in cited if n in best)
+
+
+def quoted(claim: Claim) -> Claim:
+    """The claim as its evidence sentence, verbatim, when it holds no content word that sentence lacks; else as is.
+
+    Such a claim can only restate the sentence or distort it: a small model's edits of a sentence it copies drop
+    a hedge ("it is believed that"), swap who does what, or change a formula, and lexical features cannot see
+    them. Quoting the sentence keeps everything the claim said and none of its edits."""
+    said = content_words(claim.text)
+    for ev in claim.evidence:
+        if said <= content_words(ev.text):
+            return replace(claim, text=ev.text, evidence=(ev,))
+    return claim
 
 
 def cite(part: PassageSentence, documents: Mapping[str, Document]) -> Citation | None:
