@@ -190,7 +190,7 @@ def test_a_kept_edit_of_a_passage_sentence_is_shown_as_that_sentence(retriever, 
         ("Azure hosts the training workloads for the models.", ["Azure hosts the training workloads for the models."])
     ]
     assert answer.draft.startswith("The models host")  # the model's own words stay in the draft
-    # the same for a kept head: the clause, not the invented tail, is what is quoted
+    # the same for a kept head: its passage sentence is quoted whole, and the invented tail stays removed
     backend = ScriptedBackend("The details were disclosed on April 27, 2026, by Satya Nadella on a blog [1].")
     answer = rag_with(retriever, settings, backend).ask("When were the details disclosed?")
     assert answer.text == "The details were disclosed on April 27, 2026, in a joint statement. [1]"

@@ -9,6 +9,7 @@ from rag.answer.citations import (
     claim_features,
     clause_prefixes,
     distinct_citations,
+    quoted,
     split_claims,
     statements_for,
 )
@@ -51,6 +52,18 @@ def test_invented_names_and_numbers_are_unsupported_even_when_words_overlap() ->
         hits(),
     )
     assert [c.supported for c in claims] == [False, False]
+
+
+def test_a_name_that_opens_a_passage_sentence_is_one_the_passages_hold() -> None:
+    [claim] = Verifier(HashEmbedder(), threshold=0.3).check("The training workloads run on Azure [1].", hits())
+    assert claim.supported  # "Azure" is no entity in the passage (it starts the sentence), but it is there
+
+
+def test_a_claim_with_no_word_its_evidence_lacks_is_quoted_as_that_sentence() -> None:
+    verifier = Verifier(HashEmbedder(), threshold=0.3)
+    edit, own = verifier.check("The training workloads host Azure [1]. Azure runs the training workloads [1].", hits())
+    assert quoted(edit).text == "Azure hosts the training workloads." and quoted(edit).evidence == edit.evidence
+    assert quoted(own) == own  # "runs" is the model's own word: shown as written
 
 
 def test_uncited_claim_is_checked_against_all_passages_and_cited_to_the_best() -> None:
