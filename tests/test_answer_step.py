@@ -85,6 +85,41 @@ def test_question_types() -> None:
     ] == ["date", "date", "number", "name", "name", ""]
 
 
+@pytest.mark.parametrize(
+    ("text", "heading"),
+    [
+        ("Intro.\n\nStrategic Independence and Multi-Cloud Expansion\n\nThe deal widens access.", True),
+        ("# Installation\nRun make.", True),
+        ("Revenue Model Changes and Market Implications", True),  # a chunk that is only the heading
+        ("Intro.\n\nThe deal widens access for enterprise customers\n\nMore.", False),  # a sentence, unpunctuated
+        ("Intro.\n\nOpenAI Expands Beyond Azure.\n\nMore.", False),  # closing punctuation: a sentence
+        ("Microsoft and OpenAI Signed It In Washington On Monday", True),
+        ("The deal names Microsoft Azure Cloud Services\nas a partner.", False),  # the line goes on
+        ("- Azure Hosting And Deployment Workloads For Enterprise Customers Across Every Region In The World", False),
+    ],
+)
+def test_a_heading_is_a_line_of_its_own_without_closing_punctuation_in_title_case(text, heading) -> None:
+    from rag.answer.evidence import is_heading
+    from rag.text import sentences
+
+    first = next(sp for sp in sentences(text) if text[sp.start : sp.end] not in ("Intro.",))
+    assert is_heading(text, first.start, first.end) is heading
+
+
+def test_a_heading_gives_context_but_is_never_evidence(tmp_path, settings) -> None:
+    text = "Enterprise Customers And Developers Gain Access\n\nThe deal widens access to the models. It was signed."
+    corpus = write_corpus(tmp_path / "headed", {"news.txt": text})
+    indexed = settings.with_overrides(index_dir=tmp_path / "headed-index")
+    Indexer(indexed, HashEmbedder()).index([corpus])
+    rag = RAG(indexed, Retriever.open(indexed.index_dir, HashEmbedder()), None, CALIBRATION)
+    answer = rag.ask("Who gains access to the models, enterprise customers and developers?", min_confidence=0)
+    assert not answer.abstained and answer.text == "The deal widens access to the models. [1]"
+    assert all(not s.sentence.heading for s in rag.selector.select(answer.query, answer.passages).ranked)
+    # nor does it support a claim: a heading states nothing
+    [claim] = rag.verifier.check("Enterprise Customers And Developers Gain Access [1].", answer.passages)
+    assert not claim.supported
+
+
 def test_alignment_is_the_idf_weighted_share_of_question_words_a_sentence_matches(retriever) -> None:
     from rag.answer.evidence import EvidenceSelector, Idf, passage_sentences
 

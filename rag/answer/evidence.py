@@ -145,6 +145,21 @@ def is_instruction(text: str) -> bool:
     return bool(_INSTRUCTION.search(text))
 
 
+_CLOSING = re.compile(r"[.!?:;…\"”’')\]]$")
+
+
+def is_heading(text: str, start: int, end: int) -> bool:
+    """Is text[start:end] a heading rather than a sentence: a line of its own, without closing punctuation, marked
+    with "#" or in title case (every word of four or more letters capitalised, at most 12 words)?"""
+    line = text[start:end]
+    alone = text[:start].rstrip(" \t").endswith("\n") or not text[:start].strip()
+    alone = alone and (text[end:].lstrip(" \t").startswith("\n") or not text[end:].strip())
+    if not alone or _CLOSING.search(line):
+        return False
+    long = [w for w in line.split() if sum(c.isalpha() for c in w) >= 4]
+    return line.startswith("#") or (len(line.split()) <= 12 and len(long) >= 2 and all(w[0].isupper() for w in long))
+
+
 def answer_candidates(sentence: str, kind: str, question: str) -> list[tuple[int, int]]:
     """Spans of `sentence` holding the kind of thing asked for that the question does not already name.
 
@@ -177,6 +192,7 @@ class PassageSentence:
     start: int  # offsets in the source document
     end: int
     text: str
+    heading: bool = False  # a heading line, which gives context to the sentences under it but answers nothing
 
 
 def passage_sentences(hits: Sequence[Hit]) -> list[PassageSentence]:
@@ -187,7 +203,8 @@ def passage_sentences(hits: Sequence[Hit]) -> list[PassageSentence]:
         for span in sentences(chunk.text):
             text = chunk.text[span.start : span.end]
             if not is_instruction(text):
-                out.append(PassageSentence(n, hit, chunk.start + span.start, chunk.start + span.end, text))
+                heading = is_heading(chunk.text, span.start, span.end)
+                out.append(PassageSentence(n, hit, chunk.start + span.start, chunk.start + span.end, text, heading))
     return out
 
 
@@ -258,7 +275,7 @@ class EvidenceSelector:
         """The evidence from `pool`'s sentence features (`features`): ranked by the fitted sentence model, with its
         calibrated confidence. Fitting calls it with features computed once, as the models change."""
         model = self.calibration.sentence
-        scored = [ScoredSentence(p, model.probability(f), f) for p, f in zip(pool, rows, strict=True)]
+        scored = [ScoredSentence(p, model.probability(f), f) for p, f in zip(pool, rows, strict=True) if not p.heading]
         ranked = tuple(sorted(scored, key=lambda s: (-s.probability, s.sentence.n, s.sentence.start)))
         features = self.confidence_features(question, kind, ranked, hits)
         return Evidence(question, kind, ranked, self.calibration.answer_confidence(kind, features), features)
