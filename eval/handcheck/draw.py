@@ -4,8 +4,10 @@
 
 Takes the statements (kept sentences, each with the passages it cites) of the answers that are the model's own
 (not abstained, not fallen back to extractive) and writes a random sample of `n`, each with its question and the
-full text of the passages it cites (rebuilt from the corpus files and the retrieved spans in the results), and an
-empty verdict for the reader: supported yes/partly/no, answers the question yes/partly/no, fluent yes/no, a note.
+full text of the passages it cites (rebuilt from the corpus files and the retrieved spans in the results), its
+question id, its place among the answer's statements, whether it is quoted (shown as the passage sentence itself,
+verbatim), and an empty verdict for the reader: supported yes/partly/no, answers the question yes/partly/no,
+fluent yes/no, a note.
 """
 
 from __future__ import annotations
@@ -34,11 +36,21 @@ def main() -> None:
             if r["abstained"] or r.get("fallback") or r["backend"] == "extractive":
                 continue
             passages = {n: texts[s["source"]][s["char_start"] : s["char_end"]] for n, s in enumerate(r["retrieved"], 1)}
-            for statement in r["statements"]:
+            for at, statement in enumerate(r["statements"]):
                 cited = [c["n"] for c in statement["citations"]]
                 sentence = f"{statement['text']} " + "".join(f"[{n}]" for n in cited)
                 passages_cited = {str(n): passages[n] for n in dict.fromkeys(cited) if n in passages}
-                pool.append({"question": r["question"], "answer_sentence": sentence, "cited_passages": passages_cited})
+                quoted = [c["quote"] for c in statement["citations"]] == [statement["text"]]  # shown as its source
+                pool.append(
+                    {
+                        "id": r["id"],
+                        "statement": at,
+                        "quoted": quoted,
+                        "question": r["question"],
+                        "answer_sentence": sentence,
+                        "cited_passages": passages_cited,
+                    }
+                )
     random.Random(args.seed).shuffle(pool)
     for i, row in enumerate(pool[: args.n]):
         verdict = {"supported": "", "answers_question": "", "fluent": "", "note": ""}
