@@ -18,6 +18,8 @@ import random
 import sys
 from pathlib import Path
 
+from rag.index.documents import normalize_text
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -28,7 +30,13 @@ def main() -> None:
     args = parser.parse_args()
     texts: dict[str, str] = {}
     for corpus in args.corpus:
-        texts.update({p.relative_to(corpus).as_posix(): p.read_text(encoding="utf-8") for p in corpus.rglob("*.txt")})
+        # as the index holds them (offsets count in the normalised text: trailing spaces dropped, NFC, …)
+        texts.update(
+            {
+                p.relative_to(corpus).as_posix(): normalize_text(p.read_text(encoding="utf-8"))
+                for p in corpus.rglob("*.txt")
+            }
+        )
     pool = []
     for path in args.results:
         for line in path.read_text(encoding="utf-8").splitlines():
