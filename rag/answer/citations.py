@@ -112,7 +112,7 @@ class Verifier:
 
     def check(self, draft: str, hits: Sequence[Hit]) -> list[Claim]:
         """Verdicts for every sentence of a draft; an unsupported sentence keeps its longest supported head."""
-        pool = _statements(hits)
+        pool = _support_pool(hits)
         claims = split_claims(draft, len(hits))
         if not claims or not pool:
             return [Claim(t, c, 0.0, False, ()) for t, c in claims]
@@ -135,7 +135,7 @@ class Verifier:
 
     def judge_one(self, text: str, cited: tuple[int, ...], hits: Sequence[Hit]) -> tuple[Claim, dict[str, float]]:
         """The verdict on one claim and the grounding model's inputs for it (eval/fit_grounding.py draws these)."""
-        pool = _statements(hits)
+        pool = _support_pool(hits)
         return self._judge(
             text, cited, support_scores(self.embedder, [text], [p.text for p in pool])[0], _Context(pool, hits)
         )
@@ -156,7 +156,7 @@ class Verifier:
         return Claim(text, cited, score, supported, _evidence(pool, row, cited)), features
 
 
-def _statements(hits: Sequence[Hit]) -> list[PassageSentence]:
+def _support_pool(hits: Sequence[Hit]) -> list[PassageSentence]:
     """The passage sentences a claim can rest on: headings state nothing."""
     return [p for p in passage_sentences(hits) if not p.heading]
 
