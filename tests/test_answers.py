@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SEEDS, free_port, wait_for_http, write_corpus
 from rag.answer.chain import ABSTAIN, RAG
-from rag.answer.llm import bundled_gguf
+from rag.answer.llm import _load_llama, bundled_gguf
 from rag.errors import BackendError, ConfigError
 from rag.index.indexer import Indexer
 from rag.settings import Settings
@@ -112,8 +112,13 @@ def test_local_answers_are_verified_and_reproducible(local: RAG) -> None:
     first = local.ask("Does Microsoft keep exclusive rights?", min_confidence=0.0)
     assert_citations_verified(local, first)
     assert first.draft  # the model really generated text
+    local.ask("Which cloud runs OpenAI's training jobs?", min_confidence=0.0)  # another prompt in the KV cache
     again = local.ask("Does Microsoft keep exclusive rights?", min_confidence=0.0)
     assert (again.draft, again.text) == (first.draft, first.text)
+    # the prompt prefix llama.cpp reuses from the previous request gives what a cold start gives
+    _load_llama(str(local.backend.path), local.settings.llm_context, local.settings.llm_threads).reset()
+    cold = local.ask("Does Microsoft keep exclusive rights?", min_confidence=0.0)
+    assert (cold.draft, cold.text) == (first.draft, first.text)
 
 
 def test_stream_yields_text_then_the_final_answer(local: RAG) -> None:

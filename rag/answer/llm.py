@@ -108,7 +108,8 @@ class LocalBackend:
     def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
         llama = _load_llama(str(self.path), self.settings.llm_context, self.settings.llm_threads)
         with self._lock:
-            llama.reset()
+            # No reset: llama.cpp keeps the tokens the prompt shares with the previous one (the system prompt, a
+            # third of an answer prompt) and evaluates only the rest; the logits are the same as from scratch.
             try:
                 chunks = llama.create_chat_completion(
                     messages=list(messages),
@@ -124,6 +125,7 @@ class LocalBackend:
                     if text:
                         yield text
             except ValueError as exc:  # e.g. the prompt exceeds the context window
+                llama.reset()  # nothing half-evaluated is reused
                 raise BackendError(f"local model failed: {exc}") from None
 
 
