@@ -42,6 +42,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchkit import machine  # noqa: E402
 from rag.answer.calibration import PACKAGED, Calibration, Logistic, load  # noqa: E402
 from rag.answer.evidence import (  # noqa: E402
     CONFIDENCE_FEATURES,
@@ -370,6 +371,8 @@ def main() -> None:
             "mode": settings.mode,
             "embedding": f"{settings.embedding_model} ({settings.embedding_backend})",
         },
+        # the int8 embedder's numbers, hence every feature, differ a little between CPUs (avx512_vnni or not)
+        "machine": {key: value for key, value in machine().items() if key in ("cpu", "simd", "cpus")},
         "sentences": fitted["sentences"],
         "questions": len(rows),
         "not_fitted": {
