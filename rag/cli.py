@@ -78,6 +78,8 @@ DenseIndexFlag = Annotated[
         shown_default="what the index uses; flat for a new one",
     ),
 ]
+# `rag eval` keys its LLM prompts' delimiters with this unless RAG_PROMPT_KEY is set: reproducible, not secret
+EVAL_PROMPT_KEY = "rag eval"
 K = Annotated[int, setting("k", "--k", help="Number of passages.", min=1)]
 ModeOption = Annotated[Mode, setting("mode", "--mode", help="Retrieval: dense and BM25 fused, or one of them.")]
 BackendOption = Annotated[Backend, setting("backend", "--backend", help="What writes the answer.")]
@@ -513,6 +515,8 @@ def eval_(
                 raise RagError(f"no questions on source {source!r} in {file}: one of {', '.join(groups)}")
             questions = groups[source]
         settings = settings.with_overrides(index_dir=eval_index_dir(corpus, settings, cache))
+        if not settings.prompt_key:  # the same prompts in every run, so an LLM backend's figures reproduce
+            settings = settings.with_overrides(prompt_key=EVAL_PROMPT_KEY)
         embedder = embedder_for(settings)
         Indexer(settings, embedder).index([corpus], progress=not as_json)
         records, summaries = [], []

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # None = the fitted values in rag/answer/calibration.json (eval/fit_calibration.py)
     grounding_threshold: float | None = Field(None, ge=0, le=1)  # the cut-off a claim must reach to be kept
     min_confidence: float | None = Field(None, ge=0, le=1)  # calibrated confidence an answer needs; below: abstain
+    # keys the passage delimiters of LLM prompts (rag.answer.prompting.delimiters); empty = a random key per process,
+    # so an LLM's answer to the same question can differ after a restart; `rag eval` uses a fixed one
+    prompt_key: str = secret()
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(2, ge=0)
     openai_base_url: str = ""

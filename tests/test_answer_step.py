@@ -201,6 +201,18 @@ def test_llm_answer_is_written_from_evidence_sentences_not_whole_chunks(retrieve
     assert answer.citations[0].quote == "Azure hosts the training workloads for the models."
 
 
+def test_the_prompt_key_makes_prompts_the_same_across_processes(retriever, settings) -> None:
+    def prompt(**overrides) -> str:
+        backend = ScriptedBackend("Azure runs the training workloads [1].")
+        rag_with(retriever, settings, backend, **overrides).ask("Which cloud hosts the training workloads?")
+        return backend.prompts[0][1]["content"]
+
+    keyed = prompt(prompt_key="k1")
+    assert "<<<PASSAGES-" in keyed and prompt(prompt_key="k1") == keyed  # a new RAG, as after a restart
+    assert prompt(prompt_key="k2") != keyed
+    assert prompt() != prompt()  # no key: a random one each time
+
+
 def test_a_correct_clause_survives_an_invented_tail(retriever, settings) -> None:
     backend = ScriptedBackend("The details were revealed on April 27, 2026, by Satya Nadella on a blog [1].")
     answer = rag_with(retriever, settings, backend).ask("When were the details disclosed?")

@@ -8,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import write_corpus
-from rag.cli import app
+from rag.answer.chain import RAG
+from rag.cli import EVAL_PROMPT_KEY, app
 from rag.errors import RagError
 from rag.evaluation.evaluate import GoldSpan, Question, gold_spans, load_questions, relevant_chunks
 from rag.types import Chunk, Document
@@ -90,6 +91,23 @@ def test_eval_end_to_end_exact_summary(tmp_path) -> None:
     assert json.loads((out / "summary.json").read_text())["backends"][0] == summary
     page = (out / "report.html").read_text()
     assert page.count("<svg") == 2 and "How many hours do cats sleep?" in page
+
+
+@pytest.mark.parametrize(("env_key", "used"), [(None, EVAL_PROMPT_KEY), ("mine", "mine")])
+def test_eval_keys_llm_prompts_the_same_in_every_run(tmp_path, monkeypatch, env_key, used) -> None:
+    opened = []
+    original = RAG.open.__func__
+    monkeypatch.setattr(
+        RAG, "open", classmethod(lambda cls, *a, **kw: opened.append(kw["settings"]) or original(cls, *a, **kw))
+    )
+    corpus = write_corpus(tmp_path / "corpus", {"cats.txt": "Cats sleep sixteen hours a day."})
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text(json.dumps(QUESTIONS[0]))
+    env = {"RAG_EMBEDDING_MODEL": "hash", "RAG_CHUNK_SIZE": "16", "RAG_CHUNK_OVERLAP": "0"}
+    args = ["eval", str(qfile), "--corpus", str(corpus), "--out", str(tmp_path / "r"), "--cache", str(tmp_path / "c")]
+    result = CliRunner().invoke(app, [*args, "--json"], env={**env, "RAG_PROMPT_KEY": env_key})
+    assert result.exit_code == 0, result.output
+    assert [s.prompt_key for s in opened] == [used] and used not in result.stdout
 
 
 def test_gold_quotes_must_be_found(tmp_path) -> None:

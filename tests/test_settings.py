@@ -112,8 +112,10 @@ def test_secrets_never_show_in_repr_or_errors() -> None:
         "RAG_AUTH": "alice:planted-2",
         "RAG_MILVUS_TOKEN": "planted-3",
         "AZURE_OPENAI_API_KEY": "planted-4",
+        "RAG_PROMPT_KEY": "planted-6",
     }
     settings = Settings.from_env(env)
+    assert settings.prompt_key == "planted-6"
     for text in (repr(settings), str(settings)):
         assert "planted" not in text
     with pytest.raises(ConfigError) as caught:

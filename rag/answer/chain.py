@@ -53,7 +53,8 @@ class RAG:
         # read from disk on demand: documents with their page and heading markers, and their texts
         self.docs = retriever.index.documents_by_id
         self.documents = retriever.index.document_texts
-        self._prompt_secret = secrets.token_bytes(16)  # keys the passage delimiters (see prompting.delimiters)
+        # keys the passage delimiters (see prompting.delimiters): the setting, else a random key for this process
+        self._prompt_secret = settings.prompt_key.encode() or secrets.token_bytes(16)
 
     @classmethod
     def open(cls, index_dir: Path | str | None = None, settings: Settings | None = None, **overrides: Any) -> RAG:
