@@ -14,7 +14,7 @@ import pytest
 
 from conftest import SEEDS, free_port, wait_for_http, write_corpus
 from rag.answer.chain import ABSTAIN, RAG
-from rag.answer.llm import _load_llama, bundled_gguf
+from rag.answer.llm import bundled_gguf
 from rag.errors import BackendError, ConfigError
 from rag.index.indexer import Indexer
 from rag.settings import Settings
@@ -119,7 +119,7 @@ def test_local_answers_are_verified_and_reproducible(local: RAG) -> None:
     again = local.ask("Does Microsoft keep exclusive rights?", min_confidence=0.0)
     assert (again.draft, again.text) == (first.draft, first.text)
     # the prompt prefix llama.cpp reuses from the previous request gives what a cold start gives
-    _load_llama(str(local.backend.path), local.settings.llm_context, local.settings.llm_threads).reset()
+    local.backend.llama().reset()
     cold = local.ask("Does Microsoft keep exclusive rights?", min_confidence=0.0)
     assert (cold.draft, cold.text) == (first.draft, first.text)
 

@@ -105,8 +105,12 @@ class LocalBackend:
         self.settings = settings
         self._lock = self._locks.setdefault(str(self.path.resolve()), threading.Lock())
 
+    def llama(self):
+        """The process's one Llama for this model and context (loaded on first use)."""
+        return _load_llama(str(self.path), self.settings.llm_context, self.settings.llm_threads)
+
     def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
-        llama = _load_llama(str(self.path), self.settings.llm_context, self.settings.llm_threads)
+        llama = self.llama()
         with self._lock:
             # No reset: llama.cpp keeps the tokens the prompt shares with the previous one (the system prompt, a
             # third of an answer prompt) and evaluates only the rest; the logits are the same as from scratch.
