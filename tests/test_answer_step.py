@@ -14,6 +14,7 @@ from rag.answer.calibration import Calibration, Logistic
 from rag.answer.chain import ABSTAIN, RAG
 from rag.answer.evidence import CONFIDENCE_FEATURES, SENTENCE_FEATURES, question_type
 from rag.answer.llm import until_repeated
+from rag.answer.prompting import condense_messages, shared_opening
 from rag.answer.retrieval import Retriever
 from rag.index.embedding import HashEmbedder
 from rag.index.indexer import Indexer
@@ -211,6 +212,19 @@ def test_the_prompt_key_makes_prompts_the_same_across_processes(retriever, setti
     assert "<<<PASSAGES-" in keyed and prompt(prompt_key="k1") == keyed  # a new RAG, as after a restart
     assert prompt(prompt_key="k2") != keyed
     assert prompt() != prompt()  # no key: a random one each time
+
+
+def test_every_prompt_of_a_kind_opens_the_same_before_its_keyed_delimiters(retriever, settings) -> None:
+    backend = ScriptedBackend("Azure runs the training workloads [1].", "On April 27, 2026 [1].")
+    rag = rag_with(retriever, settings, backend, prompt_key="k1")
+    for question in ("Which cloud hosts the training workloads?", "When were the details disclosed?"):
+        rag.ask(question)
+    first, second = (shared_opening(messages) for messages in backend.prompts)
+    assert first == second and len(first) > 200 and "<<<" not in first
+    assert backend.prompts[0][0]["content"].startswith(first) and backend.prompts[0] != backend.prompts[1]
+    condense = condense_messages([{"role": "user", "content": "Who?"}], "And then?")
+    assert shared_opening(condense) == condense[0]["content"]  # no delimiters: all of it
+    assert shared_opening([{"role": "user", "content": "Who?"}]) == ""
 
 
 def test_a_correct_clause_survives_an_invented_tail(retriever, settings) -> None:

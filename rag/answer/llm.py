@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from rag.answer.prompting import Message
+from rag.answer.prompting import Message, shared_opening
 from rag.errors import BackendError, ConfigError, ModelNotFound, needs_extra
 from rag.settings import Settings
 
@@ -91,6 +92,39 @@ def _load_llama(path: str, n_ctx: int, n_threads: int):
         raise ModelNotFound(f"cannot load the GGUF model {path}: {exc}") from None
 
 
+def _opening_tokens(llama, messages: Sequence[Message]) -> list[int]:
+    """The prompt's leading tokens that render its `shared_opening` (a third of an answer prompt, the same for
+    every question), or none when the GGUF has no chat template to render it with."""
+    opening = shared_opening(messages)
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not opening or not template or llama.chat_format != "chat_template.default":
+        return []
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    special = {"eos_token": llama.token_eos(), "bos_token": llama.token_bos()}
+    texts = {name: llama.detokenize([id_], special=True).decode() if id_ != -1 else "" for name, id_ in special.items()}
+    rendered = Jinja2ChatFormatter(template, **texts)(messages=list(messages))  # as create_chat_completion does
+    end = rendered.prompt.find(opening)
+    if end < 0:
+        return []
+    prompt, opened = (
+        llama.tokenize(text.encode(), add_bos=not rendered.added_special, special=True)
+        for text in (rendered.prompt, rendered.prompt[: end + len(opening)])
+    )
+    return os.path.commonprefix([prompt, opened])  # the opening's last token may merge with what follows
+
+
+def _keep_only(llama, prefix: list[int]) -> None:
+    """Leave in llama.cpp's cache exactly `prefix`, evaluated on its own from an empty cache, so that the rest of
+    every prompt is evaluated in the same batches from the same state whatever was asked before. Reusing the
+    longest prefix shared with the previous prompt (llama-cpp-python's default) would split the batches
+    differently from request to request, and on some CPUs that changes the sums, the logits and the draft."""
+    if llama.n_tokens < len(prefix) or llama.input_ids[: len(prefix)].tolist() != prefix:
+        llama.reset()
+        llama.eval(prefix)
+    llama.n_tokens = len(prefix)
+
+
 class LocalBackend:
     """llama.cpp in this process. Calls into one Llama are serialised: it is not thread-safe."""
 
@@ -112,9 +146,8 @@ class LocalBackend:
     def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
         llama = self.llama()
         with self._lock:
-            # No reset: llama.cpp keeps the tokens the prompt shares with the previous one (the system prompt, a
-            # third of an answer prompt) and evaluates only the rest; the logits are the same as from scratch.
             try:
+                _keep_only(llama, _opening_tokens(llama, messages))
                 chunks = llama.create_chat_completion(
                     messages=list(messages),
                     max_tokens=max_tokens,

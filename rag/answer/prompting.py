@@ -13,11 +13,12 @@ from collections.abc import Sequence
 
 from rag.types import Hit
 
-__all__ = ["IDK", "Message", "answer_messages", "condense_messages", "delimiters"]
+__all__ = ["IDK", "Message", "answer_messages", "condense_messages", "delimiters", "shared_opening"]
 
 Message = dict[str, str]
 
 IDK = "I don't know."
+MARKER = "<<<"  # opens every per-request delimiter
 
 SYSTEM = """You answer questions using only the numbered excerpts below.
 Rules:
@@ -33,7 +34,15 @@ def delimiters(secret: bytes, question: str, hits: Sequence[Hit]) -> tuple[str, 
     the end of the data block, yet the same request gets the same prompt, so answers stay reproducible."""
     material = "\0".join([question, *(h.chunk.id for h in hits)]).encode()
     tag = hmac.new(secret, material, hashlib.sha256).hexdigest()[:12]
-    return f"<<<PASSAGES-{tag}>>>", f"<<<END-{tag}>>>"
+    return f"{MARKER}PASSAGES-{tag}>>>", f"{MARKER}END-{tag}>>>"
+
+
+def shared_opening(messages: Sequence[Message]) -> str:
+    """The text every prompt of its kind opens with: its system message up to the first per-request delimiter
+    (all of it when it has none). A backend may keep it evaluated from one request to the next."""
+    if not messages or messages[0]["role"] != "system":
+        return ""
+    return messages[0]["content"].split(MARKER, 1)[0]
 
 
 def evidence_block(excerpts: Sequence[tuple[int, str]], open_tag: str, close_tag: str) -> str:
