@@ -386,7 +386,12 @@ def main() -> None:
     # the grounding model is fitted on its own (eval/fit_grounding.py, on hand-labelled claims): kept as it is
     previous = load(args.out) if args.out.is_file() else None
     if previous is not None and previous.grounding is not None:
-        calibration = replace(calibration, grounding=previous.grounding, grounding_cut=previous.grounding_cut)
+        calibration = replace(
+            calibration,
+            grounding=previous.grounding,
+            grounding_cut=previous.grounding_cut,
+            own_words_cut=previous.own_words_cut,
+        )
         meta["grounding"] = previous.meta.get("grounding", {})
     result = replace(calibration, meta=meta)
     args.out.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")

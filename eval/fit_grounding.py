@@ -11,7 +11,9 @@ the passage sentence that best supports it and the cited passages' text, for a r
 
 `fit` fits a logistic model over rag.answer.citations.CLAIM_FEATURES on those labels ("yes" against the rest) and
 the cut-off: the lowest probability at which the kept claims of the labelled set are at most 5% not fully
-supported (issue 11's ceiling), judged on out-of-fold probabilities, and writes both into
+supported (issue 11's ceiling), judged on out-of-fold probabilities. It chooses a second cut-off the same way
+over the claims in the model's own words alone (not `quotable` from their best sentence), for the model whose
+claims were labelled (`--model`, the bundled one by default), and writes all three into
 rag/answer/calibration.json. Held out, and never drawn here:
 eval/seed_questions_heldout.jsonl and the other SQuAD article.
 """
@@ -23,7 +25,7 @@ import json
 import random
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "eval")]
 
 from rag.answer.calibration import PACKAGED, Calibration  # noqa: E402
 from rag.answer.calibration import load as load_calibration  # noqa: E402
-from rag.answer.citations import CLAIM_FEATURES, claim_features, clause_prefixes, split_claims  # noqa: E402
+from rag.answer.citations import (  # noqa: E402
+    CLAIM_FEATURES,
+    PREAMBLE,
+    claim_features,
+    clause_prefixes,
+    quotable,
+    split_claims,
+)
+from rag.answer.llm import BUNDLED_GGUF  # noqa: E402
 from rag.evaluation.evaluate import by_source, eval_index_dir, load_questions  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
@@ -97,6 +107,7 @@ def fit(args: argparse.Namespace) -> None:
     # every feature but the support score (which needs the embedder, and was stored when drawn) is recomputed
     # from the stored texts, so a new feature needs no new labels
     for r in rows:
+        r["claim"] = PREAMBLE.sub("", r["claim"])  # as split_claims now reads a draft
         passages = " ".join(r["cited_passages"].values())
         r["features"] = claim_features(r["claim"], r["best_sentence"], passages, r["features"]["support"])
     x = np.array([[r["features"][name] for name in CLAIM_FEATURES] for r in rows])
@@ -109,12 +120,20 @@ def fit(args: argparse.Namespace) -> None:
         train = np.setdiff1d(np.arange(len(rows)), fold)
         held = fit_logistic(x[train], y[train], CLAIM_FEATURES)
         p[fold] = [held.probability(dict(zip(CLAIM_FEATURES, x[i], strict=True))) for i in fold]
-    cut = next((float(t) for t in sorted(set(np.round(p, 4))) if (~y[p >= t]).mean() <= CEILING), 1.0)
-    kept = p >= cut
+    cut = lowest_cut(p, y)
+    # the same choice over the claims in the model's own words alone (a content word their best sentence lacks):
+    # a small model's paraphrases are mostly wrong, and the quoted claims around them would hide them in the share
+    own = np.array([not quotable(r["claim"], [_Sentence(r["best_sentence"])]) for r in rows])
+    own_cut = lowest_cut(p[own], y[own])
+    kept = (p >= cut) & ~own | (p >= own_cut) & own
     calibration = load_calibration(args.out)
     figures = {
         "labelled": len(rows),
         "supported_yes": int(y.sum()),
+        "own_words": int(own.sum()),
+        "own_words_supported_yes": int((own & y).sum()),
+        "own_words_kept_at_the_shared_cut": int((own & (p >= cut)).sum()),
+        "own_words_kept_at_the_shared_cut_not_fully_supported": int((own & (p >= cut) & ~y).sum()),
         "kept": int(kept.sum()),
         "kept_not_fully_supported": int((kept & ~y).sum()),
         "supported_kept": int((kept & y).sum()),
@@ -130,12 +149,30 @@ def fit(args: argparse.Namespace) -> None:
             "command": "python eval/fit_grounding.py " + " ".join(sys.argv[1:]),
             "labels": str(args.labels.relative_to(ROOT)) if args.labels.is_relative_to(ROOT) else str(args.labels),
             "ceiling": CEILING,
+            "model": args.model,
             "figures_on_labelled_claims": figures,
         },
     }
-    result: Calibration = replace(calibration, grounding=model, grounding_cut=cut, meta=meta)
+    result: Calibration = replace(
+        calibration, grounding=model, grounding_cut=cut, own_words_cut={args.model: own_cut}, meta=meta
+    )
     args.out.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-    print(json.dumps({"out": str(args.out), "cut": cut, **figures}, indent=2))
+    print(json.dumps({"out": str(args.out), "cut": cut, "own_words_cut": own_cut, **figures}, indent=2))
+
+
+def lowest_cut(p: np.ndarray, y: np.ndarray) -> float:
+    """The lowest probability at which the claims kept are at most CEILING not fully supported; 1.0 (none kept)
+    when there is none."""
+    return next(
+        (float(t) for t in sorted(set(np.round(p, 4))) if (p >= t).any() and (~y[p >= t]).mean() <= CEILING), 1.0
+    )
+
+
+@dataclass(frozen=True)
+class _Sentence:
+    """A labelled claim's stored best sentence, as the verifier's evidence."""
+
+    text: str
 
 
 def main() -> None:
@@ -156,6 +193,9 @@ def main() -> None:
     f = sub.add_parser("fit", help="fit the grounding model on the labelled claims")
     f.add_argument("--labels", type=Path, default=LABELS)
     f.add_argument("--out", type=Path, default=PACKAGED)
+    f.add_argument(
+        "--model", default=Path(BUNDLED_GGUF).stem, help="the model whose claims were labelled (its own-words cut-off)"
+    )
     args = parser.parse_args()
     draw(args) if args.command == "draw" else fit(args)
 

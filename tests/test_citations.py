@@ -66,6 +66,18 @@ def test_a_claim_with_no_word_its_evidence_lacks_is_quoted_as_that_sentence() ->
     assert quoted(own) == own  # "runs" is the model's own word: shown as written
 
 
+def test_a_claim_in_the_models_own_words_must_reach_its_own_cut() -> None:
+    draft = "The training workloads host Azure [1]. Azure runs the training workloads [1]."
+    edit, own = Verifier(HashEmbedder(), threshold=0.3, own_words=1.0).check(draft, hits())
+    assert edit.supported and not own.supported and own.support >= 0.3  # "runs": not in its evidence sentence
+    assert [c.supported for c in Verifier(HashEmbedder(), threshold=0.3).check(draft, hits())] == [True, True]
+
+
+def test_a_replys_framing_is_not_part_of_its_claim() -> None:
+    draft = "The answer is: Azure hosts the training workloads [1].\nThe answer to this question is: 2019"
+    assert split_claims(draft, k=1) == [("Azure hosts the training workloads.", (1,))]
+
+
 def test_uncited_claim_is_checked_against_all_passages_and_cited_to_the_best() -> None:
     claims = Verifier(HashEmbedder(), threshold=0.55).check("Microsoft keeps priority access to new models.", hits())
     assert claims[0].supported and claims[0].cited == (2,)

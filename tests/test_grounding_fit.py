@@ -21,6 +21,9 @@ def test_the_packaged_calibration_has_a_grounding_model_over_the_claim_features(
     calibration = load()
     assert calibration.grounding is not None and calibration.grounding.features == CLAIM_FEATURES
     assert 0.0 < calibration.grounding_cut < 1.0 and calibration.claim_cut == calibration.grounding_cut
+    # the bundled model's own-words claims were wrong too often on the labels to keep any (see the fit's figures)
+    assert calibration.own_words_claim_cut("SmolLM2-135M-Instruct.Q4_1") == 1.0
+    assert calibration.own_words_claim_cut("gpt-4o") == calibration.grounding_cut  # no labels for it
     assert Calibration.from_dict(calibration.to_dict()) == calibration
 
 
@@ -43,7 +46,7 @@ def test_refitting_on_the_committed_labels_reproduces_the_packaged_model(tmp_pat
     )
     assert done.returncode == 0, done.stderr
     refit, packaged = load(out), load()
-    assert refit.grounding_cut == packaged.grounding_cut
+    assert refit.grounding_cut == packaged.grounding_cut and refit.own_words_cut == packaged.own_words_cut
     assert refit.grounding.weights == pytest.approx(packaged.grounding.weights, abs=1e-6)
     figures = json.loads(done.stdout)
     assert figures["kept_not_fully_supported"] <= 0.05 * figures["kept"]

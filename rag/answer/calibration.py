@@ -76,11 +76,18 @@ class Calibration:
     # and the cut-off at which the kept claims of that set were at most 5% not fully supported
     grounding: Logistic | None = None
     grounding_cut: float | None = None
+    # per model whose claims were labelled: the cut-off for its claims in its own words (holding a content word
+    # their evidence sentence lacks), chosen as grounding_cut but on those claims alone; 1.0 keeps none of them
+    own_words_cut: dict = field(default_factory=dict)
 
     @property
     def claim_cut(self) -> float:
         """The cut-off the verifier applies: on the grounding model's probability, or without one, on support."""
         return self.support if self.grounding is None or self.grounding_cut is None else self.grounding_cut
+
+    def own_words_claim_cut(self, model: str) -> float:
+        """The cut-off for a claim `model` wrote in its own words: fitted for that model, else `claim_cut`."""
+        return self.own_words_cut.get(model, self.claim_cut) if self.grounding is not None else self.claim_cut
 
     def answer_confidence(self, kind: str, features: dict[str, float]) -> float:
         """The calibrated confidence, capped for an answer that lacks what the question asks for."""
@@ -107,6 +114,7 @@ class Calibration:
                 {str(k): float(v) for k, v in data["untyped_ceiling"].items()},
                 Logistic.from_dict(data["grounding"]) if data.get("grounding") else None,
                 float(data["grounding_cut"]) if data.get("grounding_cut") is not None else None,
+                {str(k): float(v) for k, v in data.get("own_words_cut", {}).items()},
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
@@ -126,6 +134,7 @@ class Calibration:
             "untyped_ceiling": self.untyped_ceiling,
             "grounding": self.grounding.to_dict() if self.grounding else None,
             "grounding_cut": self.grounding_cut,
+            "own_words_cut": self.own_words_cut,
             "meta": self.meta,
         }
 

@@ -48,8 +48,10 @@ class RAG:
         self.backend = backend
         self.calibration = calibration or fitted.load()
         self.selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), self.calibration)
-        cut = self.calibration.claim_cut if settings.grounding_threshold is None else settings.grounding_threshold
-        self.verifier = Verifier(retriever.embedder, cut, self.calibration.grounding)
+        cut, own_words = self.calibration.claim_cut, self.calibration.own_words_claim_cut(getattr(backend, "model", ""))
+        if settings.grounding_threshold is not None:
+            cut = own_words = settings.grounding_threshold
+        self.verifier = Verifier(retriever.embedder, cut, self.calibration.grounding, own_words)
         # read from disk on demand: documents with their page and heading markers, and their texts
         self.docs = retriever.index.documents_by_id
         self.documents = retriever.index.document_texts

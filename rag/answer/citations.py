@@ -46,6 +46,8 @@ CLAIM_FEATURES = (
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 # echoes of the prompt's framing a small model copies into its reply: source labels and the data delimiters
 _SOURCE_ECHO = re.compile(r"\(source:[^)]*\)|<{2,}\s*(?:PASSAGES|END)-\w*\s*>*", re.I)
+# a reply's framing before the claim itself: "The answer is:", "The answer to this question is:"
+PREAMBLE = re.compile(r"^(?:the\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?(?:\s+is)?\s*:\s*", re.I)
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ def split_claims(draft: str, k: int) -> list[tuple[str, tuple[int, ...]]]:
         cited: list[int] = []
         for group in MARKER.findall(raw):
             cited += [int(x) for x in group.split(",") if 1 <= int(x) <= k and int(x) not in cited]
-        text = re.sub(r"\s+([.,;:!?])", r"\1", MARKER.sub("", raw)).strip()
+        text = PREAMBLE.sub("", re.sub(r"\s+([.,;:!?])", r"\1", MARKER.sub("", raw)).strip())
         if len(content_words(text)) >= 2:
             out.append((text, tuple(cited)))
     return out
@@ -102,12 +104,15 @@ def support_scores(embedder: Embedder, claims: Sequence[str], candidates: Sequen
 
 class Verifier:
     """Judges draft claims against the passages they cite. With a fitted grounding `model`, a claim is kept when
-    the model's probability that its passages support it reaches `threshold`; without one (tests, older
-    calibrations), when its support score does."""
+    the model's probability that its passages support it reaches `threshold` (`own_words` for a claim not
+    `quotable` from its evidence); without one (tests, older calibrations), when its support score does."""
 
-    def __init__(self, embedder: Embedder, threshold: float, model: Logistic | None = None):
+    def __init__(
+        self, embedder: Embedder, threshold: float, model: Logistic | None = None, own_words: float | None = None
+    ):
         self.embedder = embedder
         self.threshold = threshold
+        self.own_words = threshold if own_words is None else own_words
         self.model = model
 
     def check(self, draft: str, hits: Sequence[Hit]) -> list[Claim]:
@@ -152,8 +157,9 @@ class Verifier:
         features = claim_features(text, pool[best].text, context.passages(cited), float(row[best]))
         invented = {e.lower() for e in entities(text)} - context.known
         score = self.model.probability(features) if self.model else features["support"]
-        supported = score >= self.threshold and not invented
-        return Claim(text, cited, score, supported, _evidence(pool, row, cited)), features
+        evidence = _evidence(pool, row, cited)
+        cut = self.threshold if quotable(text, evidence) else self.own_words
+        return Claim(text, cited, score, score >= cut and not invented, evidence), features
 
 
 def _support_pool(hits: Sequence[Hit]) -> list[PassageSentence]:
@@ -211,17 +217,20 @@ def _evidence(pool: list[PassageSentence], row: np.ndarray, cited: tuple[int, ..
     return tuple(pool[best[n]] for n in cited if n in best)
 
 
+def quotable(text: str, evidence: Sequence[PassageSentence]) -> PassageSentence | None:
+    """The first evidence sentence that holds every content word of `text`, if any."""
+    said = content_words(text)
+    return next((ev for ev in evidence if said <= content_words(ev.text)), None)
+
+
 def quoted(claim: Claim) -> Claim:
     """The claim as its evidence sentence, verbatim, when it holds no content word that sentence lacks; else as is.
 
     Such a claim can only restate the sentence or distort it: a small model's edits of a sentence it copies drop
     a hedge ("it is believed that"), swap who does what, or change a formula, and lexical features cannot see
     them. Quoting the sentence keeps everything the claim said and none of its edits."""
-    said = content_words(claim.text)
-    for ev in claim.evidence:
-        if said <= content_words(ev.text):
-            return replace(claim, text=ev.text, evidence=(ev,))
-    return claim
+    ev = quotable(claim.text, claim.evidence)
+    return replace(claim, text=ev.text, evidence=(ev,)) if ev else claim
 
 
 def cite(part: PassageSentence, documents: Mapping[str, Document]) -> Citation | None:
