@@ -14,7 +14,8 @@ import pytest
 
 from conftest import SEEDS, free_port, wait_for_http, write_corpus
 from rag.answer.chain import ABSTAIN, RAG
-from rag.answer.llm import bundled_gguf
+from rag.answer.llm import LocalBackend, bundled_gguf, complete
+from rag.answer.prompting import answer_messages
 from rag.errors import BackendError, ConfigError
 from rag.index.indexer import Indexer
 from rag.settings import Settings
@@ -136,6 +137,14 @@ def test_local_answers_are_verified_and_reproducible(local: RAG, monkeypatch) ->
     for answer, batches_after_system in again:
         assert batches_after_system == evaluated
         assert (answer.draft, answer.text) == (first.draft, first.text)
+
+
+def test_a_prompt_longer_than_the_local_context_window_is_a_clear_error(local: RAG) -> None:
+    small = LocalBackend(local.settings.with_overrides(llm_context=64))
+    messages = answer_messages("Who hosts the training?", [], [(1, "Azure hosts the training workloads.")], b"k")
+    with pytest.raises(BackendError, match=r"the prompt is \d+ tokens, its context window 64: raise RAG_LLM_CONTEXT"):
+        complete(small, messages, 8)
+    assert complete(LocalBackend(local.settings), messages, 8)  # the usual window still answers
 
 
 def test_stream_yields_text_then_the_final_answer(local: RAG) -> None:

@@ -92,26 +92,25 @@ def _load_llama(path: str, n_ctx: int, n_threads: int):
         raise ModelNotFound(f"cannot load the GGUF model {path}: {exc}") from None
 
 
-def _opening_tokens(llama, messages: Sequence[Message]) -> list[int]:
-    """The prompt's leading tokens that render its `shared_opening` (a third of an answer prompt, the same for
-    every question), or none when the GGUF has no chat template to render it with."""
-    opening = shared_opening(messages)
+def _prompt_tokens(llama, messages: Sequence[Message]) -> tuple[list[int], list[int]]:
+    """The prompt's tokens as create_chat_completion renders them, and its leading tokens that render its
+    `shared_opening` (a third of an answer prompt, the same for every question); none of either when the GGUF has
+    no chat template to render them with."""
     template = llama.metadata.get("tokenizer.chat_template")
-    if not opening or not template or llama.chat_format != "chat_template.default":
-        return []
+    if not template or llama.chat_format != "chat_template.default":
+        return [], []
     from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
     special = {"eos_token": llama.token_eos(), "bos_token": llama.token_bos()}
     texts = {name: llama.detokenize([id_], special=True).decode() if id_ != -1 else "" for name, id_ in special.items()}
-    rendered = Jinja2ChatFormatter(template, **texts)(messages=list(messages))  # as create_chat_completion does
-    end = rendered.prompt.find(opening)
-    if end < 0:
-        return []
+    rendered = Jinja2ChatFormatter(template, **texts)(messages=list(messages))
+    opening = shared_opening(messages)
+    end = rendered.prompt.find(opening) + len(opening) if opening and opening in rendered.prompt else 0
     prompt, opened = (
-        llama.tokenize(text.encode(), add_bos=not rendered.added_special, special=True)
-        for text in (rendered.prompt, rendered.prompt[: end + len(opening)])
+        llama.tokenize(text.encode(), add_bos=not rendered.added_special, special=True) if text else []
+        for text in (rendered.prompt, rendered.prompt[:end])
     )
-    return os.path.commonprefix([prompt, opened])  # the opening's last token may merge with what follows
+    return prompt, os.path.commonprefix([prompt, opened])  # the opening's last token may merge with what follows
 
 
 def _keep_only(llama, prefix: list[int]) -> None:
@@ -147,7 +146,14 @@ class LocalBackend:
         llama = self.llama()
         with self._lock:
             try:
-                _keep_only(llama, _opening_tokens(llama, messages))
+                prompt, opening = _prompt_tokens(llama, messages)
+                window = min(llama.n_ctx(), self.settings.llm_context)  # llama.cpp may round the context up
+                if len(prompt) >= window:
+                    raise BackendError(
+                        f"local model: the prompt is {len(prompt)} tokens, its context window {window}: "
+                        "raise RAG_LLM_CONTEXT or lower RAG_K"
+                    )
+                _keep_only(llama, opening)
                 chunks = llama.create_chat_completion(
                     messages=list(messages),
                     max_tokens=max_tokens,
