@@ -1,6 +1,7 @@
 """Questions and a corpus from SciFact for a grounding check on text no fit has seen.
 
-    python eval/handcheck/scifact_questions.py ../shared/data/scifact /tmp/sf [--n 500] [--skip 0] [--others 500] [--seed 7]
+    python eval/handcheck/scifact_questions.py ../shared/data/scifact /tmp/sf [--n 500] [--skip 0] [--others 500]
+        [--seed 7]
 
 Writes OUT/questions.jsonl ("Is it true that <claim>?" for `n` claims of the train split, drawn with `seed`) and
 OUT/corpus/ (their relevant abstracts plus `others` more, one .txt each: title, blank line, abstract), for
