@@ -113,13 +113,19 @@ def test_local_model_streams_into_the_page(url, page: Page, tmp_path) -> None:
     bot = page.locator(BOT).first
     expect(bot).to_contain_text("▌", timeout=120_000)  # the draft, still being generated
     first = time.perf_counter() - started
+    expect(bot).to_contain_text("Model draft, being checked against the passages:")  # not yet the answer
+    assert "<<<" not in bot.inner_text()  # the prompt's delimiters, when the model echoes them, are not shown
     expect(page.locator("#sources .rag-meta").first).to_contain_text(
         "local · SmolLM2-135M-Instruct.Q4_1", timeout=180_000
     )
     total = time.perf_counter() - started
     expect(bot).not_to_contain_text("▌")
+    expect(bot).not_to_contain_text("Model draft, being checked")
     final = bot.inner_text()
     # grounded or abstained, never the raw draft's unsupported sentences shown as the answer
     assert final.strip() == "The documents do not say." or "[" in final
+    # a draft that gave way to the extractive answer is said to have, where the reader is looking
+    replaced = "model draft unsupported" in page.locator("#sources .rag-meta").first.inner_text()
+    assert ("did not hold up against the passages" in final) == replaced
     page.screenshot(path=str(tmp_path / "local.png"), full_page=True)
     print(f"browser, local model: first streamed token {first:.1f}s, final answer {total:.1f}s")

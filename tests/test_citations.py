@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from rag.answer.calibration import Logistic
 from rag.answer.citations import (
     CLAIM_FEATURES,
@@ -10,6 +12,7 @@ from rag.answer.citations import (
     clause_prefixes,
     distinct_citations,
     quoted,
+    readable_draft,
     split_claims,
     statements_for,
 )
@@ -170,3 +173,18 @@ def test_claim_features_tell_words_apart_that_share_a_stem() -> None:
     )
     assert f["coverage"] == 1.0  # computational and computability stem alike
     assert f["exact_coverage"] < 1.0 and f["bigrams"] < 1.0
+
+
+@pytest.mark.parametrize(
+    ("draft", "shown"),
+    [
+        ("<<<PASSAGES-f02b3f432>>> The deal was disclosed [1].", "The deal was disclosed [1]."),
+        ("The deal was disclosed [1]. <<<END-f02b>>>", "The deal was disclosed [1]."),
+        ("The deal was disclosed [1]. <<<PASS", "The deal was disclosed [1]."),  # an echo under way
+        ("The deal was disclosed (source: deal.txt) on", "The deal was disclosed on"),
+        ("The deal was disclosed (source: de", "The deal was disclosed"),
+        ("Revenue < 5 and costs > 2.", "Revenue < 5 and costs > 2."),  # comparisons are text
+    ],
+)
+def test_a_draft_is_shown_without_the_prompt_framing_it_echoes(draft, shown) -> None:
+    assert readable_draft(draft) == shown

@@ -215,3 +215,26 @@ def test_rag_serve_mounts_the_page_the_package_registers() -> None:
     from rag.serve.server import installed_page
 
     assert installed_page() is mount  # pyproject.toml's `rag.pages` entry point: rag itself never names ui
+
+
+def test_a_replaced_draft_says_so_in_the_chat_and_not_in_the_history() -> None:
+    from rag.types import Answer
+    from ui.app import REPLACED, _plain, chat_text
+
+    base = dict(
+        text="The deal was disclosed on April 27, 2026. [1]",
+        abstained=False,
+        citations=(),
+        passages=(),
+        query="When?",
+        standalone_query="When?",
+        backend="local",
+        model="m",
+        confidence=0.8,
+    )
+    assert chat_text(Answer(**base)) == base["text"]  # the model's own answer, as kept
+    shown = chat_text(Answer(**base, fallback="extractive"))
+    assert shown.startswith(base["text"]) and shown.endswith(REPLACED)
+    reply = {"role": "assistant", "content": [{"type": "text", "text": shown}]}  # as Gradio 6 sends it back
+    # what a follow-up builds on: the answer, without the page's note
+    assert _plain([{"role": "user", "content": "When?"}, reply])[1] == {"role": "assistant", "content": base["text"]}

@@ -1,6 +1,7 @@
 """The chat page: Gradio Blocks over the shared `rag.serve.server.Service`, with no retrieval logic of its own.
 
-A question streams the model's draft into the chat, then shows the grounded answer with [n] markers and,
+A question streams the model's draft into the chat, labelled as a draft being checked, then shows the grounded
+answer (saying so when the draft gave way to the extractive answer) with [n] markers and,
 beside it, each cited passage with its file, page or section, and the cited span highlighted. A selector
 restricts a question to some documents; the Documents panel lists what is indexed and removes uploads after a
 confirmation. Settings choose the backend, top-k, retrieval mode and grounding; uploads and removals go
@@ -18,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.answer.citations import readable_draft
 from rag.errors import RagError, needs_extra
 
 with needs_extra("ui"):
@@ -40,6 +42,9 @@ EXAMPLES = [
     "What role does Microsoft retain?",
     "Who is the CEO of OpenAI?",
 ]
+# a streamed draft is not yet the answer: verification may keep part of it or replace it
+DRAFTING = "*Model draft, being checked against the passages:*"
+REPLACED = "*The model's draft did not hold up against the passages; this is what they say.*"
 NO_SOURCES = '<div class="rag-empty">Sources of the answer appear here, with the cited words highlighted.</div>'
 CSS = """
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px;
@@ -64,8 +69,15 @@ def _plain(history: list[dict] | None) -> list[dict[str, str]]:
         if isinstance(content, list):
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
         if isinstance(content, str) and message.get("role") in ("user", "assistant"):
-            turns.append({"role": message["role"], "content": content})
+            # the page's note on a replaced draft is not part of what was answered
+            turns.append({"role": message["role"], "content": content.replace(REPLACED, "").strip()})
     return turns
+
+
+def chat_text(answer: Answer) -> str:
+    """The answer as the chat shows it; when the model's draft gave way to the extractive answer, a line says why
+    the text just changed under the reader's eyes."""
+    return f"{answer.text}\n\n{REPLACED}" if answer.fallback else answer.text
 
 
 def sources_html(answer: Answer) -> str:
@@ -244,7 +256,7 @@ def build_ui(service: Service) -> gr.Blocks:
                 for item in items:
                     if isinstance(item, str):
                         draft += item
-                        chat[-1] = {"role": "assistant", "content": draft.strip() + " ▌"}
+                        chat[-1] = {"role": "assistant", "content": f"{DRAFTING}\n\n{readable_draft(draft)} ▌"}
                         yield chat, "", gr.skip(), gr.skip()
                     else:
                         answer = item
@@ -257,7 +269,7 @@ def build_ui(service: Service) -> gr.Blocks:
             chat[-1] = {"role": "assistant", "content": f"⚠️ {exc}"}
             yield chat, "", gr.skip(), gr.skip()
             raise gr.Error(str(exc)) from None
-        chat[-1] = {"role": "assistant", "content": answer.text}
+        chat[-1] = {"role": "assistant", "content": chat_text(answer)}
         yield chat, "", sources_html(answer), answer.to_dict()
 
     def retry(

@@ -46,6 +46,8 @@ CLAIM_FEATURES = (
 MARKER = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 # echoes of the prompt's framing a small model copies into its reply: source labels and the data delimiters
 _SOURCE_ECHO = re.compile(r"\(source:[^)]*\)|<{2,}\s*(?:PASSAGES|END)-\w*\s*>*", re.I)
+# the start of such an echo at the end of a draft still being written
+_ECHO_UNDER_WAY = re.compile(r"(?:\(source:[^)]*|<{2,}[\w-]*)$", re.I)
 # a reply's framing before the claim itself: "The answer is:", "The answer to this question is:"
 PREAMBLE = re.compile(r"^(?:the\s+)?answer(?:\s+to\s+(?:the|this)\s+question)?(?:\s+is)?\s*:\s*", re.I)
 
@@ -76,6 +78,12 @@ def split_claims(draft: str, k: int) -> list[tuple[str, tuple[int, ...]]]:
         if len(content_words(text)) >= 2:
             out.append((text, tuple(cited)))
     return out
+
+
+def readable_draft(draft: str) -> str:
+    """A draft (complete or still streaming) without the prompt's framing the model echoed: what a reader is shown
+    while it is checked."""
+    return re.sub(r" {2,}", " ", _ECHO_UNDER_WAY.sub("", _SOURCE_ECHO.sub("", draft))).strip()
 
 
 def clause_prefixes(sentence: str) -> list[str]:
