@@ -415,7 +415,8 @@ def ask(
     settings = _settings(
         ctx, index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding, min_confidence=min_confidence
     )
-    from rag.answer.chain import RAG
+    from rag.answer.chain import RAG, REPLACED
+    from rag.answer.citations import readable_draft
 
     try:
         rag = RAG.open(settings=settings)
@@ -423,18 +424,23 @@ def ask(
         if as_json:
             _print_json(rag.ask(question, sources=source).to_dict())
             return
-        answer = None
+        answer, draft, shown = None, "", ""
         drafting = rag.backend is not None  # a model's draft is shown as it is generated; extractive is instant
         for item in rag.stream(question, sources=source):
             if isinstance(item, str):
-                if drafting:
-                    typer.secho(item, nl=False, dim=True, err=True)
+                draft += item
+                readable = readable_draft(draft)  # without the prompt's delimiters the model echoes
+                if drafting and readable.startswith(shown):
+                    typer.secho(readable[len(shown) :], nl=False, dim=True, err=True)
+                    shown = readable
             else:
                 answer = item
     except RagError as exc:
         _fail(exc)
     if drafting:
         typer.echo("", err=True)
+    if answer.fallback:
+        typer.secho(REPLACED, dim=True, err=True)
     typer.secho(answer.text, bold=True)
     if answer.short and not answer.abstained:
         typer.echo(f"Short answer: {answer.short.quote}")

@@ -155,3 +155,20 @@ def test_dense_index_option_and_verify(corpus, settings) -> None:
     (IndexStore(settings.index_dir).current() / "dense.faiss").write_bytes(b"broken")
     result = runner.invoke(app, ["verify"], env=env_for(settings))
     assert result.exit_code == 1 and "fails its checksum" in result.output
+
+
+def test_ask_streams_the_draft_without_echoed_delimiters_and_says_when_it_was_replaced(
+    corpus, settings, monkeypatch
+) -> None:
+    from rag.answer import chain
+    from test_answer_step import ScriptedBackend
+
+    assert runner.invoke(app, ["index", str(corpus)], env=env_for(settings)).exit_code == 0
+    draft = "<<<PASSAGES-0a1b2c3d4e5f>>> Elon Musk bought Contoso for 42 billion dollars [1]."
+    monkeypatch.setattr(chain, "make_backend", lambda _: ScriptedBackend(draft))
+    result = runner.invoke(app, ["ask", "Do dogs bark?", "--min-confidence", "0"], env=env_for(settings))
+    assert result.exit_code == 0, result.output
+    streamed, note = result.stderr.splitlines()
+    assert streamed == "Elon Musk bought Contoso for 42 billion dollars [1]."  # as it streamed, minus the echo
+    assert note == chain.REPLACED  # the passages' answer follows on stdout
+    assert "Contoso" not in result.stdout and "[1]" in result.stdout

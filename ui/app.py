@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.answer import chain
 from rag.answer.citations import readable_draft
 from rag.errors import RagError, needs_extra
 
@@ -44,7 +45,7 @@ EXAMPLES = [
 ]
 # a streamed draft is not yet the answer: verification may keep part of it or replace it
 DRAFTING = "*Model draft, being checked against the passages:*"
-REPLACED = "*The model's draft did not hold up against the passages; this is what they say.*"
+REPLACED = f"*{chain.REPLACED}*"
 NO_SOURCES = '<div class="rag-empty">Sources of the answer appear here, with the cited words highlighted.</div>'
 CSS = """
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px;

@@ -34,6 +34,8 @@ from rag.text import content_words
 from rag.types import Answer, Citation, Hit, Statement
 
 ABSTAIN = "The documents do not say."
+# what a reader who watched the draft stream is told when the extractive answer replaced it
+REPLACED = "The model's draft did not hold up against the passages; this is what they say."
 _FOLLOW_UP = re.compile(r"\b(it|its|they|them|their|this|that|these|those|he|she|his|her|there|then)\b", re.I)
 
 
