@@ -416,7 +416,6 @@ def ask(
         ctx, index_dir=index_dir, backend=backend, k=k, mode=mode, grounding=grounding, min_confidence=min_confidence
     )
     from rag.answer.chain import RAG, REPLACED
-    from rag.answer.citations import readable_draft
 
     try:
         rag = RAG.open(settings=settings)
@@ -424,15 +423,12 @@ def ask(
         if as_json:
             _print_json(rag.ask(question, sources=source).to_dict())
             return
-        answer, draft, shown = None, "", ""
+        answer = None
         drafting = rag.backend is not None  # a model's draft is shown as it is generated; extractive is instant
         for item in rag.stream(question, sources=source):
             if isinstance(item, str):
-                draft += item
-                readable = readable_draft(draft)  # without the prompt's delimiters the model echoes
-                if drafting and readable.startswith(shown):
-                    typer.secho(readable[len(shown) :], nl=False, dim=True, err=True)
-                    shown = readable
+                if drafting:
+                    typer.secho(item, nl=False, dim=True, err=True)
             else:
                 answer = item
     except RagError as exc:

@@ -301,6 +301,14 @@ def test_generation_stops_at_a_repeated_clause(retriever, settings) -> None:
     assert answer.text == "The details were revealed on April 27, 2026. [1]"
 
 
+def test_the_streamed_draft_leaves_out_echoes_of_the_prompt_delimiters(retriever, settings) -> None:
+    draft = "<<<PASSAGES-0a1b2c3d4e5f>>> The details were revealed on April 27, 2026 [1]. <<<END-0a1b2c3d4e5f>>>"
+    items = list(rag_with(retriever, settings, ScriptedBackend(draft)).stream("When were the details disclosed?"))
+    pieces, answer = items[:-1], items[-1]
+    assert len(pieces) > 3 and "".join(pieces) == "The details were revealed on April 27, 2026 [1]."
+    assert answer.draft == draft and answer.text == "The details were revealed on April 27, 2026. [1]"
+
+
 def test_until_repeated_passes_text_through_until_a_clause_repeats() -> None:
     pieces = ["1. Azure hosts", " training. 2. Azure", " hosts training. 3. More"]
     assert "".join(until_repeated(pieces)) == "1. Azure hosts training. 2. Azure"  # what streamed before the repeat

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rag.answer import chain
-from rag.answer.citations import readable_draft
 from rag.errors import RagError, needs_extra
 
 with needs_extra("ui"):
@@ -257,7 +256,7 @@ def build_ui(service: Service) -> gr.Blocks:
                 for item in items:
                     if isinstance(item, str):
                         draft += item
-                        chat[-1] = {"role": "assistant", "content": f"{DRAFTING}\n\n{readable_draft(draft)} ▌"}
+                        chat[-1] = {"role": "assistant", "content": f"{DRAFTING}\n\n{draft.strip()} ▌"}
                         yield chat, "", gr.skip(), gr.skip()
                     else:
                         answer = item

@@ -22,7 +22,7 @@ from typing import Any
 
 from rag.answer import calibration as fitted
 from rag.answer.calibration import Calibration
-from rag.answer.citations import Verifier, cite, distinct_citations, quoted, statements_for
+from rag.answer.citations import Verifier, cite, distinct_citations, quoted, readable_draft, statements_for
 from rag.answer.evidence import Evidence, EvidenceSelector, Extract, Idf, extract
 from rag.answer.llm import Backend, complete, make_backend, until_repeated
 from rag.answer.prompting import IDK, Message, answer_messages, condense_messages
@@ -103,7 +103,8 @@ class RAG:
         min_confidence: float | None = None,
         sources: Sequence[str] | None = None,
     ) -> Iterator[str | Answer]:
-        """Yield the draft's text as it is generated, then the final, verified `Answer`; `min_confidence`
+        """Yield the draft's text as it is generated (without echoes of the prompt's delimiters; `Answer.draft` keeps
+        them), then the final, verified `Answer`; `min_confidence`
         overrides the abstention threshold for this question, `sources` (globs) restricts retrieval to
         matching documents."""
         timings: dict[str, float] = {}
@@ -147,10 +148,14 @@ class RAG:
             messages = answer_messages(
                 question if not history else standalone, hits, self.excerpts(evidence), self._prompt_secret
             )
+            shown = ""  # what the reader has seen: the draft without the prompt framing the model echoes
             for piece in until_repeated(self.backend.stream(messages, self.settings.max_tokens)):
-                timings.setdefault("first_text", _since(started))
                 draft += piece
-                yield piece
+                readable = readable_draft(draft)
+                if len(readable) > len(shown) and readable.startswith(shown):
+                    timings.setdefault("first_text", _since(started))
+                    yield readable[len(shown) :]
+                    shown = readable
             timings["generate"] = _since(started)
             answer = self.verify(draft.strip(), hits, chosen, base)
         timings["total"] = _since(started)
