@@ -13,6 +13,7 @@ import pytest
 
 from conftest import SEEDS
 from rag.answer.chain import ABSTAIN
+from rag.answer.citations import readable_draft
 from rag.errors import ConfigError
 from rag.index.indexer import Indexer
 from rag.serve.server import Running, create_app, load_credentials
@@ -99,6 +100,28 @@ def test_openai_client_streaming(server) -> None:
     assert "".join(drafts).strip()  # the draft streamed before the grounded answer
     assert_verified(service, last.model_extra["citations"], text)
     print(f"openai client, streaming, extractive: {time.perf_counter() - started:.2f}s")
+
+
+def test_streamed_draft_leaves_out_echoed_delimiters_the_trace_keeps(index_dir, real_embedder, monkeypatch) -> None:
+    """A model that echoes the prompt's delimiters: `delta.draft` streams the readable draft, the last chunk's
+    trace keeps the model's text as written."""
+    import rag.serve.service
+    from test_answer_step import ScriptedBackend
+
+    echoing = 'Microsoft keeps its licence [1]. <<<END-54ac19378429>>"Microsoft has no exclusive right [1].'
+    monkeypatch.setattr(rag.serve.service, "make_backend", lambda _: ScriptedBackend(echoing))
+    running, _ = start(index_dir, real_embedder, backend="openai")
+    try:
+        ask = dict(model="rag", stream=True, messages=[{"role": "user", "content": QUESTION}])
+        drafts, last = [], None
+        for chunk in client(running.url).chat.completions.create(**ask):
+            drafts.append((chunk.choices[0].delta.model_extra or {}).get("draft") or "")
+            last = chunk
+        streamed = "".join(drafts)
+        assert "<<<" not in streamed and "Microsoft has no exclusive right" in streamed
+        assert last.model_extra["rag"]["draft"] == echoing and readable_draft(echoing) == streamed.strip()
+    finally:
+        running.stop()
 
 
 def test_follow_up_uses_the_conversation(server) -> None:
@@ -256,7 +279,9 @@ def test_local_model_through_the_server_with_a_one_answer_queue(index_dir, real_
         assert draft and first_token is not None and first_token < total
         trace = last.model_extra["rag"]
         assert trace["backend"] == "local" and trace["model"] == "SmolLM2-135M-Instruct.Q4_1"
-        assert trace["draft"] == draft.strip()
+        assert (
+            readable_draft(trace["draft"]) == draft.strip()
+        )  # streamed without echoed delimiters; the trace keeps them
         reply, waited = results["plain"]
         assert reply.model_extra["rag"]["draft"] == trace["draft"]  # same question, deterministic model
         print(
