@@ -12,13 +12,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from typer.core import TyperGroup
 
 from rag.errors import RagError
 from rag.settings import BACKENDS, MODES, Settings
+
+if TYPE_CHECKING:
+    from rag.types import Citation
 
 
 class _Commands(TyperGroup):
@@ -131,6 +134,11 @@ def _fail(exc: Exception, code: int = 1):
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _cited(c: Citation) -> str:
+    """A citation as `rag ask` lists it: passage number, where, the span and its quote."""
+    return f"  [{c.n}] {_where(c.source, c.location)} (chars {c.char_start}-{c.char_end}): \u201c{c.quote}\u201d"
 
 
 def _where(source: str, location) -> str:
@@ -440,6 +448,13 @@ def ask(
     typer.secho(answer.text, bold=True)
     if answer.short and not answer.abstained:
         typer.echo(f"Short answer: {answer.short.quote}")
+    if answer.withheld:
+        typer.echo(
+            f"\nClosest match, not an answer (confidence {answer.confidence:.2f}, below the threshold "
+            f"{answer.threshold:.2f}):"
+        )
+        for c in (c for st in answer.withheld for c in st.citations):
+            typer.echo(_cited(c))
     if answer.abstained and answer.passages:
         typer.echo("\nClosest passages:")
         for n, hit in enumerate(answer.passages[:3], 1):
@@ -448,9 +463,7 @@ def ask(
                 f"{hit.chunk.end}): {hit.chunk.text[:160]}..."
             )
     for c in answer.citations:
-        typer.echo(
-            f"  [{c.n}] {_where(c.source, c.location)} (chars {c.char_start}-{c.char_end}): \u201c{c.quote}\u201d"
-        )
+        typer.echo(_cited(c))
     fallback = f", fell back to {answer.fallback}" if answer.fallback else ""
     typer.secho(
         f"({answer.backend}: {answer.model}, confidence {answer.confidence:.2f}{fallback}, "

@@ -289,6 +289,10 @@ class Answer:
     short: Citation | None = None  # the exact answer phrase inside the cited sentences, where one was found
     fallback: str | None = None  # "extractive" when no claim of the model's draft survived verification
     statements: tuple[Statement, ...] = ()  # the answer's sentences one by one, each with its supporting spans
+    threshold: float | None = None  # the confidence below which this question was abstained on
+    # on abstention, the extractive answer's sentences that fell below the threshold, each with its verified span:
+    # the closest match, shown as such, never as an answer
+    withheld: tuple[Statement, ...] = ()
 
     def to_dict(self) -> dict:
         return {
@@ -307,4 +311,6 @@ class Answer:
             "short": self.short.to_dict() if self.short else None,
             "fallback": self.fallback,
             "statements": [st.to_dict() for st in self.statements],
+            "threshold": None if self.threshold is None else round(self.threshold, 4),
+            "withheld": [st.to_dict() for st in self.withheld],
         }

@@ -90,6 +90,18 @@ def test_extractive_abstains_on_what_the_article_does_not_say(extractive: RAG) -
         answer = extractive.ask(question)
         assert answer.abstained and answer.text == ABSTAIN and answer.citations == ()
         assert len(answer.passages) == 5  # the closest passages are still shown
+        # and the closest match, below the threshold, as verified spans of the withheld extractive answer
+        assert answer.confidence < answer.threshold == extractive.min_confidence
+        withheld = [c for st in answer.withheld for c in st.citations]
+        assert withheld and all(extractive.documents[c.doc_id][c.char_start : c.char_end] == c.quote for c in withheld)
+        assert [st.text for st in answer.withheld] == [c.quote for c in withheld]
+        assert all(f"[{c.n}]" in answer.draft for c in withheld)  # the draft keeps the withheld answer's text
+
+
+def test_an_answer_carries_its_threshold_and_no_withheld_match(extractive: RAG) -> None:
+    answer = extractive.ask(ANSWERED, min_confidence=0.01)
+    assert not answer.abstained and answer.threshold == 0.01 and answer.withheld == ()
+    assert extractive.ask(ANSWERED, min_confidence=1.0).withheld  # the same answer, withheld at a threshold of 1
 
 
 def test_injected_instructions_are_not_followed(extractive: RAG, local: RAG) -> None:

@@ -172,3 +172,17 @@ def test_ask_streams_the_draft_without_echoed_delimiters_and_says_when_it_was_re
     assert streamed == "Elon Musk bought Contoso for 42 billion dollars [1]."  # as it streamed, minus the echo
     assert note == chain.REPLACED  # the passages' answer follows on stdout
     assert "Contoso" not in result.stdout and "[1]" in result.stdout
+
+
+def test_ask_abstaining_shows_the_closest_match_as_not_an_answer(corpus, settings) -> None:
+    assert runner.invoke(app, ["index", str(corpus)], env=env_for(settings)).exit_code == 0
+    args = ["ask", "Do dogs bark?", "--backend", "extractive", "--min-confidence", "1"]
+    shown = runner.invoke(app, args, env=env_for(settings))
+    answer = json.loads(runner.invoke(app, [*args, "--json"], env=env_for(settings)).stdout)
+    assert shown.exit_code == 0 and answer["abstained"] and answer["threshold"] == 1.0
+    closest = answer["withheld"][0]["citations"][0]
+    assert shown.stdout.startswith("The documents do not say.")
+    assert f"Closest match, not an answer (confidence {answer['confidence']:.2f}, below the threshold 1.00):" in (
+        shown.stdout
+    )
+    assert f"[{closest['n']}] " in shown.stdout and f"\u201c{closest['quote']}\u201d" in shown.stdout

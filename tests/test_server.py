@@ -145,6 +145,9 @@ def test_abstention_is_an_answer_not_an_error(server) -> None:
     )
     assert reply.choices[0].message.content == ABSTAIN
     assert reply.model_extra["rag"]["abstained"] is True and reply.model_extra["citations"] == []
+    # the closest match rides in the trace, verified, apart from the answer and its citations
+    trace = reply.model_extra["rag"]
+    assert trace["confidence"] < trace["threshold"] and trace["withheld"][0]["citations"][0]["quote"]
 
 
 @pytest.mark.parametrize(

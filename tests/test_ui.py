@@ -4,6 +4,8 @@ files), the busy answer, file access and login."""
 
 from __future__ import annotations
 
+import html
+
 import httpx
 import pytest
 from gradio_client import Client, handle_file
@@ -89,8 +91,16 @@ def test_settings_reach_the_answer(server) -> None:
 def test_abstention_is_shown_as_such(server) -> None:
     client, _ = server
     history, _, sources, trace = client.predict("Who is the CEO of OpenAI?", [], *DEFAULTS, api_name="/ask")
-    assert text_of(history[-1]) == ABSTAIN and trace["abstained"]
-    assert "No passage supports an answer" in sources and "<mark>" not in sources
+    assert text_of(history[-1]).startswith(ABSTAIN) and trace["abstained"]
+    assert "No passage supports an answer" in sources
+    # the closest match is marked in its passage and said to be below the threshold, never given as the answer
+    closest = trace["withheld"][0]["citations"][0]
+    assert f"<mark>{html.escape(closest['quote'])}</mark>" in sources and "below the confidence threshold" in sources
+    assert f"closest match is marked in passage [{closest['n']}]" in text_of(history[-1])
+    assert trace["confidence"] < trace["threshold"]
+    from ui.app import _plain
+
+    assert _plain(history)[-1] == {"role": "assistant", "content": ABSTAIN}  # a follow-up builds on the answer alone
 
 
 def test_upload_good_and_bad_files(tmp_path, real_embedder) -> None:

@@ -45,6 +45,7 @@ EXAMPLES = [
 # a streamed draft is not yet the answer: verification may keep part of it or replace it
 DRAFTING = "*Model draft, being checked against the passages:*"
 REPLACED = f"*{chain.REPLACED}*"
+UNSURE = "*Not sure enough to answer"  # opens the note on an abstention whose closest match is marked
 NO_SOURCES = '<div class="rag-empty">Sources of the answer appear here, with the cited words highlighted.</div>'
 CSS = """
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px;
@@ -69,15 +70,24 @@ def _plain(history: list[dict] | None) -> list[dict[str, str]]:
         if isinstance(content, list):
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
         if isinstance(content, str) and message.get("role") in ("user", "assistant"):
-            # the page's note on a replaced draft is not part of what was answered
-            turns.append({"role": message["role"], "content": content.replace(REPLACED, "").strip()})
+            # the page's notes (a replaced draft, an abstention's closest match) are not part of what was answered
+            content = content.replace(REPLACED, "").split(f"\n\n{UNSURE}")[0]
+            turns.append({"role": message["role"], "content": content.strip()})
     return turns
 
 
 def chat_text(answer: Answer) -> str:
     """The answer as the chat shows it; when the model's draft gave way to the extractive answer, a line says why
-    the text just changed under the reader's eyes."""
-    return f"{answer.text}\n\n{REPLACED}" if answer.fallback else answer.text
+    the text just changed under the reader's eyes; on an abstention, where the closest match is marked."""
+    if answer.fallback:
+        return f"{answer.text}\n\n{REPLACED}"
+    marked = ", ".join(f"[{n}]" for n in dict.fromkeys(c.n for st in answer.withheld for c in st.citations))
+    if marked:
+        return (
+            f"{answer.text}\n\n{UNSURE} (confidence {answer.confidence:.2f}, threshold {answer.threshold:.2f}); "
+            f"the closest match is marked in passage {marked}.*"
+        )
+    return answer.text
 
 
 def sources_html(answer: Answer) -> str:
@@ -93,22 +103,30 @@ def sources_html(answer: Answer) -> str:
         quote = html.escape(answer.short.quote)
         short = f'<div class="rag-short">Short answer: <mark class="short">{quote}</mark></div>'
 
+    spans: dict[int, list[tuple[int, int]]] = {}
+    where: dict[int, list[str]] = {}
+    cited = [c for st in answer.withheld for c in st.citations] if answer.abstained else answer.citations
+    for c in cited:
+        spans.setdefault(c.n, []).append((c.char_start, c.char_end))
+        where.setdefault(c.n, []).append(c.location.label)
+    shown = [(n, answer.passages[n - 1], marks, where[n]) for n, marks in sorted(spans.items())]
+    head = ""
     if answer.abstained:
         head = (
-            '<div class="rag-abstain">No passage supports an answer, so none is given.</div>'
-            '<div class="rag-meta">The closest passages were:</div>'
+            '<div class="rag-abstain">No passage supports an answer with enough confidence, so none is given.</div>'
             if answer.passages
             else '<div class="rag-abstain">No passage matched the question.</div>'
         )
-        shown = [(n, hit, [], [hit.chunk.location.label]) for n, hit in enumerate(answer.passages[:3], 1)]
-    else:
-        head = ""
-        spans: dict[int, list[tuple[int, int]]] = {}
-        where: dict[int, list[str]] = {}
-        for c in answer.citations:
-            spans.setdefault(c.n, []).append((c.char_start, c.char_end))
-            where.setdefault(c.n, []).append(c.location.label)
-        shown = [(n, answer.passages[n - 1], marks, where[n]) for n, marks in sorted(spans.items())]
+        if shown:
+            head += '<div class="rag-meta">The closest match, marked, is below the confidence threshold:</div>'
+        elif answer.passages:
+            head += '<div class="rag-meta">The closest passages were:</div>'
+        # the closest passages, the one holding the closest match first
+        marked = {n for n, *_ in shown}
+        shown += [
+            (n, hit, [], [hit.chunk.location.label]) for n, hit in enumerate(answer.passages[:3], 1) if n not in marked
+        ]
+        shown = shown[:3]
     parts = [meta, short, head]
     exact = answer.short if answer.short and not answer.abstained else None
     for n, hit, marks, labels in shown:

@@ -129,6 +129,7 @@ class RAG:
             model=self.model_name,
             passages=tuple(hits),
             confidence=evidence.confidence,
+            threshold=threshold,
         )
         if chosen is None:  # the draft keeps what the extractive answer would have been, for evaluation
             withheld = extract(evidence, self.calibration)
@@ -138,6 +139,7 @@ class RAG:
                 citations=(),
                 **base,
                 draft=_extractive_text(withheld) if withheld else "",
+                withheld=self._statements(withheld) if withheld else (),
             )
         elif self.backend is None:
             answer = self._extractive(chosen, base)
@@ -173,7 +175,7 @@ class RAG:
 
     def _extractive(self, chosen: Extract, base: dict, **extra: Any) -> Answer:
         text = _extractive_text(chosen)
-        statements = [Statement(p.text, (c,) if (c := cite(p, self.docs)) else ()) for p in chosen.parts]
+        statements = self._statements(chosen)
         return Answer(
             text=text,
             abstained=False,
@@ -182,6 +184,10 @@ class RAG:
             statements=tuple(statements),
             **{"draft": text, **base, **extra},
         )
+
+    def _statements(self, chosen: Extract) -> tuple[Statement, ...]:
+        """The extract's sentences, each with its verified document span."""
+        return tuple(Statement(p.text, (c,) if (c := cite(p, self.docs)) else ()) for p in chosen.parts)
 
     def _short(self, chosen: Extract) -> Citation | None:
         if chosen.short is None:
