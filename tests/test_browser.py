@@ -93,8 +93,8 @@ def test_ask_in_the_browser_and_read_the_sources(url, page: Page, tmp_path) -> N
     ask(page, "Who is the CEO of OpenAI?", 2)  # not in the article: abstained, the closest match marked as such
     expect(page.locator(BOT).nth(2)).to_contain_text("The documents do not say.")
     expect(page.locator(BOT).nth(2)).to_contain_text("Not sure enough to answer")
-    expect(page.locator("#sources")).to_contain_text("The closest match, marked, is below the confidence threshold")
-    expect(page.locator("#sources .rag-source > .text > mark")).to_have_count(1)
+    expect(page.locator("#sources")).to_contain_text("The closest match, underlined, is below the confidence threshold")
+    expect(page.locator("#sources .rag-closest > .text > mark")).to_have_count(1)  # marked apart from citations
     expect(page.locator("#sources .rag-short")).to_have_count(0)  # no short answer: nothing was answered
     shot = tmp_path / "chat.png"
     page.screenshot(path=str(shot), full_page=True)

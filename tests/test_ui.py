@@ -96,7 +96,7 @@ def test_abstention_is_shown_as_such(server) -> None:
     # the closest match is marked in its passage and said to be below the threshold, never given as the answer
     closest = trace["withheld"][0]["citations"][0]
     assert f"<mark>{html.escape(closest['quote'])}</mark>" in sources and "below the confidence threshold" in sources
-    assert f"closest match is marked in passage [{closest['n']}]" in text_of(history[-1])
+    assert f"closest match is underlined in passage [{closest['n']}]" in text_of(history[-1])
     assert trace["confidence"] < trace["threshold"]
     from ui.app import _plain
 

@@ -56,6 +56,7 @@ CSS = """
 .rag-source .text { font-size: 0.9em; line-height: 1.45; white-space: pre-line; }
 .rag-source mark { background: #fde68a; color: #111827; padding: 0 2px; border-radius: 3px; }
 mark.short { background: #f59e0b; font-weight: 700; }
+.rag-closest mark { background: none; border-bottom: 2px dashed #9ca3af; border-radius: 0; }
 .rag-short { margin-bottom: 8px; }
 .rag-meta, .rag-empty { font-size: 0.85em; color: var(--body-text-color-subdued); margin-bottom: 8px; }
 .rag-abstain { font-weight: 600; margin-bottom: 8px; }
@@ -85,7 +86,7 @@ def chat_text(answer: Answer) -> str:
     if marked:
         return (
             f"{answer.text}\n\n{UNSURE} (confidence {answer.confidence:.2f}, threshold {answer.threshold:.2f}); "
-            f"the closest match is marked in passage {marked}.*"
+            f"the closest match is underlined in passage {marked}.*"
         )
     return answer.text
 
@@ -118,7 +119,7 @@ def sources_html(answer: Answer) -> str:
             else '<div class="rag-abstain">No passage matched the question.</div>'
         )
         if shown:
-            head += '<div class="rag-meta">The closest match, marked, is below the confidence threshold:</div>'
+            head += '<div class="rag-meta">The closest match, underlined, is below the confidence threshold:</div>'
         elif answer.passages:
             head += '<div class="rag-meta">The closest passages were:</div>'
         # the closest passages, the one holding the closest match first
@@ -129,6 +130,7 @@ def sources_html(answer: Answer) -> str:
         shown = shown[:3]
     parts = [meta, short, head]
     exact = answer.short if answer.short and not answer.abstained else None
+    kind = "rag-source rag-closest" if answer.abstained else "rag-source"  # a closest match is marked, not cited
     for n, hit, marks, labels in shown:
         c = hit.chunk
         inner = [(exact.char_start, exact.char_end)] if exact and exact.n == n else []
@@ -136,7 +138,7 @@ def sources_html(answer: Answer) -> str:
             f'<span class="where">{html.escape(label)}</span> · ' for label in dict.fromkeys(labels) if label
         )
         parts.append(
-            f'<div class="rag-source" id="source-{n}"><div class="head"><span class="n">[{n}]</span>'
+            f'<div class="{kind}" id="source-{n}"><div class="head"><span class="n">[{n}]</span>'
             f"<b>{html.escape(c.source)}</b> · {location}chars {c.start}–{c.end}</div>"
             f'<div class="text">{_highlight(c.text, c.start, marks, inner)}</div></div>'
         )
