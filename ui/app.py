@@ -45,7 +45,7 @@ EXAMPLES = [
 # a streamed draft is not yet the answer: verification may keep part of it or replace it
 DRAFTING = "*Model draft, being checked against the passages:*"
 REPLACED = f"*{chain.REPLACED}*"
-UNSURE = "*Not sure enough to answer"  # opens the note on an abstention whose closest match is marked
+UNSURE = "*Not sure enough to answer"  # opens the note on an abstention whose closest match is underlined
 NO_SOURCES = '<div class="rag-empty">Sources of the answer appear here, with the cited words highlighted.</div>'
 CSS = """
 .rag-source { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: 10px 12px;
@@ -93,7 +93,7 @@ def chat_text(answer: Answer) -> str:
 
 def sources_html(answer: Answer) -> str:
     """Each cited passage with its source file, the page or section of what it cites and the cited spans marked
-    (the short answer inside them); for an abstention, the closest passages."""
+    (the short answer inside them); for an abstention, the closest passages, the closest match underlined."""
     fallback = " · model draft unsupported: extractive answer" if answer.fallback else ""
     meta = (
         f'<div class="rag-meta">{html.escape(answer.backend)} · {html.escape(answer.model)} · '
