@@ -453,7 +453,7 @@ def ask(
             f"\nClosest match, not an answer (confidence {answer.confidence:.2f}, below the threshold "
             f"{answer.threshold:.2f}):"
         )
-        for c in (c for st in answer.withheld for c in st.citations):
+        for c in answer.closest:
             typer.echo(_cited(c))
     if answer.abstained and answer.passages:
         typer.echo("\nClosest passages:")

@@ -294,6 +294,11 @@ class Answer:
     # the closest match, shown as such, never as an answer
     withheld: tuple[Statement, ...] = ()
 
+    @property
+    def closest(self) -> tuple[Citation, ...]:
+        """On abstention, the spans of the closest match (the withheld sentences); empty otherwise."""
+        return tuple(c for st in self.withheld for c in st.citations)
+
     def to_dict(self) -> dict:
         return {
             "answer": self.text,

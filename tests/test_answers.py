@@ -92,7 +92,7 @@ def test_extractive_abstains_on_what_the_article_does_not_say(extractive: RAG) -
         assert len(answer.passages) == 5  # the closest passages are still shown
         # and the closest match, below the threshold, as verified spans of the withheld extractive answer
         assert answer.confidence < answer.threshold == extractive.min_confidence
-        withheld = [c for st in answer.withheld for c in st.citations]
+        withheld = answer.closest
         assert withheld and all(extractive.documents[c.doc_id][c.char_start : c.char_end] == c.quote for c in withheld)
         assert [st.text for st in answer.withheld] == [c.quote for c in withheld]
         assert all(f"[{c.n}]" in answer.draft for c in withheld)  # the draft keeps the withheld answer's text

@@ -82,7 +82,7 @@ def chat_text(answer: Answer) -> str:
     the text just changed under the reader's eyes; on an abstention, where the closest match is marked."""
     if answer.fallback:
         return f"{answer.text}\n\n{REPLACED}"
-    marked = ", ".join(f"[{n}]" for n in dict.fromkeys(c.n for st in answer.withheld for c in st.citations))
+    marked = ", ".join(f"[{n}]" for n in dict.fromkeys(c.n for c in answer.closest))
     if marked:
         return (
             f"{answer.text}\n\n{UNSURE} (confidence {answer.confidence:.2f}, threshold {answer.threshold:.2f}); "
@@ -106,8 +106,7 @@ def sources_html(answer: Answer) -> str:
 
     spans: dict[int, list[tuple[int, int]]] = {}
     where: dict[int, list[str]] = {}
-    cited = [c for st in answer.withheld for c in st.citations] if answer.abstained else answer.citations
-    for c in cited:
+    for c in answer.closest if answer.abstained else answer.citations:
         spans.setdefault(c.n, []).append((c.char_start, c.char_end))
         where.setdefault(c.n, []).append(c.location.label)
     shown = [(n, answer.passages[n - 1], marks, where[n]) for n, marks in sorted(spans.items())]

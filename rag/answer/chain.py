@@ -120,7 +120,8 @@ class RAG:
         timings["retrieve"] = _since(started)
         evidence = self.selector.select(standalone, hits)
         threshold = self.min_confidence if min_confidence is None else min_confidence
-        chosen = extract(evidence, self.calibration) if evidence.confidence >= threshold else None
+        extracted = extract(evidence, self.calibration)
+        chosen = extracted if evidence.confidence >= threshold else None
         timings["evidence"] = _since(started)
         base = dict(
             query=question,
@@ -132,14 +133,13 @@ class RAG:
             threshold=threshold,
         )
         if chosen is None:  # the draft keeps what the extractive answer would have been, for evaluation
-            withheld = extract(evidence, self.calibration)
             answer = Answer(
                 text=ABSTAIN,
                 abstained=True,
                 citations=(),
                 **base,
-                draft=_extractive_text(withheld) if withheld else "",
-                withheld=self._statements(withheld) if withheld else (),
+                draft=_extractive_text(extracted) if extracted else "",
+                withheld=self._statements(extracted) if extracted else (),
             )
         elif self.backend is None:
             answer = self._extractive(chosen, base)
