@@ -209,7 +209,8 @@ def stage_queries(spec: dict) -> dict:
 
 
 def stage_answers(spec: dict) -> dict:
-    """RAG.stream over the seed questions: time to the first text piece and to the final Answer."""
+    """RAG.stream over the seed questions: time to the first text piece and to the final Answer, per backend
+    (a label and its settings: `local` beside the bundled model run as shipped, its baseline)."""
     from rag.answer.chain import RAG
 
     questions = [
@@ -218,13 +219,13 @@ def stage_answers(spec: dict) -> dict:
         if line.strip()
     ][: spec["limit"]]
     out = {}
-    for backend in spec["backends"]:
+    for label, overrides in spec["backends"].items():
         started = time.perf_counter()
         rag = RAG.open(
             spec["index_dir"],
-            backend=backend,
             embedding_backend=spec["backend"],
             model_cache_dir=Path(spec["model_cache_dir"]),
+            **overrides,
         )
         rag.ask("What is this about?")  # loads the LLM and warms every path
         load = time.perf_counter() - started
@@ -239,7 +240,7 @@ def stage_answers(spec: dict) -> dict:
                     abstained += item.abstained
             total.append(time.perf_counter() - t0)
             first.append(got if got is not None else total[-1])  # nothing streamed: the answer is the first token
-        out[backend] = {
+        out[label] = {
             "questions": len(questions),
             "load_s": round(load, 2),
             "abstained": abstained,
@@ -342,6 +343,7 @@ def langchain_queries(work: Path, sizes: list[int], queries_file: Path, batch_si
 
 
 def run(args: argparse.Namespace) -> Path:
+    from rag.answer.llm import BUNDLED_GGUF, bundled_gguf
     from rag.settings import Settings
 
     defaults = Settings.from_env(os.environ)  # RAG_CHUNK_SIZE, RAG_EMBEDDING_BACKEND, ... apply here too
@@ -416,7 +418,11 @@ def run(args: argparse.Namespace) -> Path:
                 "index_dir": str(seeds_index),
                 "questions": str(ROOT / "eval" / "seed_questions.jsonl"),
                 "limit": args.answer_questions,
-                "backends": ["extractive", "local"],
+                "backends": {
+                    "extractive": {"backend": "extractive"},
+                    "local": {"backend": "local"},  # the bundled model, converted to BUNDLED_RUN_AS
+                    f"local, {BUNDLED_GGUF} as shipped": {"backend": "local", "llm_model_path": str(bundled_gguf())},
+                },
             }
             result["answers"] = _worker("answers", answers_spec)
             say("answers: done")
@@ -447,6 +453,18 @@ def run(args: argparse.Namespace) -> Path:
     return out
 
 
+def local_speedups(answers: dict) -> dict:
+    """`local` against the bundled GGUF as shipped, p50 ratios (above 1: ours is faster); both answered the same
+    questions in one process, one after the other."""
+    shipped = next((a for label, a in answers.items() if label.endswith("as shipped")), None)
+    if shipped is None or "local" not in answers:
+        return {}
+    return {
+        f"local_{m}_p50_speedup_over_shipped_gguf": round(shipped[f"{m}_p50_ms"] / answers["local"][f"{m}_p50_ms"], 2)
+        for m in ("first_token", "total")
+    }
+
+
 def summarize(r: dict, default: str) -> dict:
     """The headline figures and ratios (throughput ratios: higher means ours is faster)."""
     s: dict = {"default_backend": default, "rag_help_s": r["rag_help_s"]}
@@ -471,6 +489,7 @@ def summarize(r: dict, default: str) -> dict:
         lc = r["langchain_build"]
         s["langchain_build_docs_per_s"] = round(lc["documents"] / lc["seconds"], 2)
         s["langchain_build_chunks_per_s"] = round(lc["chunks"] / lc["seconds"], 1)
+    s.update(local_speedups(r.get("answers", {}).get("backends", {})))
     q = r["queries"]["sizes"]
     for size, row in q.items():
         for mode in ("dense", "bm25", "hybrid"):

@@ -15,9 +15,9 @@ import pytest
 from conftest import SEEDS, free_port, wait_for_http, write_corpus
 from rag.answer.chain import ABSTAIN, RAG
 from rag.answer.citations import readable_draft
-from rag.answer.llm import LocalBackend, bundled_gguf, complete
+from rag.answer.llm import BUNDLED_RUN_AS, LocalBackend, bundled_gguf, complete, converted_gguf
 from rag.answer.prompting import answer_messages
-from rag.errors import BackendError, ConfigError
+from rag.errors import BackendError, ConfigError, ModelNotFound
 from rag.index.indexer import Indexer
 from rag.settings import Settings
 from rag.types import Answer
@@ -120,6 +120,39 @@ def test_local_model_invention_is_caught_by_grounding(local: RAG) -> None:
     answer = local.ask("Who is the CEO of OpenAI?")
     assert answer.abstained and answer.text == ABSTAIN, answer.draft
     assert answer.backend == "local" and answer.model == "SmolLM2-135M-Instruct.Q4_1"
+
+
+def test_the_bundled_model_runs_converted_once_and_a_named_gguf_as_it_is(local: RAG, tmp_path) -> None:
+    settings = local.settings.with_overrides(model_cache_dir=tmp_path / "cache")
+    backend = LocalBackend(settings)
+    runnable = backend.runnable()
+    assert runnable.is_relative_to(tmp_path / "cache" / "gguf")
+    assert runnable.name == f"SmolLM2-135M-Instruct.Q4_1.{BUNDLED_RUN_AS}.gguf"
+    assert backend.model == "SmolLM2-135M-Instruct.Q4_1"  # the weights' name, which keys their calibration
+    made = runnable.stat().st_mtime_ns
+    assert LocalBackend(settings).runnable() == runnable and runnable.stat().st_mtime_ns == made  # made once
+    assert sorted(p.name for p in runnable.parent.iterdir()) == [".lock", runnable.name]  # no temporary file left
+    from llama_cpp import Llama
+
+    converted = Llama(model_path=str(runnable), n_ctx=256, verbose=False)
+    assert converted.metadata["general.file_type"] == "7"  # llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0
+    original = Llama(model_path=str(bundled_gguf()), n_ctx=256, verbose=False)
+    assert original.metadata["general.file_type"] == "3"  # LLAMA_FTYPE_MOSTLY_Q4_1, as shipped
+    assert (
+        converted.n_vocab() == original.n_vocab()
+        and converted.metadata["general.name"] == original.metadata["general.name"]
+    )
+    named = LocalBackend(settings.with_overrides(llm_model_path=str(bundled_gguf())))
+    assert named.runnable() == bundled_gguf() and named.model == backend.model  # a GGUF the user names runs as it is
+    assert local.backend.llama().metadata["general.file_type"] == "7"  # what the chain's backend runs
+
+
+def test_a_file_that_is_no_gguf_cannot_be_converted_and_leaves_nothing(tmp_path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ModelNotFound, match=r"cannot convert the GGUF model .*bad\.gguf to q8_0"):
+        converted_gguf(bad, "q8_0", tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == [".lock"]
 
 
 def test_local_answers_are_verified_and_reproducible(local: RAG, monkeypatch) -> None:

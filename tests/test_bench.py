@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_beir
+from conftest import SEEDS, write_beir
+from rag.answer.llm import BUNDLED_GGUF, bundled_gguf
 from rag.index.embedding import HashEmbedder
 from rag.index.indexer import Indexer
 from rag.index.store import IndexStore
+from rag.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -107,3 +109,38 @@ def test_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
     md = (out / "bench.md").read_text()
     assert "## Index build" in md and "## Re-index" in md and "## Query latency" in md and "| 150 |" in md
     assert proc.stdout == md  # the table is printed too
+
+
+@pytest.mark.integration
+def test_answer_latency_times_the_local_model_beside_its_gguf_as_shipped(tmp_path: Path, real_embedder) -> None:
+    index_dir = tmp_path / "index"
+    Indexer(Settings(index_dir=index_dir), real_embedder).index([SEEDS])
+    bench = _bench_module()
+    shipped = f"local, {BUNDLED_GGUF} as shipped"
+    result = bench.stage_answers(
+        {
+            "index_dir": str(index_dir),
+            "backend": "torch",  # the fixture's embedder
+            "model_cache_dir": str(Settings.default("model_cache_dir")),
+            "questions": str(ROOT / "eval" / "seed_questions.jsonl"),
+            "limit": 2,
+            "backends": {
+                "extractive": {"backend": "extractive"},
+                "local": {"backend": "local"},
+                shipped: {"backend": "local", "llm_model_path": str(bundled_gguf())},
+            },
+        }
+    )
+    answers = result["backends"]
+    assert list(answers) == ["extractive", "local", shipped]
+    for a in answers.values():
+        assert a["questions"] == 2 and 0 < a["first_token_p50_ms"] <= a["total_p95_ms"]
+    speedups = bench.local_speedups(answers)
+    assert set(speedups) == {
+        "local_first_token_p50_speedup_over_shipped_gguf",
+        "local_total_p50_speedup_over_shipped_gguf",
+    }
+    assert speedups["local_total_p50_speedup_over_shipped_gguf"] == round(
+        answers[shipped]["total_p50_ms"] / answers["local"]["total_p50_ms"], 2
+    )
+    assert bench.local_speedups({"local": answers["local"]}) == {}  # no baseline, no ratio

@@ -9,7 +9,6 @@ embedder.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -26,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from rag.errors import ConfigError, ModelNotFound, needs_extra
+from rag.modelcache import derived_folder, exclusive
 from rag.settings import EMBEDDING_BACKENDS, Settings
 
 __all__ = [
@@ -288,16 +288,12 @@ class OnnxEmbedder(_LocalModel):
 
     def graph(self) -> Path:
         """The ONNX file for this model and backend, exported (and quantised) on first use."""
-        weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in self.path.iterdir() if p.is_file())
-        key = hashlib.sha256(f"{self.path.resolve()}|{weights}|{_EXPORT_VERSION}".encode()).hexdigest()[:12]
-        folder = self.cache_dir / "onnx" / f"{re.sub(r'[^A-Za-z0-9_.-]', '_', self.path.name)}-{key}"
+        folder = derived_folder(self.cache_dir, "onnx", self.path, _EXPORT_VERSION)
         fp32, int8 = folder / "model.onnx", folder / "model-int8.onnx"
         target = int8 if self.quantize else fp32
         if target.exists():
             return target
-        folder.mkdir(parents=True, exist_ok=True)
-        with open(folder / ".lock", "w") as lock:  # two processes starting at once export once
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive(folder):
             if not fp32.exists():
                 export_onnx(self.path, fp32)
             if self.quantize and not int8.exists():
