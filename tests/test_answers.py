@@ -155,6 +155,27 @@ def test_a_file_that_is_no_gguf_cannot_be_converted_and_leaves_nothing(tmp_path)
     assert [p.name for p in (tmp_path / "cache").rglob("*") if p.is_file()] == [".lock"]
 
 
+def test_the_bundled_model_runs_as_shipped_when_the_cache_cannot_take_the_conversion(
+    local: RAG, tmp_path, caplog
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    backend = LocalBackend(local.settings.with_overrides(model_cache_dir=blocker / "cache"))
+    with caplog.at_level("WARNING", logger="rag.answer.llm"):
+        assert backend.runnable() == bundled_gguf()
+    assert f"running {bundled_gguf()} as shipped, slower: cannot convert it to {BUNDLED_RUN_AS}" in caplog.text
+
+
+def test_a_conversion_killed_midway_leaves_no_lasting_temporary_file(tmp_path) -> None:
+    cache = tmp_path / "cache"
+    target = converted_gguf(bundled_gguf(), BUNDLED_RUN_AS, cache)
+    stale = target.with_name(f".{target.stem}-999999.tmp.gguf")  # what a kill -9 during the conversion leaves
+    stale.write_bytes(b"half a model")
+    target.unlink()
+    assert converted_gguf(bundled_gguf(), BUNDLED_RUN_AS, cache) == target and target.stat().st_size > 10**8
+    assert sorted(p.name for p in target.parent.iterdir()) == [".lock", target.name]
+
+
 def test_local_answers_are_verified_and_reproducible(local: RAG, monkeypatch) -> None:
     llama = local.backend.llama()
     batches: list[tuple[int, tuple[int, ...]]] = []  # (position, tokens) of each batch llama.cpp evaluates

