@@ -7,6 +7,7 @@ any OpenAI-compatible endpoint and `azure` Azure OpenAI, both through langchain-
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import importlib.util
 import logging
@@ -105,8 +106,6 @@ def converted_gguf(source: Path, weights: str, cache_dir: Path) -> Path:
 
 def convert_gguf(source: Path, target: Path, weights: str) -> None:
     """Write `source` with its weights converted to `weights` to `target`, atomically (llama.cpp's quantizer)."""
-    import ctypes
-
     with needs_extra("local"):
         import llama_cpp
         from llama_cpp._logger import set_verbose
