@@ -125,12 +125,12 @@ def test_local_model_invention_is_caught_by_grounding(local: RAG) -> None:
 def test_the_bundled_model_runs_converted_once_and_a_named_gguf_as_it_is(local: RAG, tmp_path) -> None:
     settings = local.settings.with_overrides(model_cache_dir=tmp_path / "cache")
     backend = LocalBackend(settings)
-    runnable = backend.runnable()
+    runnable = backend.runnable
     assert runnable.is_relative_to(tmp_path / "cache" / "gguf")
     assert runnable.name == f"SmolLM2-135M-Instruct.Q4_1.{BUNDLED_RUN_AS}.gguf"
     assert backend.model == "SmolLM2-135M-Instruct.Q4_1"  # the weights' name, which keys their calibration
     made = runnable.stat().st_mtime_ns
-    assert LocalBackend(settings).runnable() == runnable and runnable.stat().st_mtime_ns == made  # made once
+    assert LocalBackend(settings).runnable == runnable and runnable.stat().st_mtime_ns == made  # made once
     assert sorted(p.name for p in runnable.parent.iterdir()) == [".lock", runnable.name]  # no temporary file left
     from llama_cpp import Llama
 
@@ -143,7 +143,7 @@ def test_the_bundled_model_runs_converted_once_and_a_named_gguf_as_it_is(local: 
         and converted.metadata["general.name"] == original.metadata["general.name"]
     )
     named = LocalBackend(settings.with_overrides(llm_model_path=str(bundled_gguf())))
-    assert named.runnable() == bundled_gguf() and named.model == backend.model  # a GGUF the user names runs as it is
+    assert named.runnable == bundled_gguf() and named.model == backend.model  # a GGUF the user names runs as it is
     assert local.backend.llama().metadata["general.file_type"] == "7"  # what the chain's backend runs
 
 
@@ -162,8 +162,10 @@ def test_the_bundled_model_runs_as_shipped_when_the_cache_cannot_take_the_conver
     blocker.write_text("not a folder")
     backend = LocalBackend(local.settings.with_overrides(model_cache_dir=blocker / "cache"))
     with caplog.at_level("WARNING", logger="rag.answer.llm"):
-        assert backend.runnable() == bundled_gguf()
+        assert backend.runnable == bundled_gguf()
+        assert backend.runnable == bundled_gguf()  # the next request: not tried, nor warned of, again
     assert f"running {bundled_gguf()} as shipped, slower: cannot convert it to {BUNDLED_RUN_AS}" in caplog.text
+    assert caplog.text.count("as shipped, slower") == 1
 
 
 def test_a_conversion_killed_midway_leaves_no_lasting_temporary_file(tmp_path) -> None:

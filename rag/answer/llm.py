@@ -181,9 +181,11 @@ class LocalBackend:
         self.settings = settings
         self._lock = self._locks.setdefault(str(self.path.resolve()), threading.Lock())
 
+    @functools.cached_property
     def runnable(self) -> Path:
         """The GGUF llama.cpp runs: the bundled model converted to BUNDLED_RUN_AS (once), another as it is. When
-        the model cache cannot take the conversion (read-only, full), the bundled file runs as shipped, slower."""
+        the model cache cannot take the conversion (read-only, full), the bundled file runs as shipped, slower.
+        Found once per backend, not on every request: a failed conversion is neither retried nor warned of again."""
         if not self.bundled:
             return self.path
         try:
@@ -194,7 +196,7 @@ class LocalBackend:
 
     def llama(self):
         """The process's one Llama for this model and context (loaded on first use)."""
-        return _load_llama(str(self.runnable()), self.settings.llm_context, self.settings.llm_threads)
+        return _load_llama(str(self.runnable), self.settings.llm_context, self.settings.llm_threads)
 
     def stream(self, messages: Sequence[Message], max_tokens: int) -> Iterator[str]:
         llama = self.llama()
