@@ -22,8 +22,11 @@ What is fitted, in order:
    answerable questions answered right and the share of unanswerable questions abstained on, averaged over
    the two sources.
 `--cross-source` writes nothing: it fits on every calibration source but one (the SQuAD article, each seed question
-file) and judges on that one, for each in turn. Feature and fitting changes are chosen on these figures, never on
-held-out questions.
+file) and judges on that one, for each in turn. It also judges eval/normans_reader_questions.jsonl (`--judge-questions`:
+60 questions on the SQuAD fit article in a reader's words, 20 unanswerable, written for this by a helper who read only
+the article), fitted on all three sources (each weighing the same, where the packaged fit weighs SQuAD and the seed
+sets the same); no fit ever uses that set, so no past choice has leaned on it. Feature and fitting changes are
+chosen on these figures, never on held-out questions.
 The grounding model (which claims of a model's draft the passages support) is fitted by eval/fit_grounding.py
 on hand-labelled claims; this script keeps the one in the file.
 """
@@ -34,6 +37,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -285,14 +289,15 @@ def balanced_accuracy(scored: list[tuple[float, bool]], rows: list[dict], t: flo
     return sum(means) / len(means)
 
 
-def cross_source(rows: list[dict], selectors: list) -> dict:
+def cross_source(rows: list[dict], selectors: list, judges: Sequence[str] = ()) -> dict:
     """Leave one source out: fit on the others, judge on it. The figures a feature or fitting change is chosen
-    on, since they show how the answer step does on questions from a source it was not fitted on."""
+    on, since they show how the answer step does on questions from a source it was not fitted on. A source named
+    in `judges` is never fitted on: it is judged once, fitted on every other source."""
     from sklearn.metrics import roc_auc_score
 
     out = {}
     for source in sources(rows):
-        train = [i for i, r in enumerate(rows) if r["set"] != source]
+        train = [i for i, r in enumerate(rows) if r["set"] != source and r["set"] not in judges]
         test = [i for i, r in enumerate(rows) if r["set"] == source]
         calibration, _ = fit([rows[i] for i in train], [selectors[i] for i in train])
         mine = [rows[i] for i in test]
@@ -316,6 +321,16 @@ def cross_source(rows: list[dict], selectors: list) -> dict:
     return out
 
 
+def supported(questions: list, corpus: Path) -> list:
+    """`questions`, once every support quote is found verbatim in its source under `corpus` (else exit)."""
+    for q in questions:
+        for quote in q.support:
+            path = corpus / quote["source"]
+            if not path.is_file() or quote["quote"] not in path.read_text(encoding="utf-8"):
+                sys.exit(f"question {q.id}: its support quote is not in {path}")
+    return questions
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--squad", type=Path, default=DEFAULT_SQUAD, help="SQuAD 2.0 folder (corpus/, questions.jsonl)")
@@ -325,6 +340,14 @@ def main() -> None:
         type=Path,
         nargs="+",
         default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"],
+    )
+    parser.add_argument(
+        "--judge-questions",
+        type=Path,
+        nargs="*",
+        default=[ROOT / "eval" / "normans_reader_questions.jsonl"],
+        help="with --cross-source: question sets on the SQuAD fit article that are judged, fitted on every calibration "
+        "source, and never fitted on",
     )
     parser.add_argument("--k", type=int, default=Settings().k)
     parser.add_argument("--out", type=Path, default=PACKAGED)
@@ -347,13 +370,18 @@ def main() -> None:
     # each seed file is its own source when judging across sources; fitting weighs SQuAD and seed the same
     seed_sets = [(path.stem if args.cross_source else "seed", load_questions(path)) for path in args.seed_questions]
     sets = [("squad", args.squad / "corpus", fit_questions)] + [(n, ROOT / "seeds", qs) for n, qs in seed_sets]
+    judges = [path.stem for path in args.judge_questions] if args.cross_source else []
+    sets += [
+        (name, args.squad / "corpus", supported(load_questions(path), args.squad / "corpus"))
+        for name, path in zip(judges, args.judge_questions, strict=True)
+    ]
     rows, selectors = [], []
     for name, corpus, questions in sets:
         got, selector = collect(settings, corpus, questions, args.k, args.cache)
         rows += [{**r, "set": name} for r in got]
         selectors += [selector] * len(got)
     if args.cross_source:
-        print(json.dumps(cross_source(rows, selectors), indent=2))
+        print(json.dumps(cross_source(rows, selectors, judges), indent=2))
         return
     calibration, fitted = fit(rows, selectors)
     meta = {
