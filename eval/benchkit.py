@@ -149,16 +149,9 @@ def vm_mb(pid: int, field: str) -> float:
 
 
 def machine() -> dict:
-    info = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text()
-        info["cpu"] = next(
-            line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")
-        )
-        flags = next(line for line in cpuinfo.splitlines() if line.startswith("flags")).split()
-        info["simd"] = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8") if f in flags]
-    except (OSError, StopIteration):
-        pass
+    from rag.evaluation.machine import cpu
+
+    info = {"python": platform.python_version(), "platform": platform.platform(), **cpu()}
     try:
         info["load_average_at_start"] = os.getloadavg()
     except OSError:

@@ -46,7 +46,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchkit import machine  # noqa: E402
 from rag.answer.calibration import PACKAGED, Calibration, Logistic, load  # noqa: E402
 from rag.answer.evidence import (  # noqa: E402
     CONFIDENCE_FEATURES,
@@ -60,6 +59,7 @@ from rag.answer.evidence import (  # noqa: E402
 )
 from rag.answer.retrieval import Retriever  # noqa: E402
 from rag.evaluation.evaluate import by_source, eval_index_dir, load_questions  # noqa: E402
+from rag.evaluation.machine import cpu  # noqa: E402
 from rag.evaluation.metrics import accuracy_at_coverage, contains_answer, risk_coverage  # noqa: E402
 from rag.index.embedding import embedder_for  # noqa: E402
 from rag.index.indexer import Indexer  # noqa: E402
@@ -404,7 +404,7 @@ def main() -> None:
             "embedding": f"{settings.embedding_model} ({settings.embedding_backend})",
         },
         # the int8 embedder's numbers, hence every feature, differ a little between CPUs (avx512_vnni or not)
-        "machine": {key: value for key, value in machine().items() if key in ("cpu", "simd", "cpus")},
+        "machine": cpu(),
         "sentences": fitted["sentences"],
         "questions": len(rows),
         "not_fitted": {

@@ -516,6 +516,7 @@ def eval_(
 
     from rag.answer.chain import RAG
     from rag.evaluation.evaluate import by_source, eval_index_dir, load_questions, run_eval
+    from rag.evaluation.machine import cpu, int8_kernels_differ
     from rag.evaluation.report import write_report
     from rag.index.embedding import embedder_for
     from rag.index.indexer import Indexer
@@ -543,6 +544,7 @@ def eval_(
             summaries.append(summary)
     except RagError as exc:
         _fail(exc)
+    fitted = rag.calibration.meta
     meta = {
         "run": run,
         "questions_file": str(file),
@@ -551,8 +553,25 @@ def eval_(
         "k": settings.k,
         "mode": settings.mode,
         "grounding": settings.grounding,
+        # figures depend a little on the CPU (int8 kernels) and on which fit decided the abstentions
+        "machine": cpu(),
+        "calibration": {
+            "fitted_at": fitted.get("fitted_at"),
+            "fitted_on": fitted.get("machine"),
+            "min_confidence": rag.min_confidence,
+        },
     }
     write_report(out, records, summaries, meta)
+    int8 = settings.embedding_backend == "onnx-int8"
+    if int8 and not as_json and int8_kernels_differ(meta["machine"], fitted.get("machine") or {}):
+        typer.secho(
+            "note: the calibration was fitted on a CPU "
+            f"{'with' if 'avx512_vnni' in fitted['machine']['simd'] else 'without'} avx512_vnni and this one differs: "
+            "the int8 embedder's numbers differ a little between the two, so figures can differ from the README's "
+            "by a question or two a set (python eval/fit_calibration.py refits on this machine)",
+            dim=True,
+            err=True,
+        )
     if as_json:
         _print_json({**meta, "out": str(out), "backends": summaries})
         return

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import write_corpus
+from rag.answer.calibration import load as load_calibration
 from rag.answer.chain import RAG
 from rag.cli import EVAL_PROMPT_KEY, app
 from rag.errors import RagError
@@ -89,6 +90,15 @@ def test_eval_end_to_end_exact_summary(tmp_path) -> None:
     assert rows[0]["citations"][0]["quote"] == "Cats sleep sixteen hours a day."
     assert rows[2]["abstained"] and rows[2]["answer"] == "The documents do not say."
     assert json.loads((out / "summary.json").read_text())["backends"][0] == summary
+    # which CPU ran it and which fit decided the abstentions, as the README's figures say for theirs
+    run = json.loads(result.stdout)
+    packaged = load_calibration()
+    assert run["machine"]["cpus"] >= 1
+    assert run["calibration"] == {
+        "fitted_at": packaged.meta["fitted_at"],
+        "fitted_on": packaged.meta["machine"],
+        "min_confidence": packaged.min_confidence,
+    }
     page = (out / "report.html").read_text()
     assert page.count("<svg") == 2 and "How many hours do cats sleep?" in page
 

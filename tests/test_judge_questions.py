@@ -43,16 +43,15 @@ def test_row(row):
     assert not re.search(r"\n\s*\n", quote), "a quote lies inside one paragraph"
 
 
-def _fit_module(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "eval"))  # where the script finds benchkit when run
+def _fit_module():
     spec = importlib.util.spec_from_file_location("fit_calibration", ROOT / "eval" / "fit_calibration.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def test_a_quote_missing_from_the_article_stops_the_fit(tmp_path, monkeypatch):
-    fit = _fit_module(monkeypatch)
+def test_a_quote_missing_from_the_article_stops_the_fit(tmp_path):
+    fit = _fit_module()
     (tmp_path / "Normans.txt").write_text("Rollo led the Norse settlers.\n", encoding="utf-8")
     good = Question("h01", "Who led them?", ("Rollo",), True, ({"source": "Normans.txt", "quote": "Rollo led"},))
     assert fit.supported([good], tmp_path) == [good]
@@ -63,7 +62,7 @@ def test_a_quote_missing_from_the_article_stops_the_fit(tmp_path, monkeypatch):
 
 def test_a_judge_set_is_never_fitted_on(monkeypatch):
     """Each calibration source is judged fitted on the others; the judge set fitted on all of them, never on itself."""
-    fit = _fit_module(monkeypatch)
+    fit = _fit_module()
     fitted_on = []
 
     def fake_fit(rows, selectors):
