@@ -22,11 +22,14 @@ What is fitted, in order:
    questions answered right and the share of unanswerable questions abstained on, averaged over the two sources)
    is within TIE of the best: where the curve is flat, answer rather than refuse.
 `--cross-source` writes nothing: it fits on every calibration source but one (the SQuAD article, each seed question
-file) and judges on that one, for each in turn. It also judges eval/normans_reader_questions.jsonl (`--judge-questions`:
-60 questions on the SQuAD fit article in a reader's words, 20 unanswerable, written for this by a helper who read only
-the article), fitted on all three sources (each weighing the same, where the packaged fit weighs SQuAD and the seed
-sets the same); no fit ever uses that set, so no past choice has leaned on it. Feature and fitting changes are
-chosen on these figures, never on held-out questions.
+file) and judges on that one, for each in turn. It also judges the judge sets (`--judge`), fitted on all three
+sources (each weighing the same, where the packaged fit weighs SQuAD and the seed sets the same). No fit ever uses a
+judge set, so no past choice leaned on it before it was judged:
+- eval/normans_reader_questions.jsonl: 60 questions on the SQuAD fit article in a reader's words (20 unanswerable);
+- eval/judge/harbor_reader_questions.jsonl: questions in a reader's words on eval/judge/corpus/, an invented news
+  article in the seed article's style.
+Each was written by a helper who read only its article. Feature and fitting changes are chosen on these figures,
+never on held-out questions.
 The grounding model (which claims of a model's draft the passages support) is fitted by eval/fit_grounding.py
 on hand-labelled claims; this script keeps the one in the file.
 """
@@ -345,12 +348,13 @@ def main() -> None:
         default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"],
     )
     parser.add_argument(
-        "--judge-questions",
+        "--judge",
+        nargs=2,
+        action="append",
         type=Path,
-        nargs="*",
-        default=[ROOT / "eval" / "normans_reader_questions.jsonl"],
-        help="with --cross-source: question sets on the SQuAD fit article that are judged, fitted on every calibration "
-        "source, and never fitted on",
+        metavar=("QUESTIONS", "CORPUS"),
+        help="with --cross-source: a question set and its corpus that are judged, fitted on every calibration source, "
+        "and never fitted on (repeatable; default: the two in the module docstring)",
     )
     parser.add_argument("--k", type=int, default=Settings().k)
     parser.add_argument("--out", type=Path, default=PACKAGED)
@@ -374,11 +378,13 @@ def main() -> None:
     seed_sets = [(path.stem if args.cross_source else "seed", load_questions(path)) for path in args.seed_questions]
     sets = [("squad", args.squad / "corpus", fit_questions)] + [(n, ROOT / "seeds", qs) for n, qs in seed_sets]
     # the judge sets are only read to be judged (--cross-source); a fit never sees them
-    judged = args.judge_questions if args.cross_source else []
-    judges = [path.stem for path in judged]
-    sets += [
-        (path.stem, args.squad / "corpus", supported(load_questions(path), args.squad / "corpus")) for path in judged
+    default_judges = [
+        (ROOT / "eval" / "normans_reader_questions.jsonl", args.squad / "corpus"),
+        (ROOT / "eval" / "judge" / "harbor_reader_questions.jsonl", ROOT / "eval" / "judge" / "corpus"),
     ]
+    judged = (args.judge or default_judges) if args.cross_source else []
+    judges = [path.stem for path, _ in judged]
+    sets += [(path.stem, corpus, supported(load_questions(path), corpus)) for path, corpus in judged]
     rows, selectors = [], []
     for name, corpus, questions in sets:
         got, selector = collect(settings, corpus, questions, args.k, args.cache)

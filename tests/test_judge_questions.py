@@ -1,9 +1,11 @@
-"""Checks for eval/normans_reader_questions.jsonl: questions in a reader's words on the SQuAD 2.0 article *Normans*,
-which `python eval/fit_calibration.py --cross-source` judges and no fit uses.
+"""Checks for the judge sets that `python eval/fit_calibration.py --cross-source` judges and no fit uses:
+eval/normans_reader_questions.jsonl (questions in a reader's words on the SQuAD 2.0 article *Normans*) and
+eval/judge/harbor_reader_questions.jsonl (on eval/judge/corpus/, an invented news article).
 
-The article itself is not in the repository (it is read in place from ../shared/data/squad2), so these checks need
-only the file: the schema, the counts, and that each quote holds one of its answers. The fitting script checks that
-every quote is verbatim in the article before it judges anything.
+*Normans* is not in the repository (it is read in place from ../shared/data/squad2), so for that set these checks
+need only the file: the schema, the counts, and that each quote holds one of its answers; the fitting script checks
+that every quote is verbatim in the article before it judges anything. The invented article is in the repository,
+so its set's quotes and answers are checked against it here too.
 """
 
 import importlib.util
@@ -17,30 +19,63 @@ import pytest
 from rag.evaluation.evaluate import Question
 
 ROOT = Path(__file__).resolve().parents[1]
-PATH = ROOT / "eval" / "normans_reader_questions.jsonl"
-ROWS = [json.loads(line) for line in PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+SETS = {
+    "normans": (ROOT / "eval" / "normans_reader_questions.jsonl", None, 40, 20),
+    "harbor": (
+        ROOT / "eval" / "judge" / "harbor_reader_questions.jsonl",
+        ROOT / "eval" / "judge" / "corpus" / "harbor-grid-storage-2026.txt",
+        20,
+        10,
+    ),
+}
+ROWS = [
+    {**json.loads(line), "_set": name}
+    for name, (path, _, _, _) in SETS.items()
+    for line in path.read_text(encoding="utf-8").splitlines()
+    if line.strip()
+]
+IDS = [f"{r['_set']}-{r['id']}" for r in ROWS]
 
 
-def test_counts_and_ids():
-    ids = [r["id"] for r in ROWS]
-    assert ids == [f"h{n:02d}" for n in range(1, len(ROWS) + 1)]
-    assert sum(r["answerable"] for r in ROWS) >= 40
-    assert sum(not r["answerable"] for r in ROWS) >= 20
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower().replace("\u2019", "'").replace("'", ""))
 
 
-@pytest.mark.parametrize("row", ROWS, ids=[r["id"] for r in ROWS])
+@pytest.mark.parametrize("name", SETS)
+def test_counts_and_ids(name):
+    _, _, answerable, unanswerable = SETS[name]
+    rows = [r for r in ROWS if r["_set"] == name]
+    assert [r["id"] for r in rows] == [f"h{n:02d}" for n in range(1, len(rows) + 1)]
+    assert sum(r["answerable"] for r in rows) >= answerable
+    assert sum(not r["answerable"] for r in rows) >= unanswerable
+
+
+@pytest.mark.parametrize("row", ROWS, ids=IDS)
 def test_row(row):
-    assert set(row) == {"id", "question", "answers", "answerable", "support"}
+    path, article, _, _ = SETS[row["_set"]]
+    assert set(row) - {"_set"} == {"id", "question", "answers", "answerable", "support"}
     assert row["question"].strip().endswith("?")
     if not row["answerable"]:
         assert row["answers"] == [] and row["support"] == []
         return
     assert row["answers"] and all(isinstance(a, str) and a.strip() for a in row["answers"])
-    assert [set(s) for s in row["support"]] == [{"source", "quote"}]
-    quote = row["support"][0]["quote"].lower()
-    assert row["support"][0]["source"] == "Normans.txt"
-    assert any(a.lower() in quote for a in row["answers"]), "the quote holds none of the answers"
-    assert not re.search(r"\n\s*\n", quote), "a quote lies inside one paragraph"
+    assert row["support"] and all(set(s) == {"source", "quote"} for s in row["support"])
+    assert all(s["source"] == (article.name if article else "Normans.txt") for s in row["support"])
+    quotes = [s["quote"] for s in row["support"]]
+    assert any(a.lower() in q.lower() for a in row["answers"] for q in quotes), "no quote holds an answer"
+    assert not any(re.search(r"\n\s*\n", q) for q in quotes), "a quote lies inside one paragraph"
+    if article:
+        text = article.read_text(encoding="utf-8")
+        assert all(q in text for q in quotes), "every quote is verbatim in the article"
+
+
+def test_no_question_copies_the_invented_article():
+    """Six words in a row from the article would make a question a lookup, not a reader's question."""
+    text = _words(SETS["harbor"][1].read_text(encoding="utf-8"))
+    grams = {tuple(text[i : i + 6]) for i in range(len(text) - 5)}
+    for row in (r for r in ROWS if r["_set"] == "harbor"):
+        q = _words(row["question"])
+        assert not any(tuple(q[i : i + 6]) in grams for i in range(len(q) - 5)), row["id"]
 
 
 def _fit_module():
