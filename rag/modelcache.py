@@ -2,7 +2,8 @@
 
 A file's folder is keyed by its source's path, sizes and modification times and the maker's version, so a
 changed source or maker is made again; two processes starting at once make it once. Writing the file itself
-(to a temporary name, then renamed into place) is the maker's job.
+(to a temporary name starting with ".", then renamed into place) is the maker's job; temporary files a maker killed
+midway left behind are removed the next time the folder's lock is taken.
 """
 
 from __future__ import annotations
@@ -27,8 +28,12 @@ def derived_folder(cache_dir: Path, kind: str, source: Path, version: int) -> Pa
 
 @contextlib.contextmanager
 def exclusive(folder: Path) -> Iterator[None]:
-    """Hold `folder`'s lock (creating the folder): check again inside it whether the file is there yet."""
+    """Hold `folder`'s lock (creating the folder): check again inside it whether the file is there yet. Every maker
+    writes under this lock, so a temporary (dot-named) file found on taking it was left by one killed midway."""
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
+        for stale in folder.glob(".*"):
+            if stale.name != ".lock" and stale.is_file():
+                stale.unlink()
         yield

@@ -96,10 +96,8 @@ def converted_gguf(source: Path, weights: str, cache_dir: Path) -> Path:
     folder = derived_folder(cache_dir, "gguf", source, _CONVERT_VERSION)
     target = folder / f"{source.stem}.{weights}.gguf"
     if not target.exists():
-        with exclusive(folder):
+        with exclusive(folder):  # also removes what a conversion killed midway left
             if not target.exists():
-                for stale in folder.glob(".*.tmp.gguf"):  # left by a conversion killed midway
-                    stale.unlink()
                 convert_gguf(source, target, weights)
     return target
 
