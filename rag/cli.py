@@ -565,8 +565,7 @@ def eval_(
     int8 = settings.embedding_backend == "onnx-int8"
     if int8 and not as_json and int8_kernels_differ(meta["machine"], fitted.get("machine") or {}):
         typer.secho(
-            "note: the calibration was fitted on a CPU "
-            f"{'with' if 'avx512_vnni' in fitted['machine']['simd'] else 'without'} avx512_vnni and this one differs: "
+            "note: the calibration was fitted on a CPU whose int8 kernels differ from this one's (avx512_vnni or not): "
             "the int8 embedder's numbers differ a little between the two, so figures can differ from the README's "
             "by a question or two a set (python eval/fit_calibration.py refits on this machine)",
             dim=True,
