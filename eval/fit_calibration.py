@@ -27,9 +27,11 @@ sources (each weighing the same, where the packaged fit weighs SQuAD and the see
 judge set, so no past choice leaned on it before it was judged:
 - eval/normans_reader_questions.jsonl: 60 questions on the SQuAD fit article in a reader's words (20 unanswerable);
 - eval/judge/harbor_reader_questions.jsonl: questions in a reader's words on eval/judge/corpus/, an invented news
-  article in the seed article's style.
-Each was written by a helper who read only its article. Feature and fitting changes are chosen on these figures,
-never on held-out questions.
+  article in the seed article's style;
+- eval/judge/news_reader_questions.jsonl and news2_reader_questions.jsonl: 90 questions each on three invented news
+  articles (eval/judge/news/, eval/judge/news2/), retrieved over the three.
+Each was written by a helper who read only its article (the articles by another). Feature and fitting changes
+are chosen on these figures, never on held-out questions.
 The grounding model (which claims of a model's draft the passages support) is fitted by eval/fit_grounding.py
 on hand-labelled claims; this script keeps the one in the file.
 """
@@ -348,6 +350,15 @@ def main() -> None:
         default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"],
     )
     parser.add_argument(
+        "--calibration",
+        nargs=2,
+        action="append",
+        type=Path,
+        metavar=("QUESTIONS", "CORPUS"),
+        help="a further calibration source: a question set and its corpus, fitted on as a source of its own "
+        "(repeatable)",
+    )
+    parser.add_argument(
         "--judge",
         nargs=2,
         action="append",
@@ -377,10 +388,13 @@ def main() -> None:
     # each seed file is its own source when judging across sources; fitting weighs SQuAD and seed the same
     seed_sets = [(path.stem if args.cross_source else "seed", load_questions(path)) for path in args.seed_questions]
     sets = [("squad", args.squad / "corpus", fit_questions)] + [(n, ROOT / "seeds", qs) for n, qs in seed_sets]
+    sets += [(path.stem, corpus, supported(load_questions(path), corpus)) for path, corpus in args.calibration or []]
     # the judge sets are only read to be judged (--cross-source); a fit never sees them
     default_judges = [
         (ROOT / "eval" / "normans_reader_questions.jsonl", args.squad / "corpus"),
         (ROOT / "eval" / "judge" / "harbor_reader_questions.jsonl", ROOT / "eval" / "judge" / "corpus"),
+        (ROOT / "eval" / "judge" / "news_reader_questions.jsonl", ROOT / "eval" / "judge" / "news"),
+        (ROOT / "eval" / "judge" / "news2_reader_questions.jsonl", ROOT / "eval" / "judge" / "news2"),
     ]
     judged = (args.judge or default_judges) if args.cross_source else []
     judges = [path.stem for path, _ in judged]
@@ -402,6 +416,11 @@ def main() -> None:
             f"{sum(q.answerable for q in fit_questions)} answerable)",
             "seed": f"{' + '.join(p.name for p in args.seed_questions)} "
             f"({sum(r['set'] == 'seed' for r in rows)} questions)",
+            **{
+                path.stem: f"{path.as_posix()} over {corpus.as_posix()}/ "
+                f"({sum(r['set'] == path.stem for r in rows)} questions)"
+                for path, corpus in args.calibration or []
+            },
         },
         "held_out": "the other SQuAD 2.0 article; eval/seed_questions_heldout.jsonl and seed_questions_heldout2.jsonl",
         "retrieval": {

@@ -19,18 +19,21 @@ import pytest
 from rag.evaluation.evaluate import Question
 
 ROOT = Path(__file__).resolve().parents[1]
+JUDGE = ROOT / "eval" / "judge"
+TRAIN = ROOT / "eval" / "train"
+# name: (questions, the folder of the articles they ask about (None: not in the repository), at least this many
+# answerable and unanswerable questions, their ids' form)
 SETS = {
-    "normans": (ROOT / "eval" / "normans_reader_questions.jsonl", None, 40, 20),
-    "harbor": (
-        ROOT / "eval" / "judge" / "harbor_reader_questions.jsonl",
-        ROOT / "eval" / "judge" / "corpus" / "harbor-grid-storage-2026.txt",
-        20,
-        10,
-    ),
+    "normans": (ROOT / "eval" / "normans_reader_questions.jsonl", None, 40, 20, r"h\d\d"),
+    "harbor": (JUDGE / "harbor_reader_questions.jsonl", JUDGE / "corpus", 20, 10, r"h\d\d"),
+    "news": (JUDGE / "news_reader_questions.jsonl", JUDGE / "news", 60, 30, r"h\d\d"),
+    "news2": (JUDGE / "news2_reader_questions.jsonl", JUDGE / "news2", 60, 30, r"h\d\d"),
+    # the reader's training set (eval/fit_reader.py): the same checks, ids "article/hNN"
+    "train": (TRAIN / "questions.jsonl", TRAIN / "corpus", 560, 280, r"[a-z-]+/h\d\d"),
 }
 ROWS = [
     {**json.loads(line), "_set": name}
-    for name, (path, _, _, _) in SETS.items()
+    for name, (path, *_) in SETS.items()
     for line in path.read_text(encoding="utf-8").splitlines()
     if line.strip()
 ]
@@ -43,16 +46,17 @@ def _words(text: str) -> list[str]:
 
 @pytest.mark.parametrize("name", SETS)
 def test_counts_and_ids(name):
-    _, _, answerable, unanswerable = SETS[name]
+    _, _, answerable, unanswerable, form = SETS[name]
     rows = [r for r in ROWS if r["_set"] == name]
-    assert [r["id"] for r in rows] == [f"h{n:02d}" for n in range(1, len(rows) + 1)]
+    assert all(re.fullmatch(form, r["id"]) for r in rows)
+    assert len({r["id"] for r in rows}) == len(rows)
     assert sum(r["answerable"] for r in rows) >= answerable
     assert sum(not r["answerable"] for r in rows) >= unanswerable
 
 
 @pytest.mark.parametrize("row", ROWS, ids=IDS)
 def test_row(row):
-    path, article, _, _ = SETS[row["_set"]]
+    _, corpus, *_ = SETS[row["_set"]]
     assert set(row) - {"_set"} == {"id", "question", "answers", "answerable", "support"}
     assert row["question"].strip().endswith("?")
     if not row["answerable"]:
@@ -60,22 +64,36 @@ def test_row(row):
         return
     assert row["answers"] and all(isinstance(a, str) and a.strip() for a in row["answers"])
     assert row["support"] and all(set(s) == {"source", "quote"} for s in row["support"])
-    assert all(s["source"] == (article.name if article else "Normans.txt") for s in row["support"])
     quotes = [s["quote"] for s in row["support"]]
     assert any(a.lower() in q.lower() for a in row["answers"] for q in quotes), "no quote holds an answer"
     assert not any(re.search(r"\n\s*\n", q) for q in quotes), "a quote lies inside one paragraph"
-    if article:
-        text = article.read_text(encoding="utf-8")
-        assert all(q in text for q in quotes), "every quote is verbatim in the article"
+    if corpus is None:
+        assert all(s["source"] == "Normans.txt" for s in row["support"])
+        return
+    for s in row["support"]:
+        article = corpus / s["source"]
+        assert article.is_file(), f"no article {s['source']} in {corpus}"
+        assert s["quote"] in article.read_text(encoding="utf-8"), "every quote is verbatim in its article"
 
 
-def test_no_question_copies_the_invented_article():
-    """Six words in a row from the article would make a question a lookup, not a reader's question."""
-    text = _words(SETS["harbor"][1].read_text(encoding="utf-8"))
-    grams = {tuple(text[i : i + 6]) for i in range(len(text) - 5)}
-    for row in (r for r in ROWS if r["_set"] == "harbor"):
+@pytest.mark.parametrize("name", [name for name, (_, corpus, *_) in SETS.items() if corpus is not None])
+def test_no_question_copies_its_articles(name):
+    """Six words in a row from an article would make a question a lookup, not a reader's question."""
+    _, corpus, *_ = SETS[name]
+    grams = set()
+    for article in corpus.glob("*.txt"):
+        text = _words(article.read_text(encoding="utf-8"))
+        grams |= {tuple(text[i : i + 6]) for i in range(len(text) - 5)}
+    for row in (r for r in ROWS if r["_set"] == name):
         q = _words(row["question"])
         assert not any(tuple(q[i : i + 6]) in grams for i in range(len(q) - 5)), row["id"]
+
+
+def test_no_article_is_both_trained_on_and_judged():
+    """The reader's training articles are none of the judge sets' or the calibration split's."""
+    trained = {a.read_text(encoding="utf-8") for a in (TRAIN / "corpus").glob("*.txt")}
+    others = [JUDGE / "corpus", JUDGE / "news", JUDGE / "news2", ROOT / "seeds"]
+    assert trained and not trained & {a.read_text(encoding="utf-8") for d in others for a in d.glob("*.txt")}
 
 
 def _fit_module():
