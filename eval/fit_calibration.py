@@ -15,16 +15,16 @@ What is fitted, in order:
 2. the second-sentence cut-off: the value that makes extractive answers contain a gold answer most often;
 3. the confidence calibrator: logistic regression over rag.answer.evidence.CONFIDENCE_FEATURES, each weight held to
    the sign its meaning implies (CONFIDENCE_SIGNS: more of the question found can only raise confidence), label
-   "the extractive answer contains a gold answer" (always 0 for unanswerable questions); the two sources (SQuAD,
-   seed) weigh the same, however many questions each has; then, per question kind, the ceiling for answers whose best
-   sentence lacks the kind of thing asked for: their share right, Laplace-smoothed ((right + 1) / (n + 2));
+   "the extractive answer contains a gold answer" (always 0 for unanswerable questions); the sources (the SQuAD
+   article, each seed question file) weigh the same, however many questions each has; then, per question kind, the
+   ceiling for answers whose best sentence lacks the kind of thing asked for: their share right, Laplace-smoothed
+   ((right + 1) / (n + 2));
 4. the abstention threshold: the lowest confidence whose balanced accuracy (the mean of the share of answerable
-   questions answered right and the share of unanswerable questions abstained on, averaged over the two sources)
+   questions answered right and the share of unanswerable questions abstained on, averaged over the sources)
    is within TIE of the best: where the curve is flat, answer rather than refuse.
 `--cross-source` writes nothing: it fits on every calibration source but one (the SQuAD article, each seed question
 file) and judges on that one, for each in turn. It also judges the judge sets (`--judge`), fitted on all three
-sources (each weighing the same, where the packaged fit weighs SQuAD and the seed sets the same). No fit ever uses a
-judge set, so no past choice leaned on it before it was judged:
+sources as the packaged fit is. No fit ever uses a judge set, so no past choice leaned on it before it was judged:
 - eval/normans_reader_questions.jsonl: 60 questions on the SQuAD fit article in a reader's words (20 unanswerable);
 - eval/judge/harbor_reader_questions.jsonl: questions in a reader's words on eval/judge/corpus/, an invented news
   article in the seed article's style;
@@ -62,6 +62,7 @@ from rag.answer.evidence import (  # noqa: E402
     passage_sentences,
     question_type,
 )
+from rag.answer.reader import digest as reader_digest  # noqa: E402
 from rag.answer.retrieval import Retriever  # noqa: E402
 from rag.evaluation.evaluate import by_source, eval_index_dir, load_questions  # noqa: E402
 from rag.evaluation.machine import cpu  # noqa: E402
@@ -385,8 +386,9 @@ def main() -> None:
     if f"{args.fit_article}.txt" not in squad:
         sys.exit(f"no article {args.fit_article!r} in {args.squad}: one of {', '.join(s[:-4] for s in squad)}")
     fit_questions = squad[f"{args.fit_article}.txt"]
-    # each seed file is its own source when judging across sources; fitting weighs SQuAD and seed the same
-    seed_sets = [(path.stem if args.cross_source else "seed", load_questions(path)) for path in args.seed_questions]
+    # each seed file is a source of its own, weighing as much as the SQuAD article, in the packaged fit as in the
+    # fits --cross-source judges, so the judges judge what ships
+    seed_sets = [(path.stem, load_questions(path)) for path in args.seed_questions]
     sets = [("squad", args.squad / "corpus", fit_questions)] + [(n, ROOT / "seeds", qs) for n, qs in seed_sets]
     sets += [(path.stem, corpus, supported(load_questions(path), corpus)) for path, corpus in args.calibration or []]
     # the judge sets are only read to be judged (--cross-source); a fit never sees them
@@ -415,7 +417,7 @@ def main() -> None:
             "squad2": f"{args.squad.name}: article {args.fit_article} ({len(fit_questions)} questions, "
             f"{sum(q.answerable for q in fit_questions)} answerable)",
             "seed": f"{' + '.join(p.name for p in args.seed_questions)} "
-            f"({sum(r['set'] == 'seed' for r in rows)} questions)",
+            f"({sum(r['set'] in {p.stem for p in args.seed_questions} for r in rows)} questions)",
             **{
                 path.stem: f"{path.as_posix()} over {corpus.as_posix()}/ "
                 f"({sum(r['set'] == path.stem for r in rows)} questions)"
@@ -430,6 +432,8 @@ def main() -> None:
         },
         # the int8 embedder's numbers, hence every feature, differ a little between CPUs (avx512_vnni or not)
         "machine": cpu(),
+        # the confidence reads the reader's scores: a new reader needs a refit (tests/test_reader.py checks)
+        "reader": reader_digest(),
         "sentences": fitted["sentences"],
         "questions": len(rows),
         "not_fitted": {

@@ -1,11 +1,12 @@
-"""Checks for the judge sets that `python eval/fit_calibration.py --cross-source` judges and no fit uses:
-eval/normans_reader_questions.jsonl (questions in a reader's words on the SQuAD 2.0 article *Normans*) and
-eval/judge/harbor_reader_questions.jsonl (on eval/judge/corpus/, an invented news article).
+"""Checks for the question sets written in a reader's words: the judge sets that `python eval/fit_calibration.py
+--cross-source` judges and no fit uses (eval/normans_reader_questions.jsonl on the SQuAD 2.0 article *Normans*;
+eval/judge/*_reader_questions.jsonl on invented news articles under eval/judge/), and the reader's training set
+(eval/train/, fitted on by eval/fit_reader.py only).
 
 *Normans* is not in the repository (it is read in place from ../shared/data/squad2), so for that set these checks
 need only the file: the schema, the counts, and that each quote holds one of its answers; the fitting script checks
-that every quote is verbatim in the article before it judges anything. The invented article is in the repository,
-so its set's quotes and answers are checked against it here too.
+that every quote is verbatim in the article before it judges anything. The invented articles are in the repository,
+so their sets' quotes are checked against them here too, and no question may copy six words of them.
 """
 
 import importlib.util

@@ -26,6 +26,7 @@ from rag.answer.citations import Verifier, cite, distinct_citations, quoted, rea
 from rag.answer.evidence import Evidence, EvidenceSelector, Extract, Idf, extract
 from rag.answer.llm import Backend, complete, make_backend, until_repeated
 from rag.answer.prompting import IDK, Message, answer_messages, condense_messages
+from rag.answer.reader import packaged as packaged_reader
 from rag.answer.retrieval import Retriever
 from rag.index.dense_store import StoreOptions
 from rag.index.embedding import embedder_for
@@ -49,7 +50,9 @@ class RAG:
         self.retriever = retriever
         self.backend = backend
         self.calibration = calibration or fitted.load()
-        self.selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), self.calibration)
+        self.selector = EvidenceSelector(
+            retriever.embedder, Idf(retriever.index.bm25), self.calibration, packaged_reader(settings.model_cache_dir)
+        )
         cut, own_words = self.calibration.claim_cut, self.calibration.own_words_claim_cut(getattr(backend, "model", ""))
         if settings.grounding_threshold is not None:
             cut = own_words = settings.grounding_threshold

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rag.answer import reader as reader_model
 from rag.answer.calibration import Calibration
 from rag.index.embedding import Embedder, TokenVectors
 from rag.text import clauses, content_tokens, content_words, entities, sentences, stem, stopwords, words
@@ -60,6 +61,8 @@ CONFIDENCE_FEATURES = (
     "proximity",
     "best_weighted_overlap",
     "alignment",
+    "reader",
+    "reader_any",
 )
 # What each confidence feature's meaning says: +1 can only make a right answer likelier, -1 only less likely, 0
 # either. The calibrator is held to these, so it cannot learn, say, "every question word found means
@@ -84,6 +87,8 @@ CONFIDENCE_SIGNS = {
     "proximity": 1,
     "best_weighted_overlap": 1,
     "alignment": 1,
+    "reader": 1,
+    "reader_any": 1,
 }
 _BM25_K1, _BM25_B = 1.5, 0.75  # bm25s's defaults, so sentence BM25 agrees with the index's
 
@@ -252,10 +257,17 @@ class Idf:
 class EvidenceSelector:
     """Scores passage sentences for a question with the fitted models in `calibration`."""
 
-    def __init__(self, embedder: Embedder, idf: Callable[[str], float], calibration: Calibration):
+    def __init__(
+        self,
+        embedder: Embedder,
+        idf: Callable[[str], float],
+        calibration: Calibration,
+        reader: reader_model.Reader | None = None,
+    ):
         self.embedder = embedder
         self.idf = idf
         self.calibration = calibration
+        self.reader = reader or reader_model.packaged()
 
     def select(self, question: str, hits: Sequence[Hit]) -> Evidence:
         pool = passage_sentences(hits)
@@ -333,6 +345,7 @@ class EvidenceSelector:
         """The calibrator's inputs: how good the best sentences are, and what of the question no passage holds."""
         best = ranked[0]
         second = ranked[1].probability if len(ranked) > 1 else 0.0
+        read = self._read(question, tuple(s.sentence.text for s in ranked[: reader_model.SENTENCES]))
         q_words = content_words(question)
         weights = {w: self.idf(w) for w in q_words}
         top_words = content_words(" ".join(s.sentence.text for s in ranked[:2]))
@@ -363,7 +376,14 @@ class EvidenceSelector:
             # how much of the question any one sentence holds, the best sentence or not
             "best_weighted_overlap": max(s.features["weighted_overlap"] for s in ranked),
             "alignment": best.features["alignment"],
+            # the reader's log-odds that the best sentence, and that one of the best few, holds the answer
+            "reader": float(read[0]),
+            "reader_any": float(np.logaddexp.reduce(read)),
         }
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - fitting ranks the same pools again and again
+    def _read(self, question: str, texts: tuple[str, ...]) -> np.ndarray:
+        return self.reader.scores(question, texts)
 
     def _asked_tokens(self, question: str, tokens: TokenVectors) -> tuple[np.ndarray, np.ndarray]:
         """The vectors of the question's tokens that belong to its content words, each weighted by its word's IDF."""

@@ -229,9 +229,11 @@ class Service:
         }
 
     def warm(self) -> None:
-        """Load the index, the embedder and (for `local`) the model now, so the first question is not slow."""
+        """Load the index, the embedder, the reader and (for `local`) the model now, so the first question is not
+        slow (the reader's graph is exported on the first start)."""
         rag = self.rag()
         rag.retriever.search("warm up", k=1)
+        rag.selector.reader.scores("warm up", ["warm up"])
         if rag.backend is not None and rag.backend.name == "local":
             "".join(rag.backend.stream([{"role": "user", "content": "Hi"}], 1))
 
