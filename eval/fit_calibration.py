@@ -350,24 +350,19 @@ def main() -> None:
         nargs="+",
         default=[ROOT / "eval" / "seed_questions.jsonl", ROOT / "eval" / "seed_questions_dev.jsonl"],
     )
-    parser.add_argument(
-        "--calibration",
-        nargs=2,
-        action="append",
-        type=Path,
-        metavar=("QUESTIONS", "CORPUS"),
-        help="a further calibration source: a question set and its corpus, fitted on as a source of its own "
-        "(repeatable)",
-    )
-    parser.add_argument(
-        "--judge",
-        nargs=2,
-        action="append",
-        type=Path,
-        metavar=("QUESTIONS", "CORPUS"),
-        help="with --cross-source: a question set and its corpus that are judged, fitted on every calibration source, "
-        "and never fitted on (repeatable; default: the two in the module docstring)",
-    )
+    for flag, role in (
+        (
+            "--calibration",
+            "a further calibration source: a question set and its corpus, fitted on as a source of its "
+            "own (repeatable)",
+        ),
+        (
+            "--judge",
+            "with --cross-source: a question set and its corpus that are judged, fitted on every calibration "
+            "source, and never fitted on (repeatable; default: the four in the module docstring)",
+        ),
+    ):
+        parser.add_argument(flag, nargs=2, action="append", type=Path, metavar=("QUESTIONS", "CORPUS"), help=role)
     parser.add_argument("--k", type=int, default=Settings().k)
     parser.add_argument("--out", type=Path, default=PACKAGED)
     parser.add_argument("--cache", type=Path, default=ROOT / "eval" / ".cache")

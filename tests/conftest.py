@@ -21,6 +21,16 @@ TINY = {
 }
 
 
+def eval_script(name: str):
+    """A script of eval/ (not a package), imported as a module: `eval_script("fit_reader")`."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "eval" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def write_corpus(root: Path, files: dict[str, str] = TINY) -> Path:
     for name, text in files.items():
         path = root / name

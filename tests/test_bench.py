@@ -3,7 +3,6 @@ section and ratio. Nothing here times anything: speed is reported by `make bench
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -19,21 +18,15 @@ from rag.index.embedding import HashEmbedder
 from rag.index.indexer import Indexer
 from rag.index.store import IndexStore
 from rag.settings import Settings
+from tests.conftest import eval_script
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "eval" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_synthetic_index_repeats_chunks_with_fresh_ids(corpus, settings) -> None:
     Indexer(settings, HashEmbedder()).index([corpus])
     real = IndexStore(settings.index_dir).load()
-    data = _bench_module().synthetic_index(real.chunks, real.documents, real.vectors(), 11)
+    data = eval_script("bench").synthetic_index(real.chunks, real.documents, real.vectors(), 11)
     assert len(data.chunks) == len(data.vectors) == 11
     assert len({c.id for c in data.chunks}) == 11  # perturbed ids: no collisions
     assert data.chunks[: len(real.chunks)] == real.chunks
@@ -115,7 +108,7 @@ def test_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
 def test_answer_latency_times_the_local_model_beside_its_gguf_as_shipped(tmp_path: Path, real_embedder) -> None:
     index_dir = tmp_path / "index"
     Indexer(Settings(index_dir=index_dir), real_embedder).index([SEEDS])
-    bench = _bench_module()
+    bench = eval_script("bench")
     shipped = f"local, {BUNDLED_GGUF} as shipped"
     result = bench.stage_answers(
         {

@@ -9,7 +9,6 @@ that every quote is verbatim in the article before it judges anything. The inven
 so their sets' quotes are checked against them here too, and no question may copy six words of them.
 """
 
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -18,6 +17,7 @@ from types import SimpleNamespace
 import pytest
 
 from rag.evaluation.evaluate import Question
+from tests.conftest import eval_script
 
 ROOT = Path(__file__).resolve().parents[1]
 JUDGE = ROOT / "eval" / "judge"
@@ -97,15 +97,8 @@ def test_no_article_is_both_trained_on_and_judged():
     assert trained and not trained & {a.read_text(encoding="utf-8") for d in others for a in d.glob("*.txt")}
 
 
-def _fit_module():
-    spec = importlib.util.spec_from_file_location("fit_calibration", ROOT / "eval" / "fit_calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_quote_missing_from_the_article_stops_the_fit(tmp_path):
-    fit = _fit_module()
+    fit = eval_script("fit_calibration")
     (tmp_path / "Normans.txt").write_text("Rollo led the Norse settlers.\n", encoding="utf-8")
     good = Question("h01", "Who led them?", ("Rollo",), True, ({"source": "Normans.txt", "quote": "Rollo led"},))
     assert fit.supported([good], tmp_path) == [good]
@@ -116,7 +109,7 @@ def test_a_quote_missing_from_the_article_stops_the_fit(tmp_path):
 
 def test_a_judge_set_is_never_fitted_on(monkeypatch):
     """Each calibration source is judged fitted on the others; the judge set fitted on all of them, never on itself."""
-    fit = _fit_module()
+    fit = eval_script("fit_calibration")
     fitted_on = []
 
     def fake_fit(rows, selectors):

@@ -1,21 +1,12 @@
 """The reader (rag/answer/reader.py): its weights file, that the fitting script's model and the shipped one score
 alike, and that the shipped reader tells an answering sentence from the rest with the real bundled encoder."""
 
-import importlib.util
-
 import numpy as np
 import pytest
 
 from rag.answer import calibration
 from rag.answer.reader import PACKAGED, Reader, digest, packaged
-from tests.conftest import ROOT
-
-
-def _fit_module():
-    spec = importlib.util.spec_from_file_location("fit_reader", ROOT / "eval" / "fit_reader.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import eval_script
 
 
 def test_a_file_that_is_not_a_reader_is_refused(tmp_path):
@@ -36,7 +27,7 @@ def test_the_fitted_model_and_the_shipped_reader_score_alike():
     encoder's weights. Both must give the same scores."""
     import torch
 
-    fit = _fit_module()
+    fit = eval_script("fit_reader")
     torch.manual_seed(0)
     encoder, tokenizer, head, null = fit.build()
     for layer in encoder.encoder.layer:
