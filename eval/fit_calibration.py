@@ -385,7 +385,6 @@ def main() -> None:
     # fits --cross-source judges, so the judges judge what ships
     seed_sets = [(path.stem, load_questions(path)) for path in args.seed_questions]
     sets = [("squad", args.squad / "corpus", fit_questions)] + [(n, ROOT / "seeds", qs) for n, qs in seed_sets]
-    sets += [(path.stem, corpus, supported(load_questions(path), corpus)) for path, corpus in args.calibration or []]
     # the judge sets are only read to be judged (--cross-source); a fit never sees them
     default_judges = [
         (ROOT / "eval" / "normans_reader_questions.jsonl", args.squad / "corpus"),
@@ -395,7 +394,8 @@ def main() -> None:
     ]
     judged = (args.judge or default_judges) if args.cross_source else []
     judges = [path.stem for path, _ in judged]
-    sets += [(path.stem, corpus, supported(load_questions(path), corpus)) for path, corpus in judged]
+    further = [*(args.calibration or []), *judged]
+    sets += [(path.stem, corpus, supported(load_questions(path), corpus)) for path, corpus in further]
     rows, selectors = [], []
     for name, corpus, questions in sets:
         got, selector = collect(settings, corpus, questions, args.k, args.cache)

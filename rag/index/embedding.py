@@ -247,16 +247,9 @@ class OnnxEmbedder(_LocalModel):
                 starts = tqdm(starts, desc="Batches")
             for start in starts:
                 rows = order[start : start + self.batch_size]
-                width = max(len(encodings[r].ids) for r in rows)
-                ids = np.zeros((len(rows), width), dtype=np.int64)
-                mask = np.zeros((len(rows), width), dtype=np.int64)
-                for i, r in enumerate(rows):
-                    ids[i, : len(encodings[r].ids)] = encodings[r].ids
-                    mask[i, : len(encodings[r].ids)] = 1
-                feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+                feed = padded([encodings[r] for r in rows])
                 hidden = session.run(None, {name: feed[name] for name in self._inputs})[0]
-                weights = mask.astype(np.float32)
-                pooled = np.einsum("bld,bl->bd", hidden, weights) / np.maximum(weights.sum(1, keepdims=True), 1e-9)
+                pooled = mean_pooled(hidden, feed["attention_mask"])
                 out[rows] = pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
                 if tokens is not None:
                     for i, r in enumerate(rows):
@@ -268,20 +261,10 @@ class OnnxEmbedder(_LocalModel):
     def _load(self, threads: int):
         """The session with `threads` intra-op threads (one for small inputs, one for bulk) and the tokenizer."""
         if threads not in self._sessions:
-            with needs_extra(None):  # a core dependency
-                import onnxruntime as ort
-            from tokenizers import Tokenizer
-
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.intra_op_num_threads = threads
-            options.log_severity_level = 3  # no warnings about fused nodes on every start
-            session = ort.InferenceSession(str(self.graph()), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(self.graph(), threads)
             if self._encoder is None:
-                encoder = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-                encoder.enable_truncation(self.max_positions)  # as sentence-transformers: [CLS] + 254 + [SEP]
-                encoder.no_padding()
-                self._encoder = encoder
+                # as sentence-transformers: [CLS] + 254 + [SEP]
+                self._encoder = fast_tokenizer(self.path, self.max_positions)
             self._inputs = [i.name for i in session.get_inputs()]
             self._sessions[threads] = session
         return self._sessions[threads], self._encoder
@@ -299,6 +282,50 @@ class OnnxEmbedder(_LocalModel):
             if self.quantize and not int8.exists():
                 quantize_onnx(fp32, int8)
         return target
+
+
+def onnx_session(graph: Path, threads: int, spinning: bool = True):
+    """An ONNX Runtime CPU session on `graph` with `threads` intra-op threads; without `spinning`, idle threads sleep
+    (for a session that runs right after another one on the same cores)."""
+    with needs_extra(None):  # a core dependency
+        import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3  # no warnings about fused nodes on every start
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+
+
+def fast_tokenizer(model_dir: Path, max_length: int):
+    """The model's own tokenizer (tokenizers' Rust one), truncating at `max_length` tokens, never padding."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length)
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def padded(encodings) -> dict[str, np.ndarray]:
+    """A batch of tokenizers' encodings as the encoder's inputs, zero-padded to the longest."""
+    width = max(len(e.ids) for e in encodings)
+    feed = {
+        n: np.zeros((len(encodings), width), dtype=np.int64) for n in ("input_ids", "attention_mask", "token_type_ids")
+    }
+    for i, e in enumerate(encodings):
+        feed["input_ids"][i, : len(e.ids)] = e.ids
+        feed["attention_mask"][i, : len(e.ids)] = 1
+        feed["token_type_ids"][i, : len(e.ids)] = e.type_ids  # all 0 for one text; 0 then 1 for a pair
+    return feed
+
+
+def mean_pooled(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The mean of each row's token vectors over its attention mask."""
+    weights = mask.astype(np.float32)
+    return np.einsum("bld,bl->bd", hidden, weights) / np.maximum(weights.sum(1, keepdims=True), 1e-9)
 
 
 def export_onnx(model_dir: Path, target: Path) -> None:
