@@ -151,6 +151,21 @@ def test_ranking_precomputed_features_is_what_select_does(retriever) -> None:
     assert ranked.ranked[0].sentence.text == "Azure hosts the training workloads for the models."
 
 
+def test_sentences_seen_for_one_question_are_not_embedded_again_for_the_next(retriever) -> None:
+    from rag.answer.evidence import EvidenceSelector, Idf
+
+    embedder = HashEmbedder()
+    selector = EvidenceSelector(embedder, Idf(retriever.index.bm25), CALIBRATION)
+    hits = retriever.search("Which cloud hosts the training workloads?", k=3)
+    first = selector.select("Which cloud hosts the training workloads?", hits)
+    embedder.calls = 0
+    again = selector.select("Where do the training workloads run?", hits)
+    assert embedder.calls == 1  # the new question only
+    assert [s.sentence for s in again.ranked] and {s.sentence for s in again.ranked} == {
+        s.sentence for s in first.ranked
+    }
+
+
 def test_extractive_answer_is_the_best_sentence_with_the_short_answer_as_a_document_span(retriever, settings) -> None:
     answer = rag_with(retriever, settings).ask("When were the details disclosed?")
     assert not answer.abstained and answer.fallback is None

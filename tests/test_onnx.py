@@ -50,6 +50,18 @@ def test_onnx_int8_stays_close_to_torch(cache, torch_vectors) -> None:
     assert (vectors * torch_vectors).sum(1).min() >= 0.98
 
 
+def test_an_int8_vector_depends_on_its_text_alone(cache) -> None:
+    """int8 activations are scaled per batch: batched, a text's vector moved with its batch-mates (cosine 0.98 to
+    itself alone), so the evidence features did too, and a cache of them could not give what a fresh pass gives."""
+    int8 = OnnxEmbedder(quantize=True, cache_dir=cache)
+    vectors, tokens = int8.embed_tokens(SENTENCES)
+    for i, text in enumerate(SENTENCES):
+        alone, [alone_tokens] = int8.embed_tokens([text])
+        np.testing.assert_allclose(alone[0], vectors[i], atol=1e-5)
+        np.testing.assert_allclose(alone_tokens.vectors, tokens[i].vectors, atol=1e-5)
+        np.testing.assert_allclose(int8.embed([text, *SENTENCES[::-1]])[0], vectors[i], atol=1e-5)
+
+
 def test_export_happens_once_and_is_reused(cache) -> None:
     first = OnnxEmbedder(quantize=True, cache_dir=cache)
     graph = first.graph()

@@ -21,7 +21,7 @@ import numpy as np
 
 from rag.answer import reader as reader_model
 from rag.answer.calibration import Calibration
-from rag.index.embedding import Embedder, TokenVectors
+from rag.index.embedding import Embedder, TokenCache, TokenVectors
 from rag.text import clauses, content_tokens, content_words, entities, sentences, stem, stopwords, words
 from rag.types import Hit
 
@@ -264,7 +264,7 @@ class EvidenceSelector:
         calibration: Calibration,
         reader: reader_model.Reader | None = None,
     ):
-        self.embedder = embedder
+        self.tokens = TokenCache(embedder)  # the same retrieved sentences come back for many questions
         self.idf = idf
         self.calibration = calibration
         self.reader = reader or reader_model.packaged()
@@ -297,7 +297,7 @@ class EvidenceSelector:
         # a long sentence's vector is about its main clause: each clause is matched on its own too
         parts = [[p.text[c.start : c.end] for c in clauses(p.text)] for p in pool]
         pieces = [piece for ps in parts for piece in ps if len(ps) > 1]
-        vectors, in_context = self.embedder.embed_tokens([question, *(p.text for p in pool), *pieces])
+        vectors, in_context = self.tokens.embed_tokens([question, *(p.text for p in pool), *pieces])
         cosine = vectors[1 : len(pool) + 1] @ vectors[0]
         asked, weights = self._asked_tokens(question, in_context[0])
         piece_cosine = iter((vectors[len(pool) + 1 :] @ vectors[0]).tolist())

@@ -109,11 +109,13 @@ class Reader:
             session = onnx_session(self.graph(), len(os.sched_getaffinity(0)), spinning=False)
             self._built = (session, fast_tokenizer(bundled_model_dir(), MAX_TOKENS))
         session, tokenizer = self._built
-        feed = padded(tokenizer.encode_batch([(question, s) for s in sentences]))
-        hidden = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]
-        return (
-            mean_pooled(hidden, feed["attention_mask"]) @ self.weights["head.weight"][0] + self.weights["head.bias"][0]
-        )
+        pooled = []
+        # one pair at a time: int8 activations are scaled per batch, so a pair's score would depend on the others
+        for encoding in tokenizer.encode_batch([(question, s) for s in sentences]):
+            feed = padded([encoding])
+            hidden = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]
+            pooled.append(mean_pooled(hidden, feed["attention_mask"])[0])
+        return np.stack(pooled) @ self.weights["head.weight"][0] + self.weights["head.bias"][0]
 
     def graph(self) -> Path:
         """The updated encoder as an int8 ONNX graph, exported from these weights on first use."""

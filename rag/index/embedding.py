@@ -17,6 +17,7 @@ import os
 import re
 import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ __all__ = [
     "HashEmbedder",
     "OnnxEmbedder",
     "SentenceTransformerEmbedder",
+    "TokenCache",
     "TokenVectors",
     "bundled_model_dir",
     "compatible_backends",
@@ -187,8 +189,9 @@ class OnnxEmbedder(_LocalModel):
 
     The graph is exported once from the local weights into `cache_dir` (attention fused by ONNX Runtime's
     transformer optimizer; `quantize` adds per-channel int8 weights) and reused by every later process.
-    Texts are batched by token length, so batches carry almost no padding. Only models made of a Transformer
-    and mean pooling (and Normalize) are supported; anything else runs with the torch backend.
+    fp32 texts are batched by token length, so batches carry almost no padding; int8 texts run one at a time (see
+    `_run`). Only models made of a Transformer and mean pooling (and Normalize) are supported; anything else runs
+    with the torch backend.
     """
 
     def __init__(
@@ -240,13 +243,16 @@ class OnnxEmbedder(_LocalModel):
             session, tokenizer = self._load(1 if len(texts) <= SMALL_BATCH else self.threads)
             encodings = tokenizer.encode_batch(list(texts))
             order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-            starts = range(0, len(order), self.batch_size)
+            # int8 activations are scaled per batch, so a text's vector would depend on its batch-mates (cosine
+            # 0.98-0.99 to itself alone): each text runs alone, which costs no time on a CPU
+            size = 1 if self.quantize else self.batch_size
+            starts = range(0, len(order), size)
             if progress:
                 from tqdm import tqdm
 
                 starts = tqdm(starts, desc="Batches")
             for start in starts:
-                rows = order[start : start + self.batch_size]
+                rows = order[start : start + size]
                 feed = padded([encodings[r] for r in rows])
                 hidden = session.run(None, {name: feed[name] for name in self._inputs})[0]
                 pooled = mean_pooled(hidden, feed["attention_mask"])
@@ -454,6 +460,45 @@ class HashEmbedder:
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         return [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
+
+
+class TokenCache:
+    """An embedder's `embed_tokens`, remembered by text: answering reads the same retrieved sentences for many
+    questions. The least recently used texts are dropped past `budget` bytes of vectors; safe across threads."""
+
+    def __init__(self, embedder: Embedder, budget: int = 64 << 20):
+        self.embedder = embedder
+        self.budget = budget
+        self._kept: OrderedDict[str, tuple[np.ndarray, TokenVectors]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def embed_tokens(self, texts: Sequence[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+        with self._lock:
+            missing = [t for t in dict.fromkeys(texts) if t not in self._kept]
+        found = {}
+        if missing:
+            vectors, tokens = self.embedder.embed_tokens(missing)
+            found = {t: (v.copy(), tv) for t, v, tv in zip(missing, vectors, tokens, strict=True)}
+        with self._lock:
+            for text in texts:
+                if text in self._kept:
+                    found.setdefault(text, self._kept[text])
+                    self._kept.move_to_end(text)
+            for text in missing:
+                self._keep(text, found[text])
+        if not texts:
+            return np.zeros((0, self.embedder.dim), dtype=np.float32), []
+        return np.stack([found[t][0] for t in texts]), [found[t][1] for t in texts]
+
+    def _keep(self, text: str, entry: tuple[np.ndarray, TokenVectors]) -> None:
+        if text in self._kept:
+            return
+        self._kept[text] = entry
+        self._bytes += entry[0].nbytes + entry[1].vectors.nbytes
+        while self._bytes > self.budget and self._kept:
+            vector, tokens = self._kept.popitem(last=False)[1]
+            self._bytes -= vector.nbytes + tokens.vectors.nbytes
 
 
 def embedder_for(settings: Settings) -> Embedder:
