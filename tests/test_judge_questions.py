@@ -30,7 +30,7 @@ SETS = {
     "news": (JUDGE / "news_reader_questions.jsonl", JUDGE / "news", 60, 30, r"h\d\d"),
     "news2": (JUDGE / "news2_reader_questions.jsonl", JUDGE / "news2", 60, 30, r"h\d\d"),
     # the reader's training set (eval/fit_reader.py): the same checks, ids "article/hNN"
-    "train": (TRAIN / "questions.jsonl", TRAIN / "corpus", 560, 280, r"[a-z-]+/h\d\d"),
+    "train": (TRAIN / "questions.jsonl", TRAIN / "corpus", 1040, 520, r"[a-z-]+/h\d\d"),
 }
 ROWS = [
     {**json.loads(line), "_set": name}
