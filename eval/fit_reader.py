@@ -10,8 +10,10 @@ the held-out sets, so `fit_calibration.py --cross-source` judges the reader's fe
 Each question is retrieved as users get it (hybrid, k passages, over the whole training corpus); its pool is the
 passages' sentences (headings left out), labelled by whether they hold a gold answer. The loss is listwise: the
 softmax over the pool and a null (no sentence answers) should put its mass on the answer sentences, or on the null
-for an unanswerable question or one whose answer retrieval missed. The questions of every seventh article are
-kept out as a validation split; the epoch with the lowest validation loss is kept.
+for an unanswerable question or one whose answer retrieval missed. Beside the answer sentences, each question
+reads 7 wrong ones an epoch: sampled anew, or with `--hard N`, its N best-ranked wrong ones (by the packaged sentence
+model, as the reader meets them at run time) and the rest sampled. The questions of every seventh article are kept
+out as a validation split; the epoch with the lowest validation loss is kept.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.answer.evidence import passage_sentences  # noqa: E402
-from rag.answer.reader import ADAPTED, PACKAGED, Reader, pair_logits  # noqa: E402
+from rag.answer import calibration  # noqa: E402
+from rag.answer.evidence import EvidenceSelector, Idf, passage_sentences, question_type  # noqa: E402
+from rag.answer.reader import ADAPTED, PACKAGED, SENTENCES, Reader, pair_logits  # noqa: E402
 from rag.answer.retrieval import Retriever  # noqa: E402
 from rag.evaluation.evaluate import eval_index_dir, load_questions  # noqa: E402
 from rag.evaluation.machine import cpu  # noqa: E402
@@ -40,7 +43,7 @@ from rag.settings import Settings  # noqa: E402
 
 RANK = 8  # the low-rank update's rank: a few hundred thousand parameters, for a few thousand sentences a side
 ALPHA = 16.0
-NEGATIVES = 7  # per question and epoch, sampled anew, beside every answer sentence
+NEGATIVES = 7  # per question and epoch, beside every answer sentence: `hard` best-ranked ones, the rest sampled anew
 HOLD_OUT_EVERY = 7  # every seventh article's questions validate
 
 
@@ -50,16 +53,21 @@ def examples(settings: Settings, corpus: Path, questions, k: int, cache: Path) -
     embedder = embedder_for(settings)
     Indexer(settings.with_overrides(index_dir=index_dir), embedder).index([corpus])
     retriever = Retriever.open(index_dir, embedder)
+    selector = EvidenceSelector(embedder, Idf(retriever.index.bm25), calibration.load())
     out = []
-    for q in questions:
+    for q in tqdm(questions, desc="questions", file=sys.stderr):
         pool = [p for p in passage_sentences(retriever.search(q.question, k=k)) if not p.heading]
         if pool:
+            # the packaged sentence model's order: the reader reads the best-ranked few at run time
+            rows = selector.features(q.question, question_type(q.question), pool)
+            ranked = sorted(range(len(pool)), key=lambda i: -selector.calibration.sentence.probability(rows[i]))
             out.append(
                 {
                     "article": q.id.split("/")[0],  # the training file's ids are "article/hNN"
                     "question": q.question,
                     "sentences": [p.text for p in pool],
                     "labels": [bool(q.answerable and contains_answer(p.text, q.answers) == 1.0) for p in pool],
+                    "ranked": ranked,
                 }
             )
     return out
@@ -119,7 +127,7 @@ def loss_of(model, example: dict, sentences: list[int]):
     return -torch.logsumexp(log_p[target], dim=0)
 
 
-def train(fit: list[dict], validation: list[dict], epochs: int, seed: int = 0) -> tuple[dict, list]:
+def train(fit: list[dict], validation: list[dict], epochs: int, hard: int, seed: int = 0) -> tuple[dict, list]:
     import torch
 
     torch.manual_seed(seed)
@@ -139,8 +147,11 @@ def train(fit: list[dict], validation: list[dict], epochs: int, seed: int = 0) -
             for i in order[start : start + 8]:
                 ex = fit[i]
                 positives = [j for j, ok in enumerate(ex["labels"]) if ok]
-                negatives = [j for j, ok in enumerate(ex["labels"]) if not ok]
-                picked = rng.choice(negatives, size=min(NEGATIVES, len(negatives)), replace=False).tolist()
+                # the best-ranked wrong sentences, which the reader must tell from an answer at run time, and others
+                hardest = [j for j in ex["ranked"] if not ex["labels"][j]][:hard]
+                negatives = [j for j, ok in enumerate(ex["labels"]) if not ok and j not in hardest]
+                size = min(NEGATIVES - len(hardest), len(negatives))
+                picked = hardest + rng.choice(negatives, size=size, replace=False).tolist()
                 losses.append(loss_of(model, ex, positives + picked))
             step = torch.stack(losses).mean()
             step.backward()
@@ -156,17 +167,20 @@ def train(fit: list[dict], validation: list[dict], epochs: int, seed: int = 0) -
     return best, history
 
 
-def ranked_first(reader: Reader, data: list[dict]) -> dict:
+def ranked_first(reader: Reader, data: list[dict], top: int | None = None) -> dict:
     """On `data`: how often the reader's best sentence holds an answer, and how well its pooled log-odds separate
-    questions it can answer from the rest (AUC)."""
+    questions it can answer from the rest (AUC); over the `top` best-ranked sentences (as at run time) if given,
+    else over the whole pool."""
     from sklearn.metrics import roc_auc_score
 
     first, pooled, answerable = 0, [], []
     for ex in data:
-        scores = reader.scores(ex["question"], ex["sentences"])
-        first += ex["labels"][int(np.argmax(scores))]
+        read = ex["ranked"][:top] if top else range(len(ex["sentences"]))
+        labels = [ex["labels"][i] for i in read]
+        scores = reader.scores(ex["question"], [ex["sentences"][i] for i in read])
+        first += labels[int(np.argmax(scores))]
         pooled.append(float(np.logaddexp.reduce(scores)))
-        answerable.append(any(ex["labels"]))
+        answerable.append(any(labels))
     return {
         "questions": len(data),
         "with_an_answer_sentence": sum(answerable),
@@ -182,6 +196,12 @@ def main() -> None:
     parser.add_argument("--train", type=Path, default=ROOT / "eval" / "train", help="corpus/ and questions.jsonl")
     parser.add_argument("--k", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument(
+        "--hard",
+        type=int,
+        default=0,
+        help="of the 7 negatives a question, how many are its best-ranked wrong sentences (README: 4 was judged)",
+    )
     parser.add_argument("--out", type=Path, default=PACKAGED)
     parser.add_argument("--cache", type=Path, default=ROOT / "eval" / ".cache")
     args = parser.parse_args()
@@ -193,7 +213,7 @@ def main() -> None:
     held = set(articles[::HOLD_OUT_EVERY])
     fit = [ex for ex in data if ex["article"] not in held]
     validation = [ex for ex in data if ex["article"] in held]
-    weights, history = train(fit, validation, args.epochs)
+    weights, history = train(fit, validation, args.epochs, args.hard)
     tmp = args.out.with_name(f".{args.out.name}.tmp.npz")
     np.savez(tmp, **weights)
     tmp.replace(args.out)
@@ -206,9 +226,11 @@ def main() -> None:
         "machine": cpu(),
         "rank": RANK,
         "negatives": NEGATIVES,
+        "hard_negatives": args.hard,
         "epochs": history,
         "fit": ranked_first(reader, fit),
         "validation": ranked_first(reader, validation),
+        f"validation_top{SENTENCES}": ranked_first(reader, validation, SENTENCES),
         "seconds": round(time.time() - started, 1),
     }
     args.out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")

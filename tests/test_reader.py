@@ -73,6 +73,9 @@ def test_the_int8_graph_ranks_as_the_fitted_weights_do(tmp_path):
     assert list(np.argsort(a)) == list(np.argsort(b))
     assert np.abs(a - b).max() < 1.0
     assert list((tmp_path / "reader").glob("*/reader-int8.onnx")), "the graph is kept in the model cache"
+    # a sentence's score is its own: the same alone as among others (int8 scales its activations per run)
+    for i, sentence in enumerate(sentences):
+        assert exported.scores(question, [sentence])[0] == pytest.approx(a[i], abs=1e-4)
 
 
 def test_the_packaged_calibration_was_fitted_on_the_packaged_reader():
