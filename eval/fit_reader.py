@@ -199,8 +199,8 @@ def main() -> None:
     parser.add_argument(
         "--hard",
         type=int,
-        default=0,
-        help="of the 7 negatives a question, how many are its best-ranked wrong sentences (README: 4 was judged)",
+        default=2,
+        help="of the 7 negatives a question, how many are its best-ranked wrong sentences (README: 0, 2 and 4 judged)",
     )
     parser.add_argument("--out", type=Path, default=PACKAGED)
     parser.add_argument("--cache", type=Path, default=ROOT / "eval" / ".cache")
