@@ -59,8 +59,9 @@ def examples(settings: Settings, corpus: Path, questions, k: int, cache: Path) -
         pool = [p for p in passage_sentences(retriever.search(q.question, k=k)) if not p.heading]
         if pool:
             # the packaged sentence model's order: the reader reads the best-ranked few at run time
+            at = {(p.n, p.start): i for i, p in enumerate(pool)}
             rows = selector.features(q.question, question_type(q.question), pool)
-            ranked = sorted(range(len(pool)), key=lambda i: -selector.calibration.sentence.probability(rows[i]))
+            ranked = [at[s.sentence.n, s.sentence.start] for s in selector.scored(pool, rows)]
             out.append(
                 {
                     "article": q.id.split("/")[0],  # the training file's ids are "article/hNN"

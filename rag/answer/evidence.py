@@ -286,11 +286,15 @@ class EvidenceSelector:
     ) -> Evidence:
         """The evidence from `pool`'s sentence features (`features`): ranked by the fitted sentence model, with its
         calibrated confidence. Fitting calls it with features computed once, as the models change."""
-        model = self.calibration.sentence
-        scored = [ScoredSentence(p, model.probability(f), f) for p, f in zip(pool, rows, strict=True) if not p.heading]
-        ranked = tuple(sorted(scored, key=lambda s: (-s.probability, s.sentence.n, s.sentence.start)))
+        ranked = self.scored(pool, rows)
         features = self.confidence_features(question, kind, ranked, hits)
         return Evidence(question, kind, ranked, self.calibration.answer_confidence(kind, features), features)
+
+    def scored(self, pool: Sequence[PassageSentence], rows: Sequence[dict[str, float]]) -> tuple[ScoredSentence, ...]:
+        """`pool`'s sentences (headings left out) with the fitted sentence model's probabilities, best first."""
+        model = self.calibration.sentence
+        scored = [ScoredSentence(p, model.probability(f), f) for p, f in zip(pool, rows, strict=True) if not p.heading]
+        return tuple(sorted(scored, key=lambda s: (-s.probability, s.sentence.n, s.sentence.start)))
 
     def features(self, question: str, kind: str, pool: Sequence[PassageSentence]) -> list[dict[str, float]]:
         """The sentence model's inputs for every sentence of `pool`."""

@@ -109,11 +109,12 @@ class Reader:
             session = onnx_session(self.graph(), len(os.sched_getaffinity(0)), spinning=False)
             self._built = (session, fast_tokenizer(bundled_model_dir(), MAX_TOKENS))
         session, tokenizer = self._built
+        inputs = [i.name for i in session.get_inputs()]
         pooled = []
         # one pair at a time: int8 activations are scaled per batch, so a pair's score would depend on the others
         for encoding in tokenizer.encode_batch([(question, s) for s in sentences]):
             feed = padded([encoding])
-            hidden = session.run(None, {i.name: feed[i.name] for i in session.get_inputs()})[0]
+            hidden = session.run(None, {name: feed[name] for name in inputs})[0]
             pooled.append(mean_pooled(hidden, feed["attention_mask"])[0])
         return np.stack(pooled) @ self.weights["head.weight"][0] + self.weights["head.bias"][0]
 
