@@ -12,6 +12,9 @@ What is fitted, in order:
 1. the sentence model over rag.answer.evidence.SENTENCE_FEATURES: a linear ranker fitted on pairs (a sentence of
    the top-k passages that contains a gold answer against one of the same question's that does not: logistic
    regression on feature differences), then Platt-scaled into a probability on the sentences themselves;
+1b. with `--rerank` only: the re-ranking of the best few sentences (rag.answer.reader.SENTENCES) by the reader's
+   log-odds and the sentence model's together, a conditional logit fitted on out-of-fold sentence-model scores
+   (each source ranked by a model fitted on the others);
 2. the second-sentence cut-off: the value that makes extractive answers contain a gold answer most often;
 3. the confidence calibrator: logistic regression over rag.answer.evidence.CONFIDENCE_FEATURES, each weight held to
    the sign its meaning implies (CONFIDENCE_SIGNS: more of the question found can only raise confidence), label
@@ -29,9 +32,12 @@ sources as the packaged fit is. No fit ever uses a judge set, so no past choice 
 - eval/judge/harbor_reader_questions.jsonl: questions in a reader's words on eval/judge/corpus/, an invented news
   article in the seed article's style;
 - eval/judge/news_reader_questions.jsonl and news2_reader_questions.jsonl: 90 questions each on three invented news
-  articles (eval/judge/news/, eval/judge/news2/), retrieved over the three.
-Each was written by a helper who read only its article (the articles by another). Feature and fitting changes
-are chosen on these figures, never on held-out questions.
+  articles (eval/judge/news/, eval/judge/news2/), retrieved over the three;
+- eval/judge/wide_reader_questions.jsonl: 720 questions (240 unanswerable) on 24 invented articles, news and
+  encyclopedia style (eval/judge/wide/), retrieved over the 24; each of eight helpers wrote three articles and
+  their questions.
+The others were each written by a helper who read only its article (the articles by another). Feature and
+fitting changes are chosen on these figures, never on held-out questions.
 The grounding model (which claims of a model's draft the passages support) is fitted by eval/fit_grounding.py
 on hand-labelled claims; this script keeps the one in the file.
 """
@@ -51,7 +57,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from rag.answer.calibration import PACKAGED, Calibration, Logistic, load  # noqa: E402
+from rag.answer.calibration import PACKAGED, Calibration, Logistic, Rerank, load, logit  # noqa: E402
 from rag.answer.evidence import (  # noqa: E402
     CONFIDENCE_FEATURES,
     CONFIDENCE_SIGNS,
@@ -72,6 +78,7 @@ from rag.index.indexer import Indexer  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 DEFAULT_SQUAD = ROOT.parent / "shared" / "data" / "squad2"
+WIDE = ROOT / "eval" / "judge" / "wide"
 # Design choices, not fitted: the issue's length cap, the prompt size, and the grounding support cut-off
 # carried over from the seed-set calibration of the first answer step (README, "Backends").
 MAX_WORDS = 60
@@ -181,6 +188,61 @@ def fit_ranker(rows: list[dict], x: np.ndarray, y: np.ndarray) -> Logistic:
     )
 
 
+def fit_sentence(rows: list[dict]) -> tuple[Logistic, np.ndarray]:
+    """Step 1: the sentence model fitted on `rows`' sentences, and their labels."""
+    x = np.array([[f[name] for name in SENTENCE_FEATURES] for r in rows for f in r["features"]])
+    y = np.array([label for r in rows for label in r["labels"]])
+    return fit_ranker(rows, x, y), y
+
+
+def fit_rerank(rows: list[dict], selectors: list, provisional: Calibration) -> tuple[Rerank, dict]:
+    """Step 1b: the re-ranking weights on the reader's and the sentence model's log-odds for the best few
+    sentences, fitted on out-of-fold scores (each source ranked by a sentence model fitted on the others; with one
+    source, alternate questions), since a model scores its own fitting questions too well: a conditional logit
+    (softmax over each answerable question's few, its mass on those holding a gold answer; L2, C=1). Also returns
+    how often, out of fold, the first of the few held a gold answer before and after."""
+    fold = [r["set"] for r in rows] if len(sources(rows)) > 1 else [i % 2 for i in range(len(rows))]
+    groups = []  # per answerable question: its few's (reader log-odds, sentence log-odds) and labels
+    for f in dict.fromkeys(fold):
+        held = replace(provisional, sentence=fit_sentence([r for r, g in zip(rows, fold, strict=True) if g != f])[0])
+        test = [i for i, g in enumerate(fold) if g == f]
+        mine, theirs = [rows[i] for i in test], [selectors[i] for i in test]
+        for r, ev, selector in zip(mine, evidence_of(mine, theirs, held), theirs, strict=True):
+            if r["q"].answerable and ev.ranked:
+                head, read = selector.reread(r["q"].question, ev.ranked)
+                head = head[: len(read)]
+                labels = np.array([contains_answer(s.sentence.text, r["q"].answers) == 1.0 for s in head])
+                groups.append((np.array([read, [logit(s.probability) for s in head]]).T, labels))
+
+    w = conditional_logit(groups)
+    first = sum(bool(labels[0]) for _, labels in groups)
+    after = sum(bool(labels[int(np.argmax(x @ w))]) for x, labels in groups)
+    return Rerank(float(w[0]), float(w[1])), {
+        "answerable": len(groups),
+        "right_first_before": first,
+        "right_first_after": after,
+    }
+
+
+def conditional_logit(groups: list[tuple[np.ndarray, np.ndarray]], c: float = 1.0) -> np.ndarray:
+    """Weights w for groups of (features, labels): the softmax of features @ w over each group puts its mass on the
+    group's labelled rows (groups with none are skipped); L2-regularised with strength 1/c."""
+    from scipy.optimize import minimize
+
+    def loss(w: np.ndarray):
+        value, grad = 0.5 / c * w @ w, w / c
+        for x, labels in groups:
+            if labels.any():
+                t = x @ w
+                total = np.logaddexp.reduce(t)
+                target = labels / labels.sum()
+                value += total - target @ t
+                grad = grad + x.T @ (np.exp(t - total) - target)
+        return value, grad
+
+    return minimize(loss, np.zeros(groups[0][0].shape[1]), jac=True, method="L-BFGS-B").x
+
+
 def evidence_of(rows: list[dict], selectors: list, calibration: Calibration) -> list:
     """Every question's evidence under `calibration`, from the sentence features `collect` computed once."""
     out = []
@@ -199,15 +261,13 @@ def correct(ev, calibration: Calibration, q) -> bool:
     return bool(q.answerable and chosen and contains_answer(" ".join(p.text for p in chosen.parts), q.answers))
 
 
-def fit(rows: list[dict], selectors: list) -> tuple[Calibration, dict]:
+def fit(rows: list[dict], selectors: list, rerank: bool = False) -> tuple[Calibration, dict]:
     """Steps 1-4 of the module docstring on `rows` (from `collect`, each with its "set"): the calibration, with
     the abstention threshold, and what the fit saw on its own questions."""
     per_set = {name: sum(r["set"] == name for r in rows) for name in sources(rows)}
 
     # 1. the sentence model
-    x = np.array([[f[name] for name in SENTENCE_FEATURES] for r in rows for f in r["features"]])
-    y = np.array([label for r in rows for label in r["labels"]])
-    sentence = fit_ranker(rows, x, y)
+    sentence, y = fit_sentence(rows)
     provisional = Calibration(
         sentence,
         Logistic(
@@ -224,6 +284,10 @@ def fit(rows: list[dict], selectors: list) -> tuple[Calibration, dict]:
         PROMPT_SENTENCES,
         {},
     )
+    reranked = {}
+    if rerank:  # 1b.
+        weights, reranked = fit_rerank(rows, selectors, provisional)
+        provisional = replace(provisional, rerank=weights)
     evidences = evidence_of(rows, selectors, provisional)
 
     # 2. the second-sentence cut-off
@@ -265,6 +329,7 @@ def fit(rows: list[dict], selectors: list) -> tuple[Calibration, dict]:
             "sentence_positive_rate": round(float(y.mean()), 4),
             "confidence_auc": round(float(roc_auc_score([ok for _, ok in scored], [c for c, _ in scored])), 4),
             "second_sentence_grid": {str(v): hits_at[v] for v in grid},
+            **({"reranked_out_of_fold": reranked} if rerank else {}),
         }
     )
     return replace(provisional, min_confidence=float(threshold)), {
@@ -298,7 +363,7 @@ def balanced_accuracy(scored: list[tuple[float, bool]], rows: list[dict], t: flo
     return sum(means) / len(means)
 
 
-def cross_source(rows: list[dict], selectors: list, judges: Sequence[str] = ()) -> dict:
+def cross_source(rows: list[dict], selectors: list, judges: Sequence[str] = (), rerank: bool = False) -> dict:
     """Leave one source out: fit on the others, judge on it. The figures a feature or fitting change is chosen
     on, since they show how the answer step does on questions from a source it was not fitted on. A source named
     in `judges` is never fitted on: it is judged once, fitted on every other source."""
@@ -308,7 +373,7 @@ def cross_source(rows: list[dict], selectors: list, judges: Sequence[str] = ()) 
     for source in sources(rows):
         train = [i for i, r in enumerate(rows) if r["set"] != source and r["set"] not in judges]
         test = [i for i, r in enumerate(rows) if r["set"] == source]
-        calibration, _ = fit([rows[i] for i in train], [selectors[i] for i in train])
+        calibration, _ = fit([rows[i] for i in train], [selectors[i] for i in train], rerank)
         mine = [rows[i] for i in test]
         evidences = evidence_of(mine, [selectors[i] for i in test], calibration)
         scored = [(ev.confidence, correct(ev, calibration, r["q"])) for ev, r in zip(evidences, mine, strict=True)]
@@ -372,6 +437,11 @@ def main() -> None:
         help="write nothing: fit on all sources but one (the SQuAD article, each seed question file), judge on "
         "that one, for each in turn, and print the figures as JSON",
     )
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help="also fit step 1b, the reader's re-ranking of the best few sentences (README: judged, not the default)",
+    )
     args = parser.parse_args()
     if not (args.squad / "questions.jsonl").is_file():
         sys.exit(f"no SQuAD 2.0 data at {args.squad}: pass --squad DIR (corpus/ and questions.jsonl)")
@@ -391,6 +461,7 @@ def main() -> None:
         (ROOT / "eval" / "judge" / "harbor_reader_questions.jsonl", ROOT / "eval" / "judge" / "corpus"),
         (ROOT / "eval" / "judge" / "news_reader_questions.jsonl", ROOT / "eval" / "judge" / "news"),
         (ROOT / "eval" / "judge" / "news2_reader_questions.jsonl", ROOT / "eval" / "judge" / "news2"),
+        (ROOT / "eval" / "judge" / "wide_reader_questions.jsonl", WIDE),
     ]
     judged = (args.judge or default_judges) if args.cross_source else []
     judges = [path.stem for path, _ in judged]
@@ -402,9 +473,9 @@ def main() -> None:
         rows += [{**r, "set": name} for r in got]
         selectors += [selector] * len(got)
     if args.cross_source:
-        print(json.dumps(cross_source(rows, selectors, judges), indent=2))
+        print(json.dumps(cross_source(rows, selectors, judges, args.rerank), indent=2))
         return
-    calibration, fitted = fit(rows, selectors)
+    calibration, fitted = fit(rows, selectors, args.rerank)
     meta = {
         "fitted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": "python eval/fit_calibration.py " + " ".join(sys.argv[1:]),

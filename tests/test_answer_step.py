@@ -342,3 +342,59 @@ def test_a_claim_that_only_restates_the_question_is_not_an_answer(retriever, set
     answer = rag_with(retriever, settings, backend).ask("What hosts the training workloads?")  # no short answer
     assert answer.fallback == "extractive" and "Azure hosts the training workloads" in answer.text
     assert answer.removed == ("The training workloads are hosted.",)
+
+
+def test_a_hyphened_pair_of_names_is_missing_only_when_one_of_them_is(retriever) -> None:
+    from rag.answer.evidence import EvidenceSelector, Idf
+
+    selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), CALIBRATION)
+
+    def missing(question: str) -> float:
+        return selector.select(question, retriever.search(question, k=3)).features["missing_name"]
+
+    # the passages say "OpenAI and Microsoft", never "OpenAI-Microsoft"
+    assert missing("When was the OpenAI-Microsoft deal announced?") == 0.0
+    assert missing("When was the OpenAI-Google deal announced?") == 1.0
+
+
+class ScriptedReader:
+    """The reader's log-odds, given per sentence (0 for any other)."""
+
+    def __init__(self, **by_start: float):
+        self.by_start = by_start
+
+    def scores(self, question: str, sentences: Sequence[str]):
+        import numpy as np
+
+        return np.array([next((v for k, v in self.by_start.items() if s.startswith(k)), 0.0) for s in sentences])
+
+
+def test_the_readers_reranking_puts_the_sentence_it_prefers_first(retriever) -> None:
+    from rag.answer.calibration import Rerank
+    from rag.answer.evidence import EvidenceSelector, Idf
+
+    question = "Which cloud hosts the training workloads?"
+    hits = retriever.search(question, k=3)
+    reader = ScriptedReader(Rollo=6.0)
+
+    def first(calibration: Calibration) -> tuple[str, float]:
+        selector = EvidenceSelector(retriever.embedder, Idf(retriever.index.bm25), calibration, reader)
+        evidence = selector.select(question, hits)
+        return evidence.best.sentence.text, evidence.features["reader"]
+
+    # the sentence model's order without re-ranking; the reader's log-odds follow the sentence they belong to
+    assert first(CALIBRATION) == ("Azure hosts the training workloads for the models.", 0.0)
+    assert first(replace(CALIBRATION, rerank=Rerank(reader=1.0, sentence=1.0))) == (
+        "Rollo was the first ruler of Normandy.",
+        6.0,
+    )
+    # the sentence model's log-odds weigh in too: a reader that barely prefers it does not move it
+    assert first(replace(CALIBRATION, rerank=Rerank(reader=0.01, sentence=1.0)))[0].startswith("Azure")
+
+
+def test_the_reranking_weights_round_trip_through_the_calibration_file() -> None:
+    from rag.answer.calibration import Rerank
+
+    reranked = replace(CALIBRATION, rerank=Rerank(reader=0.4, sentence=0.6))
+    assert Calibration.from_dict(reranked.to_dict()) == reranked
+    assert Calibration.from_dict(CALIBRATION.to_dict()).rerank is None

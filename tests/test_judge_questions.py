@@ -31,6 +31,8 @@ SETS = {
     "news2": (JUDGE / "news2_reader_questions.jsonl", JUDGE / "news2", 60, 30, r"h\d\d"),
     # the reader's training set (eval/fit_reader.py): the same checks, ids "article/hNN"
     "train": (TRAIN / "questions.jsonl", TRAIN / "corpus", 1040, 520, r"[a-z-]+/h\d\d"),
+    # 24 invented articles, retrieved over together: ids "article/hNN"
+    "wide": (JUDGE / "wide_reader_questions.jsonl", JUDGE / "wide", 480, 240, r"[a-z-]+/h\d\d"),
 }
 ROWS = [
     {**json.loads(line), "_set": name}
@@ -79,22 +81,32 @@ def test_row(row):
 
 @pytest.mark.parametrize("name", [name for name, (_, corpus, *_) in SETS.items() if corpus is not None])
 def test_no_question_copies_its_articles(name):
-    """Six words in a row from an article would make a question a lookup, not a reader's question."""
+    """Six words in a row from an article would make a question a lookup, not a reader's question. A question whose
+    id names its article ("article/hNN") is checked against that article (another may share a common phrase)."""
     _, corpus, *_ = SETS[name]
-    grams = set()
+    grams = {}
     for article in corpus.glob("*.txt"):
         text = _words(article.read_text(encoding="utf-8"))
-        grams |= {tuple(text[i : i + 6]) for i in range(len(text) - 5)}
+        grams[article.stem] = {tuple(text[i : i + 6]) for i in range(len(text) - 5)}
+    every = set().union(*grams.values())
     for row in (r for r in ROWS if r["_set"] == name):
         q = _words(row["question"])
-        assert not any(tuple(q[i : i + 6]) in grams for i in range(len(q) - 5)), row["id"]
+        own = grams[row["id"].split("/")[0]] if "/" in row["id"] else every
+        assert not any(tuple(q[i : i + 6]) in own for i in range(len(q) - 5)), row["id"]
+
+
+def _articles(folder: Path) -> set[str]:
+    return {a.read_text(encoding="utf-8") for a in folder.glob("*.txt")}
 
 
 def test_no_article_is_both_trained_on_and_judged():
-    """The reader's training articles are none of the judge sets' or the calibration split's."""
+    """The reader's training articles are none of the judge sets' or the seed's, by text or by name."""
+    judges = (JUDGE / "corpus", JUDGE / "news", JUDGE / "news2", JUDGE / "wide", ROOT / "seeds")
     trained = {a.read_text(encoding="utf-8") for a in (TRAIN / "corpus").glob("*.txt")}
-    others = [JUDGE / "corpus", JUDGE / "news", JUDGE / "news2", ROOT / "seeds"]
-    assert trained and not trained & {a.read_text(encoding="utf-8") for d in others for a in d.glob("*.txt")}
+    judged = {a.read_text(encoding="utf-8") for d in judges for a in d.glob("*.txt")}
+    assert trained and judged and not trained & judged
+    names = {a.name for a in (TRAIN / "corpus").glob("*.txt")} & {a.name for d in judges for a in d.glob("*.txt")}
+    assert not names, f"an article name is both trained on and judged: {names}"
 
 
 def test_a_quote_missing_from_the_article_stops_the_fit(tmp_path):
@@ -112,7 +124,7 @@ def test_a_judge_set_is_never_fitted_on(monkeypatch):
     fit = eval_script("fit_calibration")
     fitted_on = []
 
-    def fake_fit(rows, selectors):
+    def fake_fit(rows, selectors, rerank=False):
         fitted_on.append(sorted({r["set"] for r in rows}))
         return SimpleNamespace(min_confidence=0.5), {}
 
@@ -129,3 +141,22 @@ def test_a_judge_set_is_never_fitted_on(monkeypatch):
     out = fit.cross_source(rows, [None] * len(rows), judges=("reader",))
     assert fitted_on == [["seed"], ["squad"], ["seed", "squad"]]
     assert out["reader"]["answered_right"] == 1 and out["reader"]["unanswerable_abstained"] == "1 of 1"
+
+
+def test_the_reranking_fit_puts_weight_where_the_labels_follow() -> None:
+    """eval/fit_calibration.py's conditional logit: of two scores for each question's few sentences, the one that
+    picks out the labelled sentence gets the weight."""
+    import numpy as np
+
+    fit = eval_script("fit_calibration")
+    rng = np.random.default_rng(0)
+    groups = []
+    for _ in range(200):
+        x = rng.normal(size=(4, 2))
+        groups.append((x, np.arange(4) == int(np.argmax(x[:, 0] + 0.3 * rng.normal(size=4)))))
+    reader, sentence = fit.conditional_logit(groups)
+    assert reader > 1.0 and abs(sentence) < 0.3 * reader
+    swapped = fit.conditional_logit([(x[:, ::-1], labels) for x, labels in groups])
+    assert swapped[1] > 1.0 and abs(swapped[0]) < 0.3 * swapped[1]
+    # a group with no labelled sentence says nothing
+    assert np.allclose(fit.conditional_logit([*groups, (np.ones((4, 2)), np.zeros(4, bool))]), (reader, sentence))

@@ -19,6 +19,12 @@ FORMAT = 2
 PACKAGED = Path(__file__).with_name("calibration.json")
 
 
+def logit(p: float) -> float:
+    """log(p / (1 - p)), with p kept off 0 and 1."""
+    p = min(max(p, 1e-6), 1 - 1e-6)
+    return math.log(p / (1 - p))
+
+
 @dataclass(frozen=True)
 class Logistic:
     """p = sigmoid(bias + sum(weight_i * feature_i)) over named features (standardised by mean and scale)."""
@@ -58,6 +64,18 @@ class Logistic:
 
 
 @dataclass(frozen=True)
+class Rerank:
+    """A sentence's re-ranking score: `reader` times the reader's log-odds plus `sentence` times the sentence
+    model's."""
+
+    reader: float
+    sentence: float
+
+    def score(self, read: float, sentence_probability: float) -> float:
+        return self.reader * read + self.sentence * logit(sentence_probability)
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Everything fitted: the sentence scorer, the answer-confidence calibrator and the cut-offs."""
 
@@ -79,6 +97,9 @@ class Calibration:
     # per model whose claims were labelled: the cut-off for its claims in its own words (holding a content word
     # their evidence sentence lacks), chosen as grounding_cut but on those claims alone; 1.0 keeps none of them
     own_words_cut: dict = field(default_factory=dict)
+    # the reader's re-ranking of the best few sentences (rag.answer.reader.SENTENCES), fitted on the sentence model's
+    # out-of-fold scores; None keeps the sentence model's order
+    rerank: Rerank | None = None
 
     @property
     def claim_cut(self) -> float:
@@ -115,6 +136,9 @@ class Calibration:
                 Logistic.from_dict(data["grounding"]) if data.get("grounding") else None,
                 float(data["grounding_cut"]) if data.get("grounding_cut") is not None else None,
                 {str(k): float(v) for k, v in data.get("own_words_cut", {}).items()},
+                Rerank(float(data["rerank"]["reader"]), float(data["rerank"]["sentence"]))
+                if data.get("rerank")
+                else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(
@@ -135,6 +159,7 @@ class Calibration:
             "grounding": self.grounding.to_dict() if self.grounding else None,
             "grounding_cut": self.grounding_cut,
             "own_words_cut": self.own_words_cut,
+            "rerank": {"reader": self.rerank.reader, "sentence": self.rerank.sentence} if self.rerank else None,
             "meta": self.meta,
         }
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.answer import reader as reader_model
-from rag.answer.calibration import Calibration
+from rag.answer.calibration import Calibration, logit
 from rag.index.embedding import Embedder, TokenCache, TokenVectors
 from rag.text import clauses, content_tokens, content_words, entities, sentences, stem, stopwords, words
 from rag.types import Hit
@@ -286,9 +286,22 @@ class EvidenceSelector:
     ) -> Evidence:
         """The evidence from `pool`'s sentence features (`features`): ranked by the fitted sentence model, with its
         calibrated confidence. Fitting calls it with features computed once, as the models change."""
-        ranked = self.scored(pool, rows)
-        features = self.confidence_features(question, kind, ranked, hits)
+        ranked, read = self.reread(question, self.scored(pool, rows))
+        features = self.confidence_features(question, kind, ranked, read, hits)
         return Evidence(question, kind, ranked, self.calibration.answer_confidence(kind, features), features)
+
+    def reread(
+        self, question: str, ranked: tuple[ScoredSentence, ...]
+    ) -> tuple[tuple[ScoredSentence, ...], np.ndarray]:
+        """The reader's log-odds for the best few of `ranked`, and `ranked` with those few in the order of the
+        calibration's re-ranking (reader and sentence model together; the rest keep their places)."""
+        head = ranked[: reader_model.SENTENCES]
+        read = self._read(question, tuple(s.sentence.text for s in head))
+        rerank = self.calibration.rerank
+        if rerank is None:
+            return ranked, read
+        order = sorted(range(len(head)), key=lambda i: -rerank.score(float(read[i]), head[i].probability))
+        return tuple(head[i] for i in order) + ranked[len(head) :], read[order]
 
     def scored(self, pool: Sequence[PassageSentence], rows: Sequence[dict[str, float]]) -> tuple[ScoredSentence, ...]:
         """`pool`'s sentences (headings left out) with the fitted sentence model's probabilities, best first."""
@@ -344,12 +357,11 @@ class EvidenceSelector:
         return rows
 
     def confidence_features(
-        self, question: str, kind: str, ranked: Sequence[ScoredSentence], hits: Sequence[Hit]
+        self, question: str, kind: str, ranked: Sequence[ScoredSentence], read: np.ndarray, hits: Sequence[Hit]
     ) -> dict[str, float]:
-        """The calibrator's inputs: how good the best sentences are, and what of the question no passage holds."""
+        """The calibrator's inputs: how good the best sentences are (`read`: the reader's log-odds for the first
+        few of `ranked`), and what of the question no passage holds."""
         best = ranked[0]
-        second = ranked[1].probability if len(ranked) > 1 else 0.0
-        read = self._read(question, tuple(s.sentence.text for s in ranked[: reader_model.SENTENCES]))
         q_words = content_words(question)
         weights = {w: self.idf(w) for w in q_words}
         top_words = content_words(" ".join(s.sentence.text for s in ranked[:2]))
@@ -358,8 +370,8 @@ class EvidenceSelector:
         missing = [weights[w] for w in q_words if w not in top_words]
         total = sum(weights.values()) or 1.0
         return {
-            "best": _logit(best.probability),
-            "margin": best.probability - second,
+            "best": logit(best.probability),
+            "margin": self._margin(ranked, read),
             "cosine": best.features["clause_cosine"],
             "bm25": best.features["bm25"],
             "overlap": best.features["overlap"],
@@ -368,8 +380,11 @@ class EvidenceSelector:
             "missing": max(missing, default=0.0),
             "missing_passages": sum(weights[w] for w in q_words if w not in passage_words) / total,
             "coverage": 1.0 - sum(missing) / total,
-            # a name or number the question gives that no passage holds, and negation in one but not the other
-            "missing_name": float(any(e.lower() not in passage_text for e in entities(question))),
+            # a name or number the question gives that no passage holds (each part of a hyphened pair such as
+            # "OpenAI-Microsoft" on its own), and negation in one but not the other
+            "missing_name": float(
+                any(part not in passage_text for e in entities(question) for part in e.lower().split("-") if part)
+            ),
             "negation": float(bool(NEGATION.search(question)) != bool(NEGATION.search(best.sentence.text))),
             "type_mismatch": float(bool(kind) and not best.features["type_match"]),
             # the share of the question's words the whole corpus never uses
@@ -384,6 +399,19 @@ class EvidenceSelector:
             "reader": float(read[0]),
             "reader_any": float(np.logaddexp.reduce(read)),
         }
+
+    def _margin(self, ranked: Sequence[ScoredSentence], read: np.ndarray) -> float:
+        """How far the best sentence is ahead of the next, by the score that ordered them: the sentence model's
+        probability, or with the reader's re-ranking, the logistic of the difference of their scores."""
+        if len(ranked) < 2:
+            return ranked[0].probability
+        rerank = self.calibration.rerank
+        if rerank is None or len(read) < 2:
+            return ranked[0].probability - ranked[1].probability
+        ahead = rerank.score(float(read[0]), ranked[0].probability) - rerank.score(
+            float(read[1]), ranked[1].probability
+        )
+        return 1.0 / (1.0 + math.exp(-ahead))
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - fitting ranks the same pools again and again
     def _read(self, question: str, texts: tuple[str, ...]) -> np.ndarray:
@@ -440,11 +468,6 @@ def _bm25(tokens: list[str], q_idf: dict[str, float], avg_len: float) -> float:
     return sum(q_idf[t] * tf * (_BM25_K1 + 1) / (tf + norm) for t, tf in counts.items())
 
 
-def _logit(p: float) -> float:
-    p = min(max(p, 1e-6), 1 - 1e-6)
-    return math.log(p / (1 - p))
-
-
 # -- the extractive answer: the best one or two sentences, and the exact answer phrase inside them -----------
 
 
@@ -467,7 +490,7 @@ def extract(evidence: Evidence, calibration: Calibration) -> Extract | None:
     has = content_words(best.sentence.text)
     for other in evidence.ranked[1:]:
         if other.probability < calibration.second_sentence:
-            break
+            continue  # the reader's re-ranking can put a less likely sentence before a likelier one
         s = other.sentence
         if (
             s.n != best.sentence.n
