@@ -1,9 +1,11 @@
 """Fit the reader (rag/answer/reader.py) and write its weights to rag/answer/reader.npz (numpy, no pickle).
 
-    python eval/fit_reader.py [--train eval/train] [--k 5] [--epochs 30]
+    python eval/fit_reader.py [--train eval/train] [--k 5] [--epochs 4] [--hard 2]
 
 Training data: eval/train/corpus/ (invented articles, news and encyclopedia style) and eval/train/questions.jsonl
-(reader-worded questions on them, a third unanswerable, each written by a helper who read only its article).
+(reader-worded questions on them, a third unanswerable, each written by a helper who read only its article; ids
+"article/hNN"), plus 8 short, vague questions an article (ids "article/vNN", a quarter unanswerable), worded as a
+reader types them after skimming, leaning on the article's context ("When were the details announced?").
 Nothing else: not the calibration split (SQuAD's fit article, the seed question files), not the judge sets, not
 the held-out sets, so `fit_calibration.py --cross-source` judges the reader's features on questions it never saw.
 

@@ -29,8 +29,9 @@ SETS = {
     "harbor": (JUDGE / "harbor_reader_questions.jsonl", JUDGE / "corpus", 20, 10, r"h\d\d"),
     "news": (JUDGE / "news_reader_questions.jsonl", JUDGE / "news", 60, 30, r"h\d\d"),
     "news2": (JUDGE / "news2_reader_questions.jsonl", JUDGE / "news2", 60, 30, r"h\d\d"),
-    # the reader's training set (eval/fit_reader.py): the same checks, ids "article/hNN"
-    "train": (TRAIN / "questions.jsonl", TRAIN / "corpus", 1040, 520, r"[a-z-]+/h\d\d"),
+    # the reader's training set (eval/fit_reader.py): the same checks, ids "article/hNN" (reader-worded) and
+    # "article/vNN" (short and vague, leaning on the article's context, as `make run`'s example does)
+    "train": (TRAIN / "questions.jsonl", TRAIN / "corpus", 1040, 520, r"[a-z-]+/[hv]\d\d"),
     # 24 invented articles, retrieved over together: ids "article/hNN"
     "wide": (JUDGE / "wide_reader_questions.jsonl", JUDGE / "wide", 480, 240, r"[a-z-]+/h\d\d"),
 }
