@@ -284,8 +284,9 @@ class EvidenceSelector:
         rows: Sequence[dict[str, float]],
         hits: Sequence[Hit],
     ) -> Evidence:
-        """The evidence from `pool`'s sentence features (`features`): ranked by the fitted sentence model, with its
-        calibrated confidence. Fitting calls it with features computed once, as the models change."""
+        """The evidence from `pool`'s sentence features (`features`): ranked by the fitted sentence model (the best
+        few re-ranked with the reader, when the calibration has a re-ranking), with its calibrated confidence.
+        Fitting calls it with features computed once, as the models change."""
         ranked, read = self.reread(question, self.scored(pool, rows))
         features = self.confidence_features(question, kind, ranked, read, hits)
         return Evidence(question, kind, ranked, self.calibration.answer_confidence(kind, features), features)
