@@ -66,7 +66,7 @@ def examples(settings: Settings, corpus: Path, questions, k: int, cache: Path) -
             ranked = [at[s.sentence.n, s.sentence.start] for s in selector.scored(pool, rows)]
             out.append(
                 {
-                    "article": q.id.split("/")[0],  # the training file's ids are "article/hNN"
+                    "article": q.id.split("/")[0],  # the training file's ids are "article/hNN" or "article/vNN"
                     "question": q.question,
                     "sentences": [p.text for p in pool],
                     "labels": [bool(q.answerable and contains_answer(p.text, q.answers) == 1.0) for p in pool],
